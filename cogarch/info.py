@@ -1,0 +1,70 @@
+"""`cogarch info`: what is installed, and what is inside a pack."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+from pathlib import Path
+
+
+def _device_line() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        return f"cuda ({names}); bf16={'yes' if torch.cuda.is_bf16_supported() else 'no'}"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def _dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def info(pack: str | None = None) -> str:
+    import torch
+
+    from cogarch import __version__
+    from cogarch.assets import default_pack_path, example_clips
+    from cogarch.registry import MODULE_CLASSES
+
+    if pack is not None:
+        return pack_info(pack)
+    lines = [
+        f"cogarch {__version__}  (python {platform.python_version()}, torch {torch.__version__})",
+        f"device: {_device_line()}",
+        "modules:",
+    ]
+    for name, target in MODULE_CLASSES.items():
+        path = target.split(":")[0]
+        try:
+            importlib.import_module(path)
+            state = "built"
+        except ModuleNotFoundError:
+            state = "not built yet"
+        lines.append(f"  {name:<12} {state}")
+    dp = default_pack_path()
+    lines.append(f"default pack: {dp if dp else 'not shipped yet'}")
+    clips = example_clips()
+    lines.append(f"example clips: {len(clips)}")
+    return "\n".join(lines)
+
+
+def pack_info(pack: str) -> str:
+    from cogarch.architecture import read_pack_meta
+
+    meta = read_pack_meta(pack)
+    root = Path(pack)
+    lines = [f"pack {root}  ({_dir_size(root) / 2**20:.1f} MiB)"]
+    for name, sub in meta["modules"].items():
+        cfg = root / sub / "config.json"
+        size = _dir_size(root / sub) / 2**20 if (root / sub).is_dir() else 0.0
+        lines.append(f"  {name:<12} {size:6.1f} MiB  {'ok' if cfg.is_file() else 'MISSING config.json'}")
+    for key in ("git_revision", "data_seed", "created"):
+        if key in meta:
+            lines.append(f"{key}: {meta[key]}")
+    if "eval" in meta:
+        lines.append("eval: " + json.dumps(meta["eval"], sort_keys=True)[:2000])
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""cogarch modules: one folder per module, installed as cogarch.modules.<name>."""
