@@ -73,14 +73,15 @@ class Architecture:
             out |= set(module_writes(name))
         return out
 
-    def run(self, bus: LatentBus, **inputs: Any) -> list[Timing]:
-        """One pass: call `step(bus)` of each enabled module in order.
+    def run(self, bus: LatentBus, skip: Iterable[str] = (), **inputs: Any) -> list[Timing]:
+        """One pass: call `step(bus)` of each enabled module in order (except those in `skip`).
 
         Extra keyword `inputs` (e.g. `frames=`) are passed to the modules whose `step` accepts them.
         Returns per-module wall times (for `--explain` and the latency benchmark).
         """
         timings = []
-        for name in self.order:
+        skip = set(skip)
+        for name in [n for n in self.order if n not in skip]:
             module = self.modules[name]
             params = inspect.signature(module.step).parameters
             kwargs = {k: v for k, v in inputs.items() if k in params}
