@@ -1,0 +1,256 @@
+"""The eval runner on small generated-format suites written here in the /tmp/schema.md layout.
+
+Baseline rows are checked against values computed by hand from the fixture; a test-double Scorer
+checks acc vs acc_norm, VoE pair accuracy / AUROC and the output files.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+
+from cogarch.errors import NotBuiltError, UserError
+from cogarch.evals import runner
+from cogarch.evals.report import format_table
+from cogarch.evals.runner import run_eval, select_limit
+
+FEATURES = None
+
+
+def _features():
+    import datasets
+
+    return datasets.Features({
+        "qid": datasets.Value("string"), "clip_id": datasets.Value("string"),
+        "video": datasets.Value("string"), "category": datasets.Value("string"),
+        "template": datasets.Value("string"), "question": datasets.Value("string"),
+        "choices": datasets.Sequence(datasets.Value("string")), "answer": datasets.Value("string"),
+        "answer_index": datasets.Value("int64"), "pair_id": datasets.Value("string"),
+        "extra": datasets.Value("string"),
+    })
+
+
+def q(qid, cat, tmpl, question, choices=(), answer=None, idx=-1, pair="", extra=None, clip=None):
+    choices = list(choices)
+    if choices:
+        answer = choices[idx]
+    clip = clip or f"clip_{qid}"
+    return {"qid": qid, "clip_id": clip, "video": f"videos/{clip}.mp4", "category": cat,
+            "template": tmpl, "question": question, "choices": choices, "answer": answer,
+            "answer_index": idx if choices else -1, "pair_id": pair,
+            "extra": json.dumps(extra or {})}
+
+
+def write_suite(root, suite, splits, videos=False):
+    import datasets
+
+    dd = datasets.DatasetDict({s: datasets.Dataset.from_list(rows, features=_features())
+                               for s, rows in splits.items()})
+    dd.save_to_disk(str(root / "questions"))
+    (root / "manifest.json").write_text(json.dumps({
+        "suite": suite, "n": 0, "seed": 0, "generator_version": 1,
+        "splits": {s: len(r) for s, r in splits.items()}, "config": {}}))
+    if videos:
+        (root / "videos").mkdir(exist_ok=True)
+        for rows in splits.values():
+            for r in rows:
+                # Exporters copy bytes; nothing here decodes them.
+                (root / r["video"]).write_bytes(f"mp4 bytes of {r['clip_id']}".encode())
+    return root
+
+
+YN = ["yes", "no"]
+NY = ["no", "yes"]
+LONG = ["no", "yes, they collide"]
+
+PHYSQA = {
+    "train": [
+        q("t1", "descriptive", "color", "What color?", answer="red"),
+        q("t2", "descriptive", "color", "What color?", answer="red"),
+        q("t3", "descriptive", "color", "What color?", answer="blue"),
+        q("t4", "predictive", "collide", "Will they collide?", YN, idx=1),
+        q("t5", "predictive", "collide", "Will they collide?", YN, idx=1),
+        q("t6", "predictive", "collide", "Will they collide?", NY, idx=1),
+    ],
+    "val": [q("v1", "descriptive", "color", "What color?", answer="red")],
+    "test": [
+        q("a1", "descriptive", "color", "What color is the ball?", answer="red"),
+        q("a2", "descriptive", "color", "What color is the cube?", answer="blue"),
+        q("a3", "descriptive", "color", "What color is the box?", answer="Red."),
+        q("b1", "predictive", "collide", "Will A hit B?", YN, idx=1),   # prior "no" -> right
+        q("b2", "predictive", "collide", "Will A hit C?", NY, idx=1),   # prior "no" -> idx 0, wrong
+        q("b3", "predictive", "collide", "Will B hit C?", LONG, idx=1),  # prior "no" -> wrong
+        q("c1", "counterfactual", "cf", "Without A, would B move?", YN, idx=0, pair="P"),
+        q("c2", "counterfactual", "cf", "Without A, would C move?", ["yes", "no", "maybe"],
+          idx=1, pair="P"),
+    ],
+    "test_ood": [q("o1", "descriptive", "color", "What color?", answer="green")],
+}
+
+
+@pytest.fixture(scope="module")
+def physqa_dir(tmp_path_factory):
+    return write_suite(tmp_path_factory.mktemp("physqa"), "physqa", PHYSQA, videos=True)
+
+
+class KnowsAnswers:
+    """Test double: prefers the true option by 0.5 nats/char (so only acc_norm sees it) and
+    returns the true open answer except for one question."""
+
+    name = "double"
+
+    def __init__(self, truth: dict[str, str], open_wrong: str = "", surprise=None):
+        self.truth, self.open_wrong, self.surprise_of = truth, open_wrong, surprise or {}
+        self.videos = []
+
+    def loglik(self, video, question, choices):
+        self.videos.append(video)
+        t = self.truth[question]
+        return [(-len(c) * (0.5 if c == t else 1.0), len(c)) for c in choices]
+
+    def generate(self, video, question):
+        return "nothing" if question == self.open_wrong else f"the {self.truth[question]}"
+
+    def surprise(self, video):
+        return self.surprise_of[video.rsplit("/", 1)[-1]]
+
+
+def test_prior_and_chance_rows_match_hand_computation(physqa_dir, tmp_path):
+    res = run_eval("physqa", "baseline:prior", data=physqa_dir, output=tmp_path / "o")
+    m = res["metrics"]
+    # prior (train only): color -> "red" (2 of 3); collide -> "no" (3 of 3); cf unseen -> option 0.
+    assert m["descriptive"]["acc"] == pytest.approx(2 / 3)      # a1 red ok, a2 blue no, a3 "Red." ok
+    assert m["predictive"]["acc"] == pytest.approx(1 / 3)       # b1 ok; b2, b3 get "no" = wrong
+    assert m["counterfactual"]["acc"] == pytest.approx(1 / 2)   # c1 idx0 ok, c2 idx0 wrong
+    assert m["counterfactual"]["pairwise_accuracy"] == 0.0
+    assert m["overall"]["acc"] == pytest.approx((2 + 1 + 1) / 8)
+    assert res["baselines"]["prior"] == m  # same predictor, same numbers
+    assert res["n"] == 8
+
+    # chance: each item's option is rng([seed, crc32(qid)]).integers(#options); open answers are
+    # drawn from the template's TRAIN answers, sorted: ["blue", "red"].
+    seed = 3
+    res = run_eval("physqa", "baseline:chance", data=physqa_dir, output=tmp_path / "c", seed=seed)
+    hits = []
+    for r in PHYSQA["test"]:
+        g = np.random.default_rng([seed, zlib.crc32(r["qid"].encode())])
+        if r["choices"]:
+            hits.append(int(g.integers(len(r["choices"]))) == r["answer_index"])
+        else:
+            pick = ["blue", "red"][int(g.integers(2))]
+            hits.append(pick == r["answer"].lower().strip("."))
+    assert res["metrics"]["overall"]["acc"] == pytest.approx(sum(hits) / len(hits))
+    assert res["baselines"]["chance"]["overall"]["acc"] == pytest.approx(sum(hits) / len(hits))
+    assert "chance" in res["baselines"] and "prior" in res["baselines"]
+
+
+def test_chance_mc_converges_to_one_over_k(tmp_path):
+    rows = [q(f"m{i:03d}", "predictive", "t", f"q{i}", ["a", "b", "c", "d"], idx=i % 4)
+            for i in range(400)]
+    d = write_suite(tmp_path / "s", "physqa", {"train": rows[:4], "test": rows})
+    res = run_eval("physqa", "baseline:chance", data=d, output=tmp_path / "o", seed=0)
+    assert abs(res["metrics"]["overall"]["acc"] - 0.25) < 0.06
+
+
+def test_acc_vs_acc_norm_and_outputs(physqa_dir, tmp_path):
+    truth = {r["question"]: r["answer"] for r in PHYSQA["test"]}
+    double = KnowsAnswers(truth, open_wrong="What color is the cube?")
+    res = run_eval("physqa", double, data=physqa_dir, output=tmp_path / "out")
+    m = res["metrics"]
+    # acc_norm always finds the truth; raw acc picks the shortest option unless it is the truth:
+    # b1 (yes/no, truth "no") right; b2 (no/yes, truth "yes": -1.5 vs -2) right; b3 truth is the
+    # long option (-8.5 vs -2) -> wrong.
+    assert m["predictive"]["acc"] == pytest.approx(2 / 3)
+    assert m["predictive"]["acc_norm"] == pytest.approx(1.0)
+    assert m["descriptive"]["acc"] == pytest.approx(2 / 3)  # "the red" == "Red." after normalising
+    assert m["counterfactual"]["pairwise_accuracy"] == pytest.approx(1.0)
+    assert all(v.startswith(str(physqa_dir)) for v in double.videos)  # absolute clip paths
+
+    out = tmp_path / "out"
+    for f in ("results.json", "samples.jsonl", "results.md", "results.png"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk == res
+    assert set(on_disk) >= {"suite", "model", "split", "n", "metrics", "baselines", "config",
+                            "git_revision", "seed"}
+    assert set(on_disk["metrics"]["overall"]) == {"acc", "acc_norm", "pairwise_accuracy", "auroc", "n"}
+    assert set(on_disk["baselines"]) == {"chance", "prior"}
+    assert on_disk["baselines"]["prior"]["overall"]["acc"] == pytest.approx(4 / 8)
+    samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    assert [s["qid"] for s in samples] == sorted(r["qid"] for r in PHYSQA["test"])
+    assert {"qid", "question", "options", "scores", "prediction", "truth", "correct"} <= set(samples[0])
+    table = format_table(res)
+    assert "model: double" in table and "chance" in table and "prior" in table
+    assert "| predictive | acc_norm |" in (out / "results.md").read_text()
+    assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_limit_keeps_pairs_whole():
+    rows = [q("a", "x", "t", "q", YN, idx=0, pair="P"), q("b", "x", "t", "q", YN, idx=0),
+            q("c", "x", "t", "q", YN, idx=0), q("z", "x", "t", "q", YN, idx=0, pair="P")]
+    assert [r["qid"] for r in select_limit(rows, 1)] == ["a", "z"]
+    assert [r["qid"] for r in select_limit(rows, 3)] == ["a", "b", "z"]
+    assert [r["qid"] for r in select_limit(rows, 2)] == ["a", "z"]
+    assert len(select_limit(rows, None)) == 4
+    with pytest.raises(UserError):
+        select_limit(rows, 0)
+
+
+def test_voe_pairs_and_auroc(tmp_path):
+    def clip(qid, cat, pair, possible):
+        r = q(qid, cat, f"voe_{cat}", "", answer="possible" if possible else "impossible",
+              pair=pair, extra={"possible": possible, "violation_frame": 5})
+        return r
+    test = [clip("g1i", "gravity", "g1", False), clip("g1p", "gravity", "g1", True),
+            clip("g2i", "gravity", "g2", False), clip("g2p", "gravity", "g2", True),
+            clip("s1i", "solidity", "s1", False), clip("s1p", "solidity", "s1", True)]
+    d = write_suite(tmp_path / "voe", "voe", {"train": test[:2], "test": test})
+    surprise = {"clip_g1i.mp4": 0.9, "clip_g1p.mp4": 0.2, "clip_g2i.mp4": 0.1,
+                "clip_g2p.mp4": 0.3, "clip_s1i.mp4": 0.8, "clip_s1p.mp4": 0.4}
+    res = run_eval("voe", KnowsAnswers({}, surprise=surprise), data=d, output=tmp_path / "o")
+    m = res["metrics"]
+    assert m["gravity"]["pairwise_accuracy"] == pytest.approx(0.5)
+    assert m["solidity"]["pairwise_accuracy"] == pytest.approx(1.0)
+    assert m["overall"]["pairwise_accuracy"] == pytest.approx(2 / 3)
+    # impossible [0.9, 0.1, 0.8] vs possible [0.2, 0.3, 0.4]: wins 3 + 0 + 3 of 9
+    assert m["overall"]["auroc"] == pytest.approx(6 / 9)
+    assert res["baselines"]["prior"]["overall"]["auroc"] == pytest.approx(0.5)
+    assert res["baselines"]["prior"]["overall"]["pairwise_accuracy"] == pytest.approx(0.5)
+    res = run_eval("voe", "baseline:prior", data=d, output=tmp_path / "p", limit=1)
+    assert res["n"] == 2  # the first clip's twin comes along
+
+
+def test_model_specs_and_errors(physqa_dir, tmp_path):
+    with pytest.raises(NotBuiltError, match="language module not built yet"):
+        run_eval("physqa", "blind", data=physqa_dir, output=tmp_path / "b")
+    with pytest.raises(NotBuiltError):
+        run_eval("physqa", "packs/default", data=physqa_dir, output=tmp_path / "b")
+    with pytest.raises(UserError, match="unknown baseline"):
+        run_eval("physqa", "baseline:oracle", data=physqa_dir, output=tmp_path / "b")
+    with pytest.raises(UserError, match="cogarch generate --suite voe --n 200 --out data/voe"):
+        run_eval("voe", "baseline:prior", data=tmp_path / "nothing", output=tmp_path / "b")
+    with pytest.raises(UserError, match="unknown suite"):
+        run_eval("nosuch", "baseline:prior", data=physqa_dir, output=tmp_path / "b")
+    with pytest.raises(UserError, match="needs --data"):
+        run_eval("clevrer", "baseline:prior", output=tmp_path / "b")
+
+
+def test_registered_loader_adds_blind_baseline(physqa_dir, tmp_path):
+    truth = {r["question"]: r["answer"] for r in PHYSQA["test"]}
+    seen = []
+
+    def loader(spec):
+        seen.append(spec)
+        return KnowsAnswers(truth)
+
+    runner.register_model_loader(loader)
+    try:
+        res = run_eval("physqa", "packs/x", data=physqa_dir, output=tmp_path / "o")
+    finally:
+        runner.register_model_loader(None)
+    assert seen == ["packs/x", "blind"]
+    assert set(res["baselines"]) == {"chance", "prior", "blind"}
+    assert res["model"] == "packs/x"
