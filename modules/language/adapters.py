@@ -1,0 +1,180 @@
+"""Bus adapters: per-kind projectors that turn bus messages into soft prefix tokens for the LM.
+
+As in LLaVA-1.5 (Liu et al. 2023, "Improved Baselines with Visual Instruction Tuning") each kind
+gets a 2-layer MLP with GELU from its token width D to the LM's hidden size H. Because several
+kinds share one prefix, each projected token also gets a learned *kind* embedding (which module
+said it) and a learned *time* embedding (which frame / rollout step it is about; untimed kinds such
+as recall or cost use a dedicated "no time" row). Long token sequences are pooled first (per time
+step mean, then adaptive average pooling to <= M tokens per kind), the same trade-off as
+LLaMA-VID / Video-LLaVA's token pooling: the LM's context is the scarce resource.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cogarch.bus import LatentBus, Message
+from cogarch.errors import UserError
+from cogarch.modules.language.config import LanguageConfig
+
+
+class BusInputError(UserError):
+    """A bus message the language module cannot read (width or batch size mismatch)."""
+
+
+def adaptive_pool(x: torch.Tensor, t: torch.Tensor, m: torch.Tensor, cap: int):
+    """Masked adaptive average pool over tokens.
+
+    x: [B, N, D], t: [B, N] float times, m: [B, N] bool -> ([B, M, D], [B, M], [B, M]) with M = min(N, cap).
+    A pooled slot covering only padding stays masked out.
+    """
+    B, N, D = x.shape
+    if N <= cap:
+        return x, t, m
+    mf = m.to(x.dtype)
+    den = F.adaptive_avg_pool1d(mf[:, None, :], cap)[:, 0]  # [B, M]
+    num = F.adaptive_avg_pool1d((x * mf[..., None]).transpose(1, 2), cap).transpose(1, 2)  # [B, M, D]
+    tnum = F.adaptive_avg_pool1d((t.to(x.dtype) * mf)[:, None, :], cap)[:, 0]  # [B, M]
+    safe = den.clamp_min(1e-6)
+    return num / safe[..., None], tnum / safe, den > 0
+
+
+def time_mean_pool(x: torch.Tensor, t: torch.Tensor, m: torch.Tensor, n_buckets: int):
+    """Mean of the tokens of each time step (e.g. the H'xW' patches of one V-JEPA tubelet).
+
+    x: [B, N, D], t: [B, N], m: [B, N] bool -> ([B, K, D], [B, K], [B, K]), K = most distinct times
+    in any sample; time steps come out in increasing order, padded slots masked.
+    """
+    B, N, D = x.shape
+    tb = t.round().long().clamp(0, n_buckets - 1)  # [B, N]
+    mf = m.to(x.dtype)
+    sums = x.new_zeros(B, n_buckets, D).scatter_add_(1, tb[..., None].expand(B, N, D), x * mf[..., None])
+    cnt = x.new_zeros(B, n_buckets).scatter_add_(1, tb, mf)  # [B, n_buckets]
+    nonempty = cnt > 0
+    K = max(int(nonempty.sum(1).max()), 1)
+    # Stable sort puts the non-empty buckets first, in increasing time order.
+    order = torch.argsort((~nonempty).to(torch.int8), dim=1, stable=True)[:, :K]  # [B, K]
+    pooled = torch.gather(sums / cnt.clamp_min(1)[..., None], 1, order[..., None].expand(B, K, D))
+    return pooled, order.to(x.dtype), torch.gather(nonempty, 1, order)
+
+
+class KindProjector(nn.Module):
+    """[*, D] -> [*, H]: (LayerNorm) -> Linear -> GELU -> Linear (LLaVA-1.5's mlp2x_gelu)."""
+
+    def __init__(self, dim: int, hidden: int, out: int, norm: bool) -> None:
+        super().__init__()
+        # A LayerNorm per kind puts V-JEPA latents, rollouts and energies on one scale; a scalar
+        # kind (D == 1, e.g. surprise) would be zeroed by it, so scalars pass through unchanged.
+        self.norm = nn.LayerNorm(dim) if (norm and dim > 1) else nn.Identity()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(self.norm(x))))
+
+
+class BusAdapter(nn.Module):
+    """All projectors plus kind/time embeddings; `forward(messages)` -> prefix [B, P, H], mask [B, P]."""
+
+    def __init__(self, config: LanguageConfig, lm_hidden: int) -> None:
+        super().__init__()
+        self.config = config
+        self.kinds = list(config.kind_dims)
+        self.hidden = lm_hidden
+        width = config.proj_hidden or lm_hidden
+        self.proj = nn.ModuleDict(
+            {k: KindProjector(int(d), width, lm_hidden, config.input_norm) for k, d in config.kind_dims.items()}
+        )
+        self.kind_embed = nn.Embedding(max(len(self.kinds), 1), lm_hidden)
+        self.time_embed = nn.Embedding(config.max_time + 1, lm_hidden)  # last row: "untimed"
+        nn.init.normal_(self.kind_embed.weight, std=0.02)
+        nn.init.normal_(self.time_embed.weight, std=0.02)
+
+    def _pool(self, kind: str, msg: Message):
+        x = msg.tokens
+        B, N, _ = x.shape
+        timed = msg.time is not None
+        t = msg.time.to(x.device, torch.float32) if timed else torch.zeros(B, N, device=x.device)
+        m = msg.mask.to(x.device) if msg.mask is not None else torch.ones(B, N, dtype=torch.bool, device=x.device)
+        cap = self.config.cap(kind)
+        if self.config.pool == "time_mean" and timed:
+            x, t, m = time_mean_pool(x.float(), t, m, self.config.max_time)
+        if self.config.pool != "none":
+            x, t, m = adaptive_pool(x.float(), t, m, cap)
+        return x, t, m, timed
+
+    def forward(self, messages: Mapping[str, Message], batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """messages: {kind: Message [B, N_k, D_k]} (unknown kinds ignored, missing kinds absent).
+
+        Returns prefix [B, P, H] (P = sum of pooled N_k) and its mask [B, P] bool (True = real).
+        """
+        device = self.kind_embed.weight.device
+        dtype = self.kind_embed.weight.dtype
+        outs, masks = [], []
+        B = batch_size
+        for ki, kind in enumerate(self.kinds):
+            msg = messages.get(kind)
+            if msg is None:
+                continue
+            want = int(self.config.kind_dims[kind])
+            if msg.dim != want:
+                raise BusInputError(f"language: {kind} from {msg.source} has width {msg.dim}, its projector expects {want}")
+            if B is None:
+                B = msg.batch_size
+            elif msg.batch_size != B:
+                raise BusInputError(f"language: {kind} from {msg.source} has batch {msg.batch_size}, expected {B}")
+            x, t, m, timed = self._pool(kind, Message(msg.kind, msg.source, msg.tokens.to(device), msg.time, msg.mask))
+            h = self.proj[kind](x.to(dtype))  # [B, M, H]
+            tidx = t.round().long().clamp(0, self.config.max_time - 1) if timed else torch.full_like(t, self.config.max_time, dtype=torch.long)
+            h = h + self.kind_embed.weight[ki] + self.time_embed(tidx)
+            outs.append(h)
+            masks.append(m)
+        if not outs:
+            B = B or 1
+            return torch.zeros(B, 0, self.hidden, device=device, dtype=dtype), torch.zeros(B, 0, dtype=torch.bool, device=device)
+        return torch.cat(outs, 1), torch.cat(masks, 1)
+
+
+def messages_of(bus: LatentBus | Mapping[str, Message] | None, kinds: list[str]) -> dict[str, Message]:
+    """The latest message of each wanted kind on a bus (several messages of one kind are joined along N)."""
+    if bus is None:
+        return {}
+    if not isinstance(bus, LatentBus):
+        return {k: v for k, v in bus.items() if k in kinds}
+    out: dict[str, Message] = {}
+    for kind in kinds:
+        msgs = bus.read(kind)
+        if not msgs:
+            continue
+        if len(msgs) == 1:
+            out[kind] = msgs[0]
+            continue
+        # e.g. memory publishing one recall per query: concatenate tokens (and side data) along N.
+        B = msgs[0].batch_size
+
+        def side(name: str, fill):
+            parts = [getattr(m, name) if getattr(m, name) is not None else fill(m) for m in msgs]
+            return torch.cat(parts, 1)
+
+        any_time = any(m.time is not None for m in msgs)
+        any_mask = any(m.mask is not None for m in msgs)
+        out[kind] = Message(
+            kind,
+            msgs[-1].source,
+            torch.cat([m.tokens for m in msgs], 1),
+            time=side("time", lambda m: torch.zeros(B, m.tokens.shape[1])) if any_time else None,
+            mask=side("mask", lambda m: torch.ones(B, m.tokens.shape[1], dtype=torch.bool)) if any_mask else None,
+        )
+    return out
+
+
+def batch_messages(bus_batch: Mapping[str, Mapping[str, torch.Tensor]]) -> dict[str, Message]:
+    """Collated training batch {kind: {"tokens": [B,N,D], "time"?: [B,N], "mask"?: [B,N]}} -> Messages."""
+    return {
+        kind: Message(kind, "features", parts["tokens"].float(), time=parts.get("time"), mask=parts.get("mask"))
+        for kind, parts in bus_batch.items()
+    }

@@ -1,0 +1,67 @@
+"""Typed config of the language module: which base LM, how bus messages become prefix tokens, LoRA.
+
+The module reads other modules only through bus `Message`s. Each kind it understands gets its own
+projector, built from the width declared here (`kind_dims`); a message whose width disagrees is a
+one-line error naming the kind. Kinds missing from the bus are simply absent from the prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cogarch.errors import ConfigError
+
+# The attention and MLP projections LoRA adapts (Llama / Qwen2 / Mistral naming); names a given
+# family lacks are dropped when the adapter is built (see model.lora_targets).
+DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class LanguageConfig:
+    # Local folder of any transformers causal LM (AutoModelForCausalLM); never fetched from a hub.
+    base_lm: str = ""
+    # Token width D of each bus kind the module reads (one projector per kind, in this order), e.g.
+    # {percept: 192, forecast: 192, surprise: 1, recall: 192, cost: 1}. Empty by default on purpose:
+    # OmegaConf merges dicts key by key, so a default here would leak into every YAML preset.
+    kind_dims: dict[str, int] = field(default_factory=dict)
+    # Pooling of long token sequences before projection: "none", "adaptive" (adaptive average
+    # pool over the token axis to <= max_tokens), or "time_mean" (mean over the tokens of each
+    # time step, then adaptive if still longer than max_tokens).
+    pool: str = "time_mean"
+    max_tokens: int = 32  # per kind, after pooling
+    max_tokens_per_kind: dict[str, int] = field(default_factory=dict)  # overrides max_tokens
+    proj_hidden: int = 0  # hidden width of the 2-layer MLP projector; 0: the LM's hidden size
+    input_norm: bool = True  # LayerNorm on each kind's input (kinds with D > 1); see model.py
+    max_time: int = 256  # size of the learned time-embedding table; times clamp into it
+    # LoRA (Hu et al. 2021) on the LM; projectors are separate, fully trained parameters.
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
+    # Prompt formats (shared by training, scoring and generation so they always agree).
+    prompt_template: str = "Question: {question}\nAnswer:"
+    choices_template: str = "Question: {question}\nOptions: {choices}\nAnswer:"
+    show_choices: bool = True  # put the options into the prompt when a question has them
+    caption_prompt: str = "Describe the clip.\nDescription:"
+    max_prompt_tokens: int = 128
+    max_target_tokens: int = 96
+    # Copy the base LM's files into the saved folder (self-contained packs); off for big LMs.
+    bundle_base: bool = True
+
+    def validate(self) -> None:
+        if self.pool not in ("none", "adaptive", "time_mean"):
+            raise ConfigError(f"language.pool must be none|adaptive|time_mean, got {self.pool!r}")
+        for kind, dim in self.kind_dims.items():
+            if not kind.isidentifier():
+                raise ConfigError(f"language.kind_dims: bad kind name {kind!r}")
+            if int(dim) < 1:
+                raise ConfigError(f"language.kind_dims.{kind} must be >= 1, got {dim}")
+        if self.max_tokens < 1 or any(v < 1 for v in self.max_tokens_per_kind.values()):
+            raise ConfigError("language.max_tokens (and max_tokens_per_kind) must be >= 1")
+        if self.lora_r < 1:
+            raise ConfigError(f"language.lora_r must be >= 1, got {self.lora_r}")
+        if "{question}" not in self.prompt_template:
+            raise ConfigError("language.prompt_template must contain {question}")
+
+    def cap(self, kind: str) -> int:
+        return int(self.max_tokens_per_kind.get(kind, self.max_tokens))

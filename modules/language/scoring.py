@@ -1,0 +1,173 @@
+"""Answering: generation (greedy / nucleus sampling) and multiple-choice scoring by log-likelihood.
+
+Multiple choice follows the lm-evaluation-harness convention: each option is scored as the sum of
+log-probabilities of its tokens given the context, and the caller picks argmax (acc) or argmax of
+sum / length (acc_norm). Here the scored continuation is " <choice>" + EOS: the LM is trained to
+end an answer with EOS, so "red" is not rewarded for being a prefix of "red cube".
+
+`LanguageScorer` adapts a module to the eval runner's Scorer protocol
+(`loglik(video, question, choices) -> [(sum_logprob, length)]`, `generate(video, question) -> str`)
+given a function that turns a video path into a bus (live modules, or `ShardBus` over precomputed
+feature shards).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import Callable, Mapping
+
+import torch
+
+from cogarch.bus import LatentBus, Message
+from cogarch.modules.language.data import FeatureShard
+from cogarch.modules.language.model import LanguageModule, encode_pair
+
+
+def _expand(prefix: torch.Tensor, mask: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if prefix.shape[0] == n:
+        return prefix, mask
+    if prefix.shape[0] != 1:
+        raise ValueError(f"bus batch {prefix.shape[0]} does not match {n} prompts")
+    return prefix.expand(n, -1, -1), mask.expand(n, -1)
+
+
+def _sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None) -> torch.Tensor:
+    """logits [B, V] -> next ids [B]; greedy at temperature 0, else nucleus (Holtzman et al. 2020)."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, -1)
+    if top_p < 1.0:
+        sp, si = probs.sort(-1, descending=True)
+        keep = sp.cumsum(-1) - sp < top_p  # smallest set whose mass reaches top_p
+        sp = sp * keep
+        probs = torch.zeros_like(probs).scatter_(-1, si, sp)
+    return torch.multinomial(probs / probs.sum(-1, keepdim=True), 1, generator=gen)[:, 0]
+
+
+def _cache_of(out):
+    # transformers 5.x names the KV cache `cache`; 4.x named it `past_key_values`.
+    c = getattr(out, "cache", None)
+    return c if c is not None else getattr(out, "past_key_values", None)
+
+
+def _cache_kwarg(module: LanguageModule) -> str:
+    lm = module.lm.get_base_model() if hasattr(module.lm, "get_base_model") else module.lm
+    return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
+
+
+@torch.no_grad()
+def generate_ids(
+    module: LanguageModule,
+    bus: LatentBus | Mapping[str, Message] | None,
+    prompts: list[list[int]],
+    max_new_tokens: int = 32,
+    blind: bool = False,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+) -> list[list[int]]:
+    """New token ids per prompt (EOS excluded); a bus of batch 1 is shared by all prompts."""
+    was_training = module.training
+    module.eval()
+    prefix, pmask = module.prefix(bus, batch_size=1 if not blind else len(prompts), blind=blind)
+    prefix, pmask = _expand(prefix, pmask, len(prompts))
+    sp = module.splice(prefix, pmask, [(p, []) for p in prompts], pad_left=True)
+    gen = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
+    eos = module.tokenizer.eos_token_id
+    out = module.run_lm(sp, use_cache=True)
+    past, attn = _cache_of(out), sp.attention_mask
+    cache_kw = _cache_kwarg(module)
+    pos = sp.position_ids[:, -1:]
+    B = len(prompts)
+    done = torch.zeros(B, dtype=torch.bool, device=attn.device)
+    result: list[list[int]] = [[] for _ in range(B)]
+    logits = out.logits[:, -1]
+    for _ in range(max_new_tokens):
+        nxt = _sample(logits.cpu() if gen is not None else logits, temperature, top_p, gen).to(attn.device)
+        for i in range(B):
+            if not done[i] and int(nxt[i]) != eos:
+                result[i].append(int(nxt[i]))
+        done |= nxt == eos
+        if bool(done.all()):
+            break
+        attn = torch.cat([attn, torch.ones(B, 1, dtype=attn.dtype, device=attn.device)], 1)
+        pos = pos + 1
+        out = module.lm(input_ids=nxt[:, None], attention_mask=attn, position_ids=pos, use_cache=True, **{cache_kw: past})
+        past, logits = _cache_of(out), out.logits[:, -1]
+    module.train(was_training)
+    return result
+
+
+def generate_texts(module, bus, prompts: list[str], max_new_tokens=32, blind=False, temperature=0.0, top_p=1.0, seed=None) -> list[str]:
+    ids = [encode_pair(module.tokenizer, p, None, module.config)[0] for p in prompts]
+    new = generate_ids(module, bus, ids, max_new_tokens, blind, temperature, top_p, seed)
+    return [module.tokenizer.decode(x, skip_special_tokens=True).strip() for x in new]
+
+
+@torch.no_grad()
+def choice_logliks(
+    module: LanguageModule, bus, prompt: str, choices: list[str], blind: bool = False
+) -> list[tuple[float, int]]:
+    """[(sum log p(" choice" + EOS | prefix, prompt), token count)] for each choice (one forward pass)."""
+    if not choices:
+        return []
+    was_training = module.training
+    module.eval()
+    seqs = [encode_pair(module.tokenizer, prompt, c, module.config, eos=True) for c in choices]
+    prefix, pmask = module.prefix(bus, batch_size=1 if not blind else len(choices), blind=blind)
+    prefix, pmask = _expand(prefix, pmask, len(choices))
+    sp = module.splice(prefix, pmask, seqs)
+    logp = module.run_lm(sp).logits[:, :-1].float().log_softmax(-1)  # [C, L-1, V]
+    labels = sp.labels[:, 1:]
+    on = labels != -100
+    tok_lp = logp.gather(-1, labels.clamp_min(0)[..., None])[..., 0] * on
+    module.train(was_training)
+    return [(float(s), int(n)) for s, n in zip(tok_lp.sum(1), on.sum(1))]
+
+
+class ShardBus:
+    """video path -> bus of that clip's precomputed messages (clip id = the video file's stem)."""
+
+    def __init__(self, features_dir: str | os.PathLike, split: str) -> None:
+        self.shard = FeatureShard(features_dir, split)
+
+    def __call__(self, video: str) -> LatentBus:
+        return self.shard.bus(Path(video).stem)
+
+
+class LanguageScorer:
+    """The eval runner's Scorer protocol over a LanguageModule (blind=True: the text-only baseline)."""
+
+    def __init__(self, module: LanguageModule, bus_for_video: Callable[[str], LatentBus] | None, blind: bool = False,
+                 max_new_tokens: int = 32) -> None:
+        if bus_for_video is None and not blind:
+            raise ValueError("a non-blind scorer needs a bus_for_video function")
+        self.module, self.bus_for_video, self.blind, self.max_new_tokens = module, bus_for_video, blind, max_new_tokens
+
+    def _bus(self, video: str) -> LatentBus | None:
+        return None if self.blind else self.bus_for_video(video)
+
+    def loglik(self, video: str, question: str, choices: list[str]) -> list[tuple[float, int]]:
+        return self.module.score_choices(self._bus(video), question, list(choices), blind=self.blind)
+
+    def generate(self, video: str, question: str) -> str:
+        return self.module.answer(self._bus(video), question, self.max_new_tokens, blind=self.blind)
+
+
+def mc_accuracy(scorer: LanguageScorer, rows, limit: int = 0) -> dict[str, float]:
+    """Accuracy (argmax of summed log-likelihood) overall and per category over question rows
+    (the questions schema: video, question, choices, answer_index, category); open-ended rows skipped."""
+    hits: dict[str, list[int]] = {}
+    for k, row in enumerate(rows):
+        if limit and k >= limit:
+            break
+        if not row["choices"] or int(row["answer_index"]) < 0:
+            continue
+        scores = scorer.loglik(row["video"] or row["clip_id"], row["question"], list(row["choices"]))
+        pred = max(range(len(scores)), key=lambda j: scores[j][0])
+        ok = int(pred == int(row["answer_index"]))
+        hits.setdefault(row["category"], []).append(ok)
+        hits.setdefault("overall", []).append(ok)
+    return {k: sum(v) / len(v) for k, v in hits.items()} | {"n": float(len(hits.get("overall", [])))}

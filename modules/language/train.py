@@ -1,0 +1,154 @@
+"""`cogarch train language`: teach the LM to read the bus, from precomputed feature shards.
+
+Two stages, as LLaVA trains (Liu et al. 2023): (1) projectors only, on captions (scene description
++ event narration) of each training clip — aligns every kind's latents with the LM's embedding
+space while the LM stays fixed; (2) projectors + LoRA on the physics world's QA pairs. Perception
+and the world model are frozen: their outputs were computed once into feature shards (data.py), so
+this job never runs a video encoder. `blind: true` trains the same recipe with no bus tokens (the
+text-only baseline the module must beat).
+
+Loss normalisation across gradient accumulation: the trainer calls forward/backward once per
+micro-batch and averages over `grad_accum` micro-batches. forward() returns
+sum(token NLL) / token_norm with token_norm = batch_size x (mean target length over the dataset),
+a constant computed here. So every target token carries the same gradient weight wherever it falls
+(a short answer in a short micro-batch is not up-weighted, the bias a per-micro-batch mean has), and
+the step's loss equals sum(NLL) / (grad_accum x token_norm) — the exact per-token mean up to the
+ratio (actual tokens / expected tokens) of that step, a scalar the learning rate absorbs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+
+from cogarch.errors import ConfigError
+from cogarch.modules.language.config import LanguageConfig
+from cogarch.modules.language.corpus import clip_captions, load_split
+from cogarch.modules.language.data import FeatureShard
+from cogarch.modules.language.model import LanguageModule, encode_pair, format_prompt
+from cogarch.train import OptimConfig, TrainerConfig, TrainJob
+
+log = logging.getLogger("cogarch.language")
+
+
+@dataclass
+class Config:
+    model: LanguageConfig = field(default_factory=LanguageConfig)
+    stage: int = 2  # 1: captions, projectors only; 2: QA, projectors + LoRA
+    init_from: str = ""  # a saved language folder to continue from (its config replaces `model`)
+    data_dir: str = "data/physqa"  # generated suite: clips/ (captions) and questions/ (QA)
+    features_dir: str = "data/physqa_features"  # feature shards (data.py format)
+    split: str = "train"
+    blind: bool = False  # train without bus tokens (the text-only baseline)
+    kinds: list[str] = field(default_factory=list)  # restrict the bus kinds read (ablations); [] = all
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, warmup_steps=20))
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(out_dir="runs/language"))
+
+    def validate(self) -> None:
+        self.model.validate()
+        if self.stage not in (1, 2):
+            raise ConfigError(f"stage must be 1 (captions) or 2 (QA), got {self.stage}")
+        if self.split.startswith("test"):
+            raise ConfigError(f"the language module must not train on a test split (split={self.split!r})")
+        if self.blind and self.stage == 1:
+            raise ConfigError("blind training has no projectors to align: use stage 2 with blind: true")
+
+
+class BusTextDataset(torch.utils.data.Dataset):
+    """(clip features, prompt ids, target ids) examples; features are read lazily per item."""
+
+    def __init__(self, examples: list[tuple[int, list[int], list[int]]], shard: FeatureShard | None, kinds: list[str]) -> None:
+        self.examples, self.shard, self.kinds = examples, shard, kinds
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict:
+        row, p, t = self.examples[i]
+        item = {"prompt": p, "target": t}
+        if self.shard is not None:
+            feats = self.shard.get(row)
+            item["bus"] = {k: v for k, v in feats.items() if k in self.kinds}
+        return item
+
+
+def collate(items: list[dict]) -> dict:
+    """Pad prompt/target ids (right), stack bus tensors per kind ([B, n_tokens, D])."""
+    B = len(items)
+
+    def pad(key: str) -> tuple[torch.Tensor, torch.Tensor]:
+        lens = [len(x[key]) for x in items]
+        out = torch.zeros(B, max(max(lens), 1), dtype=torch.long)
+        for i, x in enumerate(items):
+            out[i, : lens[i]] = torch.tensor(x[key], dtype=torch.long)
+        return out, torch.tensor(lens, dtype=torch.long)
+
+    batch: dict = {}
+    batch["prompt_ids"], batch["prompt_len"] = pad("prompt")
+    batch["target_ids"], batch["target_len"] = pad("target")
+    if "bus" in items[0]:
+        batch["bus"] = {
+            kind: {side: torch.stack([x["bus"][kind][side] for x in items]) for side in items[0]["bus"][kind]}
+            for kind in items[0]["bus"]
+        }
+    return batch
+
+
+def build_examples(cfg: Config, module: LanguageModule, shard: FeatureShard | None) -> list[tuple[int, list[int], list[int]]]:
+    """Tokenised (shard row, prompt ids, target ids); clips without features are skipped (logged)."""
+    mcfg, tok = module.config, module.tokenizer
+    pairs: list[tuple[str, str, str]] = []  # (clip_id, prompt, target)
+    if cfg.stage == 1:
+        for cid, cap in clip_captions(cfg.data_dir, cfg.split).items():
+            pairs.append((cid, mcfg.caption_prompt, cap))
+    else:
+        for r in load_split(cfg.data_dir, "questions", cfg.split):
+            if r["question"] and r["answer"]:
+                pairs.append((r["clip_id"], format_prompt(mcfg, r["question"], list(r["choices"] or [])), r["answer"]))
+    out, missing = [], 0
+    for cid, prompt, target in pairs:
+        if shard is not None and cid not in shard:
+            missing += 1
+            continue
+        p, t = encode_pair(tok, prompt, target, mcfg, eos=True)
+        out.append((shard.row_of(cid) if shard is not None else -1, p, t))
+    if missing:
+        log.warning("language: %d of %d examples have no features in %s; skipped", missing, len(pairs), cfg.features_dir)
+    if not out:
+        raise ConfigError(f"no training examples: {cfg.data_dir} split {cfg.split!r} x features {cfg.features_dir}")
+    return out
+
+
+def build_module(cfg: Config) -> LanguageModule:
+    if cfg.init_from:
+        module = LanguageModule.from_pretrained(cfg.init_from, trainable=True)
+    else:
+        module = LanguageModule.build(cfg.model)
+    module.set_stage(cfg.stage)
+    if cfg.blind:  # no prefix: the projectors would receive no gradient
+        for p in module.adapter.parameters():
+            p.requires_grad = False
+    return module
+
+
+def make_job(cfg: Config) -> TrainJob:
+    cfg.validate()
+    torch.manual_seed(cfg.trainer.seed)  # projector / LoRA init
+    module = build_module(cfg)
+    shard = None if cfg.blind else FeatureShard(cfg.features_dir, cfg.split)
+    kinds = [k for k in module.config.kind_dims if (not cfg.kinds or k in cfg.kinds)]
+    if shard is not None:
+        for k in kinds:
+            if k in shard.kinds and shard.kinds[k]["dim"] != module.config.kind_dims[k]:
+                raise ConfigError(
+                    f"features {k} have width {shard.kinds[k]['dim']}, model.kind_dims.{k} = {module.config.kind_dims[k]}"
+                )
+        kinds = [k for k in kinds if k in shard.kinds]
+        if not kinds:
+            raise ConfigError(f"{cfg.features_dir} holds none of the kinds {list(module.config.kind_dims)}")
+    examples = build_examples(cfg, module, shard)
+    mean_target = sum(len(t) for _, _, t in examples) / len(examples)
+    module.token_norm = float(cfg.trainer.batch_size * mean_target)
+    return TrainJob(model=module, dataset=BusTextDataset(examples, shard, kinds), collate_fn=collate)
