@@ -39,7 +39,8 @@ class GenOptions:
     observed_frames: int = 16         # frames a model may see
     future_frames: int = 16           # simulated beyond the video (predictive ground truth)
     fps: float = 8.0
-    substeps: int = 8
+    substeps: int = 4                 # physics steps per frame (dt = 1/32 s at 8 fps)
+    cf_removals: int = 2              # physqa: objects re-simulated away per clip
     min_objects: int = 3
     max_objects: int = 5
     side_prob: float = 0.5            # physqa: fraction of side-view clips (rest: table)
@@ -102,7 +103,8 @@ def _tasks(suite: str, counts: dict[str, int], seed: int, opt: GenOptions, root:
                 "clip_id": f"{suite}_{split}_{i:06d}", "root": str(root),
                 "scene": dataclasses.asdict(cfg), "size": opt.size, "ss": opt.ss,
                 "observed_frames": cfg.observed_frames, "video_frames": opt.video_frames,
-                "per_template": opt.per_template, "episode_steps": opt.episode_steps,
+                "per_template": opt.per_template, "cf_removals": opt.cf_removals,
+                "episode_steps": opt.episode_steps,
                 "action_every": opt.action_every,
             })
     return tasks

@@ -24,7 +24,7 @@ class SceneConfig:
     observed_frames: int = 16
     future_frames: int = 16
     fps: float = 8.0
-    substeps: int = 8
+    substeps: int = 4
     ood: bool = False            # use (and require) held-out (color, shape) combinations
     side_prob: float = 0.5       # probability of the side family (else table)
 

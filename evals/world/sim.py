@@ -105,6 +105,7 @@ class Trajectory:
     pos: np.ndarray        # [T, N, 2] float64
     vel: np.ndarray        # [T, N, 2]
     angle: np.ndarray      # [T, N]
+    omega: np.ndarray      # [T, N] angular velocity (rad/s)
     present: np.ndarray    # [T, N] bool (False: object does not exist in this frame, e.g. VoE)
     events: list[dict]     # collisions {"type","frame","a","b"}; enter/exit/fall added later
 
@@ -205,6 +206,7 @@ def simulate(
     pos = np.zeros((T, n, 2))
     vel = np.zeros((T, n, 2))
     ang = np.zeros((T, n))
+    omg = np.zeros((T, n))
     events: list[dict] = []
     last_seen: dict[tuple, int] = {}
     state = {"frame": 0}
@@ -237,5 +239,6 @@ def simulate(
             pos[t, j] = (p.x, p.y)
             vel[t, j] = (v.x, v.y)
             ang[t, j] = b.angle
+            omg[t, j] = b.angular_velocity
     present = np.ones((T, n), dtype=bool)
-    return Trajectory(ids=ids, pos=pos, vel=vel, angle=ang, present=present, events=events)
+    return Trajectory(ids=ids, pos=pos, vel=vel, angle=ang, omega=omg, present=present, events=events)
