@@ -1,0 +1,54 @@
+"""Typed config of the world model (block-causal latent predictor, V-JEPA 2-AC style).
+
+The world model sees per-step perception latents [B, T', P, D] (P tokens per time step; P = 1 for
+pooled latents), optionally interleaved with one action token and one state token per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cogarch.errors import ConfigError
+
+
+@dataclass
+class WorldModelConfig:
+    latent_dim: int = 64  # D: width of the perception latents it reads and predicts
+    hidden_dim: int = 128  # width of the predictor transformer
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    max_steps: int = 32  # longest sequence of time steps (context + rollout) the model accepts
+    max_patches: int = 64  # largest P (tokens per step); 1 for pooled latents
+    action_dim: int = 0  # 0: not action-conditioned; else one action token per step (V-JEPA 2-AC)
+    state_dim: int = 0  # 0: no proprioceptive state token; else one state token per step
+    # Training objective (V-JEPA 2-AC, Assran et al. 2025, Sec. 3): L1 to layer-normed targets,
+    # teacher-forced next-step loss + autoregressive rollout loss over `rollout_steps` steps.
+    rollout_steps: int = 2  # 0 disables the rollout loss
+    rollout_weight: float = 1.0
+    # VoE clip score from per-step surprise: "max" or "topk_mean" (mean of the k largest steps).
+    clip_score: str = "topk_mean"
+    clip_score_k: int = 2
+    # Steps of warm-up context before surprise is trusted: step t's surprise needs >= this many
+    # observed steps before t (the first steps have almost no context, their error is not surprise).
+    surprise_min_context: int = 2
+
+    def validate(self) -> None:
+        for name in ("latent_dim", "hidden_dim", "depth", "heads", "max_steps", "max_patches"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"world_model.{name} must be >= 1, got {getattr(self, name)}")
+        if self.hidden_dim % self.heads:
+            raise ConfigError(f"world_model.hidden_dim={self.hidden_dim} is not divisible by heads={self.heads}")
+        if self.action_dim < 0 or self.state_dim < 0:
+            raise ConfigError("world_model.action_dim and state_dim must be >= 0")
+        if self.rollout_steps < 0:
+            raise ConfigError(f"world_model.rollout_steps must be >= 0, got {self.rollout_steps}")
+        if self.clip_score not in ("max", "topk_mean"):
+            raise ConfigError(f"world_model.clip_score must be 'max' or 'topk_mean', got {self.clip_score!r}")
+        if self.clip_score_k < 1:
+            raise ConfigError(f"world_model.clip_score_k must be >= 1, got {self.clip_score_k}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"world_model.dropout must be in [0, 1), got {self.dropout}")
+        if self.surprise_min_context < 1:
+            raise ConfigError(f"world_model.surprise_min_context must be >= 1, got {self.surprise_min_context}")
