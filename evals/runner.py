@@ -261,8 +261,12 @@ def run_eval(
             baselines[base.name] = aggregate(score(suite, rows, base, data_dir)[0])
         if _MODEL_LOADER is not None and model != "blind":
             # The blind baseline: the same language model, never shown the clip.
-            blind = ScorerPredictor(_load_scorer("blind"), "blind", blind=True)
-            baselines["blind"] = aggregate(score(suite, rows, blind, data_dir, progress=True)[0])
+            try:
+                blind = ScorerPredictor(_load_scorer("blind"), "blind", blind=True)
+            except NotBuiltError as e:
+                config["blind_baseline"] = f"skipped ({e})"
+            else:
+                baselines["blind"] = aggregate(score(suite, rows, blind, data_dir, progress=True)[0])
         n = len(rows)
     results = {
         "suite": suite,

@@ -17,8 +17,6 @@ from cogarch.evals import runner
 from cogarch.evals.report import format_table
 from cogarch.evals.runner import run_eval, select_limit
 
-FEATURES = None
-
 
 def _features():
     import datasets
@@ -254,3 +252,76 @@ def test_registered_loader_adds_blind_baseline(physqa_dir, tmp_path):
     assert seen == ["packs/x", "blind"]
     assert set(res["baselines"]) == {"chance", "prior", "blind"}
     assert res["model"] == "packs/x"
+
+
+def _key(r):
+    return (r["question"], tuple(r["choices"]), r["answer"], r["answer_index"], r["category"],
+            r["template"])
+
+
+def test_export_clevrer_round_trip(physqa_dir, tmp_path):
+    from cogarch.evals.suites import export_clevrer, load_clevrer
+
+    out = export_clevrer(physqa_dir, tmp_path / "clevrer")
+    for split in ("train", "val", "test"):
+        back = load_clevrer(out, split, mc_mode="multi")
+        assert sorted(map(_key, back)) == sorted(map(_key, PHYSQA[split]))
+        for r in back:  # every clip's video was copied under its CLEVRER name
+            assert r["video"].endswith(f"video_{json.loads(r['extra'])['scene_index']:05d}.mp4")
+        copied = sorted(open(v, "rb").read() for v in {r["video"] for r in back})
+        assert copied == sorted((physqa_dir / v).read_bytes() for v in {x["video"] for x in PHYSQA[split]})
+    per_option = load_clevrer(out, "test")
+    n_opts = sum(len(r["choices"]) or 1 for r in PHYSQA["test"])
+    assert len(per_option) == n_opts
+    assert not (out / "questions" / "test_ood.json").exists()
+
+
+def test_export_intphys2_round_trip(tmp_path):
+    from cogarch.evals.suites import export_intphys2, load_intphys2
+
+    def clip(qid, cat, pair, possible):
+        return q(qid, cat, f"voe_{cat}", "", answer="possible" if possible else "impossible",
+                 pair=pair, extra={"possible": possible, "violation_frame": 4})
+
+    test = [clip(f"{p}{k}", cat, p, k == "p") for p, cat in
+            (("a", "gravity"), ("b", "permanence"), ("c", "solidity")) for k in ("p", "i")]
+    d = write_suite(tmp_path / "voe", "voe", {"train": test[:2], "test": test}, videos=True)
+    out = export_intphys2(d, tmp_path / "ip2")
+    back = load_intphys2(out, "test")
+    assert len(back) == len(test)
+    by_bytes = {(d / r["video"]).read_bytes(): r for r in test}
+    groups = {}
+    for r in back:
+        orig = by_bytes[open(r["video"], "rb").read()]
+        assert (r["category"], r["answer"]) == (orig["category"], orig["answer"])
+        groups.setdefault(r["pair_id"], set()).add(orig["pair_id"])
+    assert all(len(v) == 1 for v in groups.values()) and len(groups) == 3  # pairs preserved
+    assert len({json.loads(r["extra"])["scene_index"] for r in back}) == 2  # 2 pairs per scene
+    assert len(load_intphys2(out, "train")) == 2
+
+
+def test_planning_reports_stored_random_success_and_planner_hook(tmp_path):
+    import datasets
+
+    def ep(i, ok):
+        return {"episode_id": f"ep{i:02d}", "split": "test", "seed": i, "video": f"videos/ep{i}.mp4",
+                "frames": 16, "actions": json.dumps([[0.1, 0.0]] * 3), "states": "[]",
+                "goal": json.dumps({"x": 1, "y": 1, "r": 0.2}), "obstacles": "[]", "success": ok}
+
+    eps = [ep(i, i % 4 == 0) for i in range(8)]  # ep00, ep04 succeed
+    root = tmp_path / "planning"
+    datasets.DatasetDict({"test": datasets.Dataset.from_list(eps)}).save_to_disk(str(root / "episodes"))
+    res = run_eval("planning", "baseline:chance", data=root, output=tmp_path / "o")
+    assert res["metrics"]["overall"] == {"success_rate": 0.25, "n": 8}
+    assert res["baselines"]["chance"]["overall"]["success_rate"] == 0.25
+    assert run_eval("planning", "baseline:chance", data=root, output=tmp_path / "o",
+                    limit=3)["metrics"]["overall"]["success_rate"] == pytest.approx(1 / 3)
+    with pytest.raises(NotBuiltError, match="planner"):
+        run_eval("planning", "packs/x", data=root, output=tmp_path / "o")
+    runner.register_planner(lambda spec, e, d: e["seed"] < 6)
+    try:
+        res = run_eval("planning", "packs/x", data=root, output=tmp_path / "o")
+    finally:
+        runner.register_planner(None)
+    assert res["metrics"]["overall"]["success_rate"] == pytest.approx(6 / 8)
+    assert "success_rate" in format_table(res)
