@@ -5,7 +5,8 @@
 
 from cogarch.modules.memory.config import MemoryConfig
 from cogarch.modules.memory.model import MemoryModule
-from cogarch.modules.memory.store import Episode, EpisodeStore, Hit
+from cogarch.modules.memory.episode import Episode, Hit
+from cogarch.modules.memory.store import EpisodeStore
 from cogarch.modules.memory.working import WorkingMemory, pool_tokens
 
 __all__ = ["Episode", "EpisodeStore", "Hit", "MemoryConfig", "MemoryModule", "WorkingMemory", "pool_tokens"]

@@ -28,7 +28,8 @@ from torch import nn
 from cogarch.bus import LatentBus, Message
 from cogarch.module import load_module_config, save_module
 from cogarch.modules.memory.config import MemoryConfig
-from cogarch.modules.memory.store import DB_NAME, EpisodeStore, Hit
+from cogarch.modules.memory.episode import Hit
+from cogarch.modules.memory.store import DB_NAME, EpisodeStore
 from cogarch.modules.memory.working import WorkingMemory, pool_tokens
 
 

@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -40,6 +40,7 @@ from usearch.index import Index
 from cogarch.errors import CheckpointError, UserError
 from cogarch.fsutil import atomic_dir
 from cogarch.modules.memory.config import MemoryConfig
+from cogarch.modules.memory.episode import Episode, Hit, to_blob, from_blob
 
 SCHEMA_VERSION = 1
 DB_NAME = "episodes.sqlite"
@@ -68,51 +69,11 @@ CREATE TABLE IF NOT EXISTS forgotten (seq INTEGER PRIMARY KEY AUTOINCREMENT, epi
 _COLS = "id, clip_hash, clip_path, question, answer, created, embedding, n_steps, meta"
 
 
-@dataclass(frozen=True)
-class Episode:
-    """One stored episode. embedding: [D] float32; steps: [T, D] float32 (loaded on request)."""
-
-    id: int
-    clip_hash: str
-    clip_path: str
-    question: str
-    answer: str
-    created: float  # unix time of the write
-    embedding: np.ndarray
-    n_steps: int = 0
-    meta: dict = field(default_factory=dict)
-    steps: np.ndarray | None = None
-
-    def summary(self) -> dict:
-        """JSON-able view without the vectors (for `cogarch memory list --json`)."""
-        return {
-            "id": self.id,
-            "clip_hash": self.clip_hash,
-            "clip_path": self.clip_path,
-            "question": self.question,
-            "answer": self.answer,
-            "created": self.created,
-            "n_steps": self.n_steps,
-            "meta": self.meta,
-        }
-
-
-@dataclass(frozen=True)
-class Hit:
-    """A search result; score: cosine ("cos"), dot product ("ip") or -squared L2 ("l2sq"), higher is closer."""
-
-    episode: Episode
-    score: float
-
-
-def _blob(x: np.ndarray) -> bytes:
-    return np.ascontiguousarray(x, dtype="<f4").tobytes()
-
-
 class EpisodeStore:
     """Open (or create) the store at `cfg.store`. Use as a context manager, or call close()."""
 
-    def __init__(self, cfg: MemoryConfig, *, create: bool = True, read_only: bool = False) -> None:
+    def __init__(self, cfg: MemoryConfig, *, create: bool = True, read_only: bool = False, adopt: bool = False) -> None:
+        """adopt=True (tools such as the CLI): take metric and index parameters from the store itself."""
         cfg.validate()
         self.cfg = cfg
         self.path = Path(cfg.store).expanduser()
@@ -127,6 +88,8 @@ class EpisodeStore:
         self.uuid = info["uuid"]
         self.metric = info["metric"]
         self.dim = int(info.get("dim", "0"))
+        if adopt:
+            self.cfg = cfg = replace(cfg, metric=self.metric, **_saved_index_params(self.path / INDEX_DIR / STATE_FILE))
         if self.metric != cfg.metric:
             raise CheckpointError(f"memory store {str(self.path)!r} uses metric {self.metric!r}, config says {cfg.metric!r}")
         if cfg.dim and self.dim and cfg.dim != self.dim:
@@ -244,7 +207,7 @@ class EpisodeStore:
                 st = self._prepare(st)
             rows.append((
                 str(clip_hashes[i]), str((clip_paths or [""] * n)[i] or ""), str((questions or [""] * n)[i] or ""),
-                str((answers or [""] * n)[i] or ""), now, _blob(emb[i]), None if st is None else _blob(st),
+                str((answers or [""] * n)[i] or ""), now, to_blob(emb[i]), None if st is None else to_blob(st),
                 0 if st is None else len(st), json.dumps((metas or [{}] * n)[i] or {}, sort_keys=True),
             ))
         with self._lock:
@@ -303,7 +266,7 @@ class EpisodeStore:
         ep = self._episode(row)
         if with_steps and ep.n_steps:
             blob = self._db.execute("SELECT steps FROM episodes WHERE id = ?", (ep.id,)).fetchone()[0]
-            ep = Episode(**{**ep.__dict__, "steps": self._vec(blob).reshape(ep.n_steps, -1)})
+            ep = Episode(**{**ep.__dict__, "steps": from_blob(blob).reshape(ep.n_steps, -1)})
         return ep
 
     def find_hash(self, prefix: str) -> list[Episode]:
@@ -354,11 +317,8 @@ class EpisodeStore:
             out.append([Hit(eps[j], float(s[j])) for j in order])
         return out[0] if single else out
 
-    def _vec(self, blob: bytes) -> np.ndarray:
-        return np.frombuffer(blob, dtype="<f4").astype(np.float32)
-
     def _episode(self, r: tuple) -> Episode:
-        emb = self._vec(r[6])
+        emb = from_blob(r[6])
         if self.dim and emb.shape[0] != self.dim:
             raise CheckpointError(f"memory store {str(self.path)!r}: episode {r[0]} has a corrupt embedding")
         return Episode(int(r[0]), r[1], r[2], r[3], r[4], float(r[5]), emb, int(r[7]), json.loads(r[8] or "{}"))
@@ -497,3 +457,12 @@ def _crc32(path: Path) -> int:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
             crc = zlib.crc32(chunk, crc)
     return crc
+
+
+def _saved_index_params(state_file: Path) -> dict:
+    """Index parameters recorded with the saved index cache ({} if there is none readable)."""
+    try:
+        st = json.loads(state_file.read_text())
+        return {"index_dtype": str(st["dtype"]), "connectivity": int(st["connectivity"]), "expansion_add": int(st["expansion_add"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}

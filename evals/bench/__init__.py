@@ -1,0 +1,1 @@
+"""Benchmarks of cogarch components (run as `python -m cogarch.evals.bench.<name>`)."""
