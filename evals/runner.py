@@ -27,11 +27,13 @@ from tqdm import tqdm
 from cogarch.errors import NotBuiltError, UserError
 from cogarch.evals.baselines import ChanceBaseline, Prediction, PriorBaseline
 from cogarch.evals.metrics import ItemResult, aggregate, normalize_answer
+from cogarch.evals.report import format_table  # noqa: F401  (public: the CLI prints it)
 from cogarch.evals.suites import (
     TRAIN_SPLITS,
     VOE_SUITES,
     DataError,
     check_suite,
+    default_split,
     load_episodes,
     load_suite,
     resolve_data_dir,
@@ -237,12 +239,17 @@ def run_eval(
     limit: int | None = None,
     output: str | Path = "runs/eval",
     seed: int = 0,
-    split: str = "test",
+    split: str | None = "test",
 ) -> dict:
-    """Score `model` on one split of `suite`, with baselines; write outputs; return results.json."""
+    """Score `model` on one split of `suite`, with baselines; write outputs; return results.json.
+
+    split=None picks the suite's labelled evaluation split (`default_split`: val for CLEVRER,
+    PIQA and Perception Test, whose test labels are withheld; test otherwise).
+    """
     from cogarch.evals.report import write_outputs
 
     check_suite(suite)
+    split = split or default_split(suite)
     data_dir = resolve_data_dir(suite, data)
     config: dict[str, Any] = {"suite": suite, "data": str(data_dir), "split": split,
                               "limit": limit, "seed": seed}

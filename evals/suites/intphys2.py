@@ -7,7 +7,8 @@ Published layout (facebook/IntPhys2): one folder per split (`Main`, `Debug`, `He
 relative to the split folder, both accepted), and `condition` (permanence, immutability,
 continuity, solidity) when present. A scene holds two matched possible/impossible pairs: the
 digit before the underscore picks the pair, so pair = (SceneIndex, digit). HeldOut ships without
-labels, so it cannot be scored.
+labels, so it cannot be scored. The data folder may be the release root (split chosen by name:
+test = Main, val = Debug) or one split folder itself.
 
 Rows follow our VoE convention (/tmp/schema.md): one row per clip, question "", choices [],
 answer "possible"/"impossible", category = condition, pair_id links the matched clips.
@@ -31,6 +32,8 @@ EXPORT_SPLITS = {"test": "Main", "val": "Debug", "train": "Train"}
 
 
 def _split_dir(root: Path, split: str) -> Path:
+    if (root / "metadata.csv").is_file():
+        return root  # pointed at a split folder itself (e.g. --data IntPhys2/Main)
     name = SPLIT_NAMES.get(split.lower(), split)
     d = root / name
     if not d.is_dir():
