@@ -157,6 +157,8 @@ def test_intphys2_pairs_by_scene(tmp_path):
         assert sorted(m["answer"] for m in members) == ["impossible", "possible"]
         assert len({m["category"] for m in members}) == 1
     assert {r["category"] for r in ds} == {"permanence", "solidity"}
+    # --data may point at the split folder itself (e.g. IntPhys2/Main)
+    assert load_intphys2(tmp_path / "Main", "test")["qid"] == ds["qid"]
 
 
 def test_intphys2_file_name_variant_and_errors(tmp_path):
@@ -187,6 +189,9 @@ def test_piqa(tmp_path):
     assert [r["answer_index"] for r in ds] == [0, 1] and all(r["video"] == "" for r in ds)
     with pytest.raises(DataError, match="withheld"):
         load_piqa(tmp_path, "test")
+    res = run_eval("piqa", "baseline:prior", data=tmp_path, split=None, output=tmp_path / "o")
+    assert res["split"] == "val" and res["n"] == 2  # split=None: the labelled split
+    assert res["metrics"]["overall"]["acc"] == 0.5  # no train split -> prior picks option 0
     (tmp_path / "valid-labels.lst").write_text("0\n")
     with pytest.raises(DataError, match="1 labels for 2 records"):
         load_piqa(tmp_path, "val")
