@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cogarch.bus import LatentBus, Message
+from cogarch.bus import KNOWN_KINDS, LatentBus, Message
 from cogarch.errors import UserError
 from cogarch.modules.language.config import LanguageConfig
 
@@ -62,6 +62,16 @@ def time_mean_pool(x: torch.Tensor, t: torch.Tensor, m: torch.Tensor, n_buckets:
     return pooled, order.to(x.dtype), torch.gather(nonempty, 1, order)
 
 
+def canonical_kinds(kinds) -> list[str]:
+    """Prefix / kind-embedding order: the bus's KNOWN_KINDS order, then unknown kinds by name.
+
+    Never the config dict's order: a JSON/YAML round trip may sort keys, and the kind embedding
+    rows and prefix layout must not depend on how a config file happened to be written.
+    """
+    rank = {k: i for i, k in enumerate(KNOWN_KINDS)}
+    return sorted(kinds, key=lambda k: (rank.get(k, len(rank)), k))
+
+
 class KindProjector(nn.Module):
     """[*, D] -> [*, H]: (LayerNorm) -> Linear -> GELU -> Linear (LLaVA-1.5's mlp2x_gelu)."""
 
@@ -83,7 +93,7 @@ class BusAdapter(nn.Module):
     def __init__(self, config: LanguageConfig, lm_hidden: int) -> None:
         super().__init__()
         self.config = config
-        self.kinds = list(config.kind_dims)
+        self.kinds = canonical_kinds(config.kind_dims)
         self.hidden = lm_hidden
         width = config.proj_hidden or lm_hidden
         self.proj = nn.ModuleDict(

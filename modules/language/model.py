@@ -35,7 +35,7 @@ from cogarch.bus import LatentBus, Message
 from cogarch.config import from_dict, to_dict
 from cogarch.errors import CheckpointError, ConfigError
 from cogarch.fsutil import atomic_dir
-from cogarch.modules.language.adapters import BusAdapter, batch_messages, messages_of
+from cogarch.modules.language.adapters import BusAdapter, batch_messages, canonical_kinds, messages_of
 from cogarch.modules.language.config import LanguageConfig
 
 FORMAT_VERSION = 1
@@ -179,7 +179,7 @@ class LanguageModule(nn.Module):
         self.lm = lm
         self.tokenizer = tokenizer
         self.base_path = base_path
-        self.reads = tuple(config.kind_dims)
+        self.reads = tuple(canonical_kinds(config.kind_dims))
         hidden = lm.get_input_embeddings().weight.shape[1]
         self.adapter = BusAdapter(config, hidden)
         self.adapter.to(lm.get_input_embeddings().weight.dtype)
