@@ -39,6 +39,7 @@ def test_round_trip_and_exact_topk(tmp_path):
     t0 = time.time()
     # exact_below=0 forces the HNSW path even on a tiny store.
     with EpisodeStore(cfg_at(tmp_path / "s", exact_below=0)) as st:
+        assert st.search(x[0], 5) == [] and len(st) == 0  # created, nothing written yet
         ids = st.add_many(x, [f"h{i}" for i in range(40)], questions=[f"q{i}" for i in range(40)])
         eid = st.add(x[0] * 3.0, clip_hash="abc", clip_path="/c.mp4", question="Q?", answer="A.", steps=steps, meta={"fps": 8})
         assert ids == list(range(1, 41)) and eid == 41 and len(st) == 41

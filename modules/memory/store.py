@@ -289,7 +289,7 @@ class EpisodeStore:
             raise ValueError(f"query must be a finite [D] or [Q, D] array, got shape {np.shape(query)}")
         with self._lock:
             self._ensure_index()
-            n = len(self._index)  # type: ignore[arg-type]
+            n = 0 if self._index is None else len(self._index)  # None: nothing was ever written
             if n == 0 or k < 1:
                 return [] if single else [[] for _ in q]
             if q.shape[1] != self.dim:
@@ -407,7 +407,7 @@ class EpisodeStore:
                              "count": len(self._index), "size": f.stat().st_size, "crc32": _crc32(f),
                              "schema_version": SCHEMA_VERSION, "saved": time.time()}
                     (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
-                for stale in self.path.glob(f".{INDEX_DIR}.*"):  # leftovers of killed savers
+                for stale in [*self.path.glob(f".{INDEX_DIR}.tmp-*"), *self.path.glob(f".{INDEX_DIR}.old-*")]:  # killed savers' leftovers
                     shutil.rmtree(stale, ignore_errors=True)
             self._unsaved = 0
 
