@@ -17,6 +17,15 @@ from cogarch.modules.world_model import WorldModel, WorldModelConfig, block_caus
 from cogarch.modules.world_model.train import Config, DataConfig, FeatureWindows, make_job, read_shards
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and the test suite shares 2 cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def tiny(**kw) -> WorldModel:
     torch.manual_seed(0)
     cfg = WorldModelConfig(latent_dim=8, hidden_dim=16, depth=2, heads=2, max_steps=8, max_patches=4, **kw)
@@ -87,16 +96,7 @@ def test_step_publishes_forecast_and_surprise():
     assert torch.allclose(sp.tokens[..., 0], s)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train faster on one thread, and the suite shares 2 cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def test_learns_predictable_dynamics_and_beats_copy_last(one_thread):
+def test_learns_predictable_dynamics_and_beats_copy_last():
     """Latents rotate by a fixed angle each step: learnable, and copy-last is wrong at every step."""
     torch.manual_seed(0)
     wm = WorldModel(WorldModelConfig(latent_dim=8, hidden_dim=32, depth=1, heads=2, max_steps=8, rollout_steps=2))
