@@ -38,6 +38,7 @@ import csv
 import io
 import logging
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -187,7 +188,14 @@ def _accelerator(cfg: Any) -> Any:
     # length. step_scheduler_with_optimizer=False: accelerate would otherwise step the scheduler
     # num_processes times per optimizer step; our schedule is defined in optimizer steps.
     plugin = GradientAccumulationPlugin(num_steps=cfg.optim.grad_accum, sync_with_dataloader=False)
-    return Accelerator(mixed_precision=mp, gradient_accumulation_plugin=plugin, step_scheduler_with_optimizer=False)
+    # Under plain torchrun on a CPU-only machine accelerate only goes multi-process (gloo) when told
+    # cpu=True; otherwise every rank would train alone and they would all write the same files.
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    acc = Accelerator(mixed_precision=mp, gradient_accumulation_plugin=plugin, step_scheduler_with_optimizer=False,
+                      cpu=world > 1 and not torch.cuda.is_available())
+    if acc.num_processes != world:
+        raise RuntimeError(f"WORLD_SIZE={world} but accelerate set up {acc.num_processes} process(es)")
+    return acc
 
 
 def _release(acc: Any) -> None:
@@ -237,7 +245,7 @@ class _MetricsLog:
         new = sorted(k for k in row if k not in self.header)
         if new:  # a metric appeared: widen the header (rare, so rewriting the file is fine)
             with open(self.path, newline="", encoding="utf-8") as f:
-                old = list(csv.DictReader(f))
+                old = [{k: v for k, v in r.items() if k is not None} for r in csv.DictReader(f)]
             self.header += new
             self._rewrite(old + [row])
         else:
@@ -361,9 +369,11 @@ def _fit(acc: Any, job: TrainJob, cfg: Any, resume: bool) -> Path:
     t_last = time.perf_counter()
     try:
         while step < t.max_steps:
-            sampler.set_epoch(epoch)
             loader_gen.manual_seed(_mix(t.seed, epoch, 1))
             batches = acc.skip_first_batches(loader, pos) if pos else loader
+            # accelerate's loader re-applies its own iteration count as the sampler epoch when a
+            # pass starts; setting it here keeps that count equal to ours on resume.
+            getattr(batches, "set_epoch", sampler.set_epoch)(epoch)
             for batch in batches:
                 pos += 1
                 with acc.accumulate(model):
@@ -493,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(out)
+    if os.environ.get("RANK", "0") == "0":
+        print(out)
     return 0
 
 
