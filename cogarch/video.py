@@ -61,14 +61,14 @@ _Interp = av.video.reformatter.Interpolation
 # yuv420p round trip, max error 12/255); full-resolution chroma + accurate rounding gives
 # 50.3 dB (max error 4), a small cost paid on kept frames only.
 _EXACT_CHROMA = _Interp.ACCURATE_RND | _Interp.FULL_CHR_H_INT | _Interp.FULL_CHR_H_INP
-
 Size = int | tuple[int, int] | None
 
 
 @dataclass(frozen=True)
 class VideoInfo:
     """Metadata from `probe` (no decoding). frames is exact when `frames_exact`, else estimated
-    as round(duration_s * fps); fps is the average rate (0.0 when the file gives none)."""
+    as round(duration_s * fps); fps is the average rate (0.0 when the file gives none); width x
+    height is the coded size (read_clip applies a display rotation, probe does not decode)."""
 
     frames: int
     fps: float
@@ -152,12 +152,17 @@ def _resize_plan(w: int, h: int, size: Size) -> tuple[int, int, int, int, int, i
 
 
 def _to_rgb(frame: av.VideoFrame, size: Size) -> np.ndarray:
-    """Scale in swscale (before any full-size RGB array exists), centre crop -> [H, W, 3] uint8."""
-    sw, sh, top, left, oh, ow = _resize_plan(frame.width, frame.height, size)
+    """Scale in swscale (before any full-size RGB array exists), apply the display rotation,
+    centre crop -> [H, W, 3] uint8."""
+    # Phone clips store a display matrix; FFmpeg gives its angle counterclockwise (rot90's sense).
+    k = round((frame.rotation or 0) / 90) % 4
+    w, h = (frame.height, frame.width) if k % 2 else (frame.width, frame.height)
+    sw, sh, top, left, oh, ow = _resize_plan(w, h, size)
     # AREA averages when shrinking (no aliasing on 4K -> 64); BICUBIC when enlarging.
-    interp = _Interp.AREA if sw * sh < frame.width * frame.height else _Interp.BICUBIC
-    arr = frame.reformat(width=sw, height=sh, format="rgb24",
+    interp = _Interp.AREA if sw * sh < w * h else _Interp.BICUBIC
+    arr = frame.reformat(width=sh if k % 2 else sw, height=sw if k % 2 else sh, format="rgb24",
                          interpolation=interp | _EXACT_CHROMA).to_ndarray()
+    arr = np.rot90(arr, k) if k else arr
     return np.ascontiguousarray(arr[top : top + oh, left : left + ow])
 
 
@@ -182,11 +187,14 @@ def _open(p: Path) -> tuple[Any, Any]:
         raise _err(p, "not a video file (unrecognised format or corrupt/truncated data)") from None
     except (av.error.FFmpegError, OSError, ValueError) as e:
         raise _err(p, f"cannot open as video ({_msg(e)})") from None
-    if not container.streams.video:
+    # Cover art in audio files is a 1-frame "video" stream flagged attached_pic: not a video.
+    video = [s for s in container.streams.video
+             if not s.disposition & av.stream.Disposition.attached_pic]
+    if not video:
         kinds = sorted({s.type for s in container.streams}) or ["no streams"]
         container.close()
         raise _err(p, f"not a video file (no video stream; found {', '.join(kinds)})")
-    return container, container.streams.video[0]
+    return container, video[0]
 
 
 def _timing(p: Path, scan: bool) -> _Timing:
@@ -264,9 +272,8 @@ class _Picker:
     def __init__(self, targets: Sequence[float], tol: float, size: Size):
         self.targets, self.tol, self.size = list(targets), tol, size
         self.out: list[np.ndarray] = []
-        self.prev: Any = None
-        self._src: Any = None
-        self._arr: np.ndarray | None = None
+        self.prev: Any = None  # last decoded frame; _src/_arr: last converted frame and its array
+        self._src = self._arr = None
 
     @property
     def done(self) -> bool:
@@ -402,10 +409,8 @@ def normalize(frames: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
 
 
 def clip_hash(path: str | os.PathLike) -> str:
-    """sha256 hex of the clip's bytes, streamed in 1 MiB chunks (memory module clip identity).
-
-    For a frames folder: sha256 over (name, size, bytes) of each frame in sampling order.
-    """
+    """sha256 hex of the clip's bytes, streamed in 1 MiB chunks (clip identity for memory); for a
+    frames folder over (name, size, bytes) of each frame in order. Content is not validated."""
     p = _check_path(path)
     h = hashlib.sha256()
     for f in _image_sources(p) if p.is_dir() else [p]:  # type: ignore[union-attr]
@@ -420,11 +425,10 @@ def clip_hash(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-# ---------------------------------------------------------------------------------- writing
-
-
-def _frames_uint8(frames: Any) -> np.ndarray:
+def _frames_uint8(frames: Any, fps: float) -> np.ndarray:
     """uint8 numpy [T, H, W, 3] or float tensor [T, 3, H, W] in [0, 1] -> uint8 [T, H, W, 3]."""
+    if not 0 < fps < math.inf:
+        raise ValueError(f"fps must be > 0, got {fps!r}")
     if isinstance(frames, torch.Tensor):
         if frames.dim() != 4 or frames.shape[1] not in (1, 3):
             raise ValueError(f"frames tensor must be [T, 3, H, W], got {tuple(frames.shape)}")
@@ -441,8 +445,11 @@ def _frames_uint8(frames: Any) -> np.ndarray:
 def _atomic_file(path: str | os.PathLike, suffix: str) -> Iterator[str]:
     """Yield a temp path beside `path`; it replaces `path` only if the block succeeds."""
     final = Path(os.fspath(path))
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp-", suffix=suffix, dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp-", suffix=suffix, dir=final.parent)
+    except OSError as e:
+        raise _os_err(path, e, "cannot write") from None
     os.close(fd)
     try:
         yield tmp
@@ -462,9 +469,7 @@ def write_mp4(path: str | os.PathLike, frames: Any, fps: float, *, crf: int = 18
     frames: uint8 numpy [T, H, W, 3] or float tensor [T, 3, H, W] in [0, 1]. yuv420p needs even
     sizes, so an odd H or W is padded by one replicated edge row/column (output H+1 or W+1).
     """
-    if not 0 < fps < math.inf:
-        raise ValueError(f"fps must be > 0, got {fps!r}")
-    arr = _frames_uint8(frames)
+    arr = _frames_uint8(frames, fps)
     ph, pw = arr.shape[1] % 2, arr.shape[2] % 2
     if ph or pw:
         arr = np.pad(arr, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
@@ -489,9 +494,7 @@ def write_gif(path: str | os.PathLike, frames: Any, fps: float) -> None:
     """
     from PIL import Image
 
-    if not 0 < fps < math.inf:
-        raise ValueError(f"fps must be > 0, got {fps!r}")
-    ims = [Image.fromarray(a) for a in _frames_uint8(frames)]
+    ims = [Image.fromarray(a) for a in _frames_uint8(frames, fps)]
     with _atomic_file(path, ".gif") as tmp:
         ims[0].save(tmp, format="GIF", save_all=True, append_images=ims[1:], loop=0,
                     duration=max(10, int(round(100.0 / fps)) * 10))

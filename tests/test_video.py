@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -204,6 +205,23 @@ def uhd_mkv(tmp_path_factory):
     a[:, 1920:] = 255  # right half white
     p = tmp_path_factory.mktemp("uhd") / "uhd.mkv"
     return _encode(p, [a] * 6, codec="mjpeg", pix="yuvj420p", opts={"q:v": "10"})
+
+
+def test_display_rotation_is_applied(tmp_path):
+    a = np.zeros((16, 32, 3), np.uint8)
+    a[:, :8] = 255  # white band on the left of the stored frame
+    p = tmp_path / "phone.mp4"
+    V.write_mp4(p, np.stack([a] * 3), fps=10)
+    # Patch the track header matrix to a 90-degree rotation, as phones write it (tkhd v0:
+    # the 3x3 16.16 matrix starts 40 bytes after the box type).
+    d = bytearray(p.read_bytes())
+    i = d.find(b"tkhd") + 44
+    d[i : i + 36] = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000)
+    p.write_bytes(bytes(d))
+    x = V.read_clip(p, 2, size=None)
+    assert x.shape == (2, 3, 32, 16)  # displayed portrait: rotated 90 degrees clockwise
+    assert x[:, :, :7].min() > 0.9 and x[:, :, 9:].max() < 0.1  # the band is now on top
+    assert V.read_clip(p, 2, size=(12, 6)).shape == (2, 3, 12, 6)
 
 
 def test_4k_frames_are_downscaled(uhd_mkv):
