@@ -266,7 +266,9 @@ def run_eval(
         baselines = {}
         for base in (ChanceBaseline(train_rows, seed), PriorBaseline(train_rows)):
             baselines[base.name] = aggregate(score(suite, rows, base, data_dir)[0])
-        if _MODEL_LOADER is not None and model != "blind":
+        if suite in VOE_SUITES:
+            config["blind_baseline"] = "not defined for surprise-scored suites (no clip, no surprise)"
+        elif _MODEL_LOADER is not None and model != "blind":
             # The blind baseline: the same language model, never shown the clip.
             try:
                 blind = ScorerPredictor(_load_scorer("blind"), "blind", blind=True)

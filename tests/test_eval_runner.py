@@ -219,6 +219,12 @@ def test_voe_pairs_and_auroc(tmp_path):
     assert res["baselines"]["prior"]["overall"]["pairwise_accuracy"] == pytest.approx(0.5)
     res = run_eval("voe", "baseline:prior", data=d, output=tmp_path / "p", limit=1)
     assert res["n"] == 2  # the first clip's twin comes along
+    runner.register_model_loader(lambda spec: KnowsAnswers({}, surprise=surprise))
+    try:  # a blind model sees no clip, so it has no surprise to report: no blind baseline
+        res = run_eval("voe", "packs/x", data=d, output=tmp_path / "p")
+    finally:
+        runner.register_model_loader(None)
+    assert set(res["baselines"]) == {"chance", "prior"} and "blind_baseline" in res["config"]
 
 
 def test_model_specs_and_errors(physqa_dir, tmp_path):

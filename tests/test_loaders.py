@@ -259,7 +259,8 @@ def test_perception_test(tmp_path):
              "answer_id": 2, "area": "physics", "reasoning": "predictive", "tag": []}]},
         "video_11": {"metadata": {"video_id": "video_11"}, "mc_question": [
             {"id": 0, "question": "How many objects?", "options": ["1", "2", "3"],
-             "answer_id": 0, "area": "abstraction", "reasoning": "descriptive", "tag": []}]},
+             "answer_id": "0", "area": "abstraction", "reasoning": "descriptive", "tag": []}]},
+        "video_12": {"metadata": {"video_id": "video_12"}, "object_tracking": []},  # other tasks only
     }
     (tmp_path / "mc_question_valid.json").write_text(json.dumps(data))
     ds = load_perception_test(tmp_path, "val")
@@ -269,6 +270,11 @@ def test_perception_test(tmp_path):
     assert rows["pt-video_10-1"]["template"] == "physics/predictive"
     assert rows["pt-video_11-0"]["category"] == "abstraction"
     assert rows["pt-video_11-0"]["video"] == str(tmp_path / "videos" / "video_11.mp4")
+    assert rows["pt-video_11-0"]["answer"] == "1" and rows["pt-video_11-0"]["answer_index"] == 0
+    data["video_11"]["mc_question"][0]["answer_id"] = "first"
+    (tmp_path / "all_train.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match="answer_id 'first' is not an option index"):
+        load_perception_test(tmp_path, "train")
     del data["video_11"]["mc_question"][0]["answer_id"]
     (tmp_path / "all_test.json").write_text(json.dumps(data))
     with pytest.raises(DataError, match="video 'video_11' question 0: no 'answer_id'"):

@@ -143,13 +143,17 @@ def load_perception_test(root: str | Path, split: str = "val"):
         where = f"Perception Test {path.name} video {key!r}"
         entry = data[key]
         vid = field(field(entry, "metadata", where, dict), "video_id", where)
-        for q in field(entry, "mc_question", where, list):
+        # all_<split>.json also lists videos annotated only for other tasks: no key = no questions.
+        for q in field(entry, "mc_question", where, list) if "mc_question" in entry else []:
             qwhere = f"{where} question {q.get('id', '?') if isinstance(q, dict) else '?'}"
             qn = field(q, "id", qwhere, (int, str))
             opts = field(q, "options", qwhere, list)
             if "answer_id" not in q:
                 raise DataError(f"{qwhere}: no 'answer_id' (test labels are withheld; use --split val)")
-            aid = int(field(q, "answer_id", qwhere, (int, str)))
+            raw = field(q, "answer_id", qwhere, (int, str))
+            if not str(raw).strip().isdigit():
+                raise DataError(f"{qwhere}: answer_id {raw!r} is not an option index")
+            aid = int(raw)
             if not 0 <= aid < len(opts):
                 raise DataError(f"{qwhere}: answer_id {aid} is outside the {len(opts)} options")
             area = field(q, "area", qwhere)
