@@ -105,8 +105,7 @@ def _check_path(path: Any) -> Path:
             return p
         if p.stat().st_size == 0:
             raise _err(path, "empty file (0 bytes)")
-        with open(p, "rb"):
-            pass
+        open(p, "rb").close()  # readable? (root aside, a chmod 000 file fails here)
     except OSError as e:
         raise _os_err(path, e, "cannot read") from None
     return p
@@ -187,11 +186,12 @@ def _open(p: Path) -> tuple[Any, Any]:
         raise _err(p, "not a video file (unrecognised format or corrupt/truncated data)") from None
     except (av.error.FFmpegError, OSError, ValueError) as e:
         raise _err(p, f"cannot open as video ({_msg(e)})") from None
-    # Cover art in audio files is a 1-frame "video" stream flagged attached_pic: not a video.
+    # Cover art in an audio file is a 1-frame "video" stream flagged attached_pic: not a video.
     video = [s for s in container.streams.video
              if not s.disposition & av.stream.Disposition.attached_pic]
     if not video:
-        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+        kinds = sorted({"cover art" if s.type == "video" else s.type
+                        for s in container.streams}) or ["no streams"]
         container.close()
         raise _err(p, f"not a video file (no video stream; found {', '.join(kinds)})")
     return container, video[0]

@@ -334,16 +334,23 @@ def test_error_cases_one_line(tmp_path, mp4_30):
     V.write_mp4(fast, np.random.default_rng(0).integers(0, 255, (20, 32, 32, 3), np.uint8), 10)
     (tmp_path / "fast_trunc.mp4").write_bytes(fast.read_bytes()[: fast.stat().st_size // 2])
     cases[tmp_path / "fast_trunc.mp4"] = "corrupt or truncated"
-    audio = tmp_path / "audio.m4a"
-    with av.open(str(audio), "w") as c:
-        s = c.add_stream("aac", rate=16000)
-        for i in range(8):
-            fr = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp",
-                                            layout="mono")
-            fr.sample_rate, fr.pts = 16000, i * 1024
-            c.mux(s.encode(fr))
-        c.mux(s.encode(None))
-    cases[audio] = "no video stream"
+    for name in ["audio.m4a", "song_with_cover.m4a"]:
+        with av.open(str(tmp_path / name), "w", format="mp4") as c:
+            s = c.add_stream("aac", rate=16000)
+            if "cover" in name:  # album art: a 1-frame mjpeg stream flagged attached_pic
+                v = c.add_stream("mjpeg", rate=1)
+                v.width, v.height, v.pix_fmt = 8, 8, "yuvj420p"
+                v.disposition = av.stream.Disposition.attached_pic
+                c.mux(v.encode(av.VideoFrame.from_ndarray(_gray(3, 8, 8), format="rgb24")))
+                c.mux(v.encode(None))
+            for i in range(8):
+                fr = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp",
+                                                layout="mono")
+                fr.sample_rate, fr.pts = 16000, i * 1024
+                c.mux(s.encode(fr))
+            c.mux(s.encode(None))
+    cases[tmp_path / "audio.m4a"] = "not a video file (no video stream; found audio)"
+    cases[tmp_path / "song_with_cover.m4a"] = "no video stream; found audio, cover art"
     badpng = tmp_path / "bad.png"
     badpng.write_bytes(b"\x89PNG not really")
     cases[badpng] = "not a readable image"
