@@ -97,8 +97,10 @@ def group_metrics(items: list[ItemResult]) -> dict[str, Any]:
             pair_scores.append(s)
     return {
         "acc": _mean([float(bool(it.correct)) for it in answered]),
-        # Open answers have no length normalisation: their acc_norm is their exact match.
-        "acc_norm": _mean([float(bool(it.correct_norm)) for it in answered]),
+        # Defined where there are options to normalise; open answers in a mixed group count by
+        # their exact match, so acc and acc_norm are over the same items.
+        "acc_norm": _mean([float(bool(it.correct_norm)) for it in answered])
+        if any(it.kind == "mc" for it in answered) else None,
         "pairwise_accuracy": _mean(pair_scores),
         "auroc": auroc([it.surprise for it in voe if it.possible is False],
                        [it.surprise for it in voe if it.possible is True]) if voe else None,

@@ -52,6 +52,7 @@ def test_pairwise_accuracy_mc_and_voe():
     assert m["acc_norm"] == pytest.approx(3 / 5)
     assert m["pairwise_accuracy"] == pytest.approx(1 / 2)  # p1 whole, p2 broken
     assert m["auroc"] is None and m["n"] == 5
+    assert group_metrics(items[4:])["acc_norm"] is None  # open answers only: nothing to normalise
 
     voe = [
         ItemResult("i1", "gravity", "g1", "voe", surprise=0.9, possible=False),

@@ -164,6 +164,7 @@ def test_acc_vs_acc_norm_and_outputs(physqa_dir, tmp_path):
     assert m["predictive"]["acc"] == pytest.approx(2 / 3)
     assert m["predictive"]["acc_norm"] == pytest.approx(1.0)
     assert m["descriptive"]["acc"] == pytest.approx(2 / 3)  # "the red" == "Red." after normalising
+    assert m["descriptive"]["acc_norm"] is None  # open answers only
     assert m["counterfactual"]["pairwise_accuracy"] == pytest.approx(1.0)
     assert all(v.startswith(str(physqa_dir)) for v in double.videos)  # absolute clip paths
 
