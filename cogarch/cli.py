@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--suite", required=True, help="physqa|voe|planning|clevrer|intphys2|piqa|mvp|perception_test")
     e.add_argument("--model", help="pack folder, blind, baseline:chance or baseline:prior (default: default pack)")
     e.add_argument("--data", help="data folder (default: data/<suite>)")
-    e.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    e.add_argument("--split", default=None, help="split to evaluate (default: the suite's labelled split: test, or val where test labels are withheld)")
     e.add_argument("--limit", type=int, help="evaluate only the first N items (pairs kept whole)")
     e.add_argument("--output", help="output folder (default: outputs/eval-<suite>-<model>)")
     e.add_argument("--seed", type=int, default=0)
