@@ -6,13 +6,11 @@ Public API:
     normalize(frames, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor
     probe(path, *, folder_fps=30.0) -> VideoInfo
     clip_hash(path) -> str                                   # sha256 hex, streamed
-    write_mp4(path, frames, fps, *, crf=18, preset="medium") -> None
-    write_gif(path, frames, fps) -> None
+    write_mp4(path, frames, fps, *, crf=18, preset="medium") -> None;  write_gif(path, frames, fps)
 
-Inputs: whatever FFmpeg demuxes through PyAV (mp4, webm, avi, mkv, gif, ...); a folder of image
-frames (png/jpg/jpeg/bmp/webp, natural sort by name so frame2 < frame10, hidden files skipped,
-timed at `folder_fps`); or a single image, accepted as a 1-frame clip (decision: a still is a
-valid degenerate video, so asking about a photo works instead of failing).
+Inputs: whatever FFmpeg demuxes via PyAV (mp4, webm, avi, mkv, gif, ...); a folder of frames
+(png/jpg/jpeg/bmp/webp, natural name order so frame2 < frame10, hidden files skipped, timed at
+`folder_fps`); or one image, accepted as a 1-frame clip (a still is a degenerate video).
 
 Sampling is by presentation time, so variable-frame-rate clips come out right: target time t
 selects the frame on screen at t (the last frame with timestamp <= t).
@@ -265,9 +263,8 @@ class _SeekFailed(Exception):
 
 
 class _Picker:
-    """Gives target k the last frame with time <= t_k + tol (tol absorbs timestamp rounding to
-    the stream time base), or the first frame when t_k precedes every frame. Each kept frame is
-    converted once; with size=None the first kept frame fixes the output shape."""
+    """Gives target k the last frame with time <= t_k + tol (tol: timestamp rounding), or the
+    first frame if t_k precedes all; converts each kept frame once (size=None: first fixes H, W)."""
 
     def __init__(self, targets: Sequence[float], tol: float, size: Size):
         self.targets, self.tol, self.size = list(targets), tol, size
@@ -303,7 +300,11 @@ def _decode_pass(p: Path, targets: list[float], tm: _Timing, size: Size, allow_s
     tb = stream.time_base
     period = 1.0 / tm.rate if tm.rate else 0.04
     goals = [tm.origin + t for t in targets]
-    picker = _Picker(goals, min(float(tb or 0) + 1e-6, 0.25 * period), size)
+    rq = stream.average_rate or stream.guessed_rate
+    # Timestamps are exact when a frame lasts whole ticks (mp4 1/15360 or avi 1/30 at 30 fps);
+    # else (mkv 1 ms ticks at 30 fps) pts and duration are rounded to ticks: allow one tick.
+    exact = not tb or not rq or (1 / (rq * tb)).denominator == 1
+    picker = _Picker(goals, 1e-6 if exact else min(float(tb) + 1e-6, 0.25 / float(rq)), size)
     pos, last_t, seeked_from, gen = tm.origin, None, None, None
     try:
         while not picker.done:
@@ -358,9 +359,8 @@ def read_clip(path: str | os.PathLike, num_frames: int = 16, fps: float | None =
     fps: None samples uniformly over [start_s, end]; a rate samples start_s + k/fps, padding with
     the last frame past the end. size: int -> shorter side resized then centre-cropped to size x
     size; (H, W) -> cover-resize then centre crop; None -> native size.
-    folder_fps: frame rate given to frames folders and images.
-    stats: a dict to receive {"decoded": frames out of the decoder (all passes), "seeks": n,
-    "sequential_fallback": bool}, which shows the early stop to callers and tests.
+    folder_fps: frame rate given to frames folders and images. stats: a dict that receives
+    {"decoded": frames out of the decoder (all passes), "seeks": n, "sequential_fallback": bool}.
     Raises VideoError (one line naming the file) for every unreadable input or bad argument.
     """
     sizes = [] if size is None else [size] if isinstance(size, int) else list(size)

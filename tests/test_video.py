@@ -120,6 +120,8 @@ def test_container_formats(tmp_path, ext, codec, pix):
                 opts=opts)
     assert _indices(V.read_clip(p, 5, size=None)) == [2, 6, 10, 14, 18]
     assert _indices(V.read_clip(p, 5, fps=5, size=None)) == [0, 2, 4, 6, 8]
+    # targets 3/4 of a frame in: a coarse time base (avi 1/10 s) must not round them up
+    assert _indices(V.read_clip(p, 8, size=None)) == [1, 3, 6, 8, 11, 13, 16, 18]
     info = V.probe(p)
     assert (info.frames, info.width, info.height) == (20, 16, 16)
     assert info.fps == pytest.approx(10.0) and info.duration_s == pytest.approx(2.0, abs=0.05)
