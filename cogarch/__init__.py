@@ -9,4 +9,11 @@ __version__ = "0.1.0"
 from cogarch.bus import LatentBus, Message  # noqa: E402
 from cogarch.errors import UserError  # noqa: E402
 
-__all__ = ["LatentBus", "Message", "UserError", "__version__"]
+__all__ = ["LatentBus", "Message", "UserError", "__version__", "load"]
+
+
+def load(pack=None, memory=None, trace=False, disable=()):
+    """Load a model pack (default: the shipped one); see cogarch/api.py."""
+    from cogarch.api import load as _load
+
+    return _load(pack, memory=memory, trace=trace, disable=disable)

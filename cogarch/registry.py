@@ -54,7 +54,7 @@ MODULE_CLASSES: dict[str, str] = {
     "toy": "cogarch.modules.toy.model:ToyModule",
     "perception": "cogarch.modules.perception.model:PerceptionModule",
     "world_model": "cogarch.modules.world_model.model:WorldModel",
-    "cost": "cogarch.modules.cost.model:CostModule",
+    "cost": "cogarch.modules.cost.model:CostModel",
     "memory": "cogarch.modules.memory.model:MemoryModule",
     "language": "cogarch.modules.language.model:LanguageModule",
 }
