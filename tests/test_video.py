@@ -10,7 +10,6 @@ import hashlib
 import math
 import os
 import shutil
-import stat
 import struct
 import subprocess
 import sys
