@@ -1,7 +1,7 @@
 """Benchmark of episodic memory retrieval: usearch HNSW vs brute-force torch, plus the full store.
 
     python -m cogarch.evals.bench.memory --sizes 10000 100000 1000000 --store-sizes 10000 100000 \
-        --out docs/bench_memory.md
+        --out docs/bench_memory.md [--set expansion_add=64 ...]
 
 What is measured (all on CPU, single query at a time, as `ask` issues them):
 - index layer (usearch `Index`, the parameters of configs/memory/default.yaml): bulk insert
@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from usearch.index import Index
 
+from cogarch.config import load_config
 from cogarch.modules.memory.config import MemoryConfig
 from cogarch.modules.memory.store import EpisodeStore
 
@@ -157,9 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads and usearch insert threads")
     ap.add_argument("--singles", type=int, default=200, help="single durable add() calls timed in the store path")
     ap.add_argument("--out", default=None, help="write the markdown report here")
+    ap.add_argument("--config", default="configs/memory/default.yaml", help="memory config whose index parameters are measured")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="config override, e.g. --set expansion_add=64")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = MemoryConfig()
+    cfg = load_config(MemoryConfig, args.config, args.overrides)
     load0 = os.getloadavg()
     lines = [
         "# Episodic memory retrieval benchmark", "",
@@ -170,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         + (f", {args.clusters} Gaussian clusters, per-dim noise std {args.spread} around unit centres" if args.data == "clustered" else "")
         + f"; {args.queries} fresh queries, top-{args.k}, single-query latency (threads=1 for usearch search).", "",
         f"Index: usearch HNSW, metric cos, dtype {cfg.index_dtype}, connectivity {cfg.connectivity}, "
-        f"expansion_add {cfg.expansion_add} (configs/memory/default.yaml; default expansion_search {cfg.expansion_search}).", "",
+        f"expansion_add {cfg.expansion_add} ({args.config}{' + ' + ', '.join(args.overrides) if args.overrides else ''}; "
+        f"expansion_search {cfg.expansion_search} in the store path).", "",
         "## Index layer (usearch Index directly) vs brute force (torch matmul + topk, exact)", "",
         "| N | insert/s | build s | efSearch | query median ms | p95 ms | recall@10 | brute median ms (best of 1/2 threads) | speed-up (median) | index MiB | save s | restore s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",

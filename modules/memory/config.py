@@ -50,8 +50,8 @@ class MemoryConfig:
     pool: str = "mean"
     store_steps: bool = True
     connectivity: int = 16
-    expansion_add: int = 128
-    expansion_search: int = 64
+    expansion_add: int = 64
+    expansion_search: int = 128
     index_dtype: str = "f16"
     rerank: int = 2
     exact_below: int = 2048
