@@ -318,6 +318,34 @@ def resume_point(out: Path, resume: bool, is_main: bool) -> Checkpoint | None:
     return load_checkpoint(latest)
 
 
+def load_model_state(model: torch.nn.Module, ckpt: Checkpoint) -> None:
+    """Full weights into the (not yet prepared) model; a one-line error if they do not fit."""
+    try:
+        model.load_state_dict(ckpt.model, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{ckpt.path}: weights do not fit this model ({str(e).splitlines()[0]})") from None
+
+
+def restore_training_state(acc: Any, model: Any, optimizer: Any, scheduler: Any, ckpt: Checkpoint) -> tuple[int, int, int, int]:
+    """Optimizer, scheduler and this process's RNG from `ckpt`; returns (step, epoch, batch, skipped)."""
+    log = logging.getLogger("cogarch.train")
+    restore_optimizer_state(acc, model, optimizer, ckpt.optimizer)
+    scheduler.load_state_dict(ckpt.scheduler)
+    s = ckpt.state
+    try:
+        pos = (int(s["step"]), int(s["epoch"]), int(s["batch_in_epoch"]), int(s.get("nonfinite_skipped", 0)))
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{ckpt.path / STATE_NAME}: missing step/epoch/batch_in_epoch") from None
+    if int(s.get("world_size", 1)) == acc.num_processes and len(ckpt.rng) == acc.num_processes:
+        set_rng_state(ckpt.rng[acc.process_index])
+    elif acc.is_main_process:
+        log.warning("resume: checkpoint was written by %s process(es), now %d: data order and RNG streams "
+                    "will not match an uninterrupted run", s.get("world_size"), acc.num_processes)
+    if acc.is_main_process:
+        log.info("resumed from %s (step %d, epoch %d, batch %d)", ckpt.path, *pos[:3])
+    return pos
+
+
 def distributed_kind(acc: Any) -> str:
     """One of: plain (one process, or DDP), fsdp, deepspeed (ZeRO-1/2), zero3."""
     dt = str(acc.distributed_type).rsplit(".", 1)[-1]
@@ -383,7 +411,7 @@ def write_training_checkpoint(
     if acc.is_main_process:
         state = {
             "epoch": epoch, "batch_in_epoch": pos, "nonfinite_skipped": skipped, "seed": t.seed,
-            "world_size": acc.num_processes, "mixed_precision": str(acc.mixed_precision),
+            "world_size": acc.num_processes, "distributed": distributed_kind(acc), "mixed_precision": str(acc.mixed_precision),
             "config": to_dict(cfg), "cogarch_version": cogarch.__version__, "torch_version": torch.__version__,
         }
         save_checkpoint(t.out_dir, step, model_sd, optim_sd, scheduler.state_dict(), rngs, state, t.keep_last)

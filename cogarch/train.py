@@ -116,9 +116,8 @@ def _validate(cfg: Any) -> None:
         (0.0 <= o.min_lr_ratio <= 1.0, f"optim.min_lr_ratio must be in [0, 1], got {o.min_lr_ratio}"),
         (o.grad_clip >= 0, f"optim.grad_clip must be >= 0 (0 disables), got {o.grad_clip}"),
     ]
-    for ok, msg in checks:
-        if not ok:
-            raise ConfigError(msg)
+    for msg in [m for ok, m in checks if not ok][:1]:
+        raise ConfigError(msg)
 
 
 def lr_factor(step: int, warmup: int, max_steps: int, min_ratio: float) -> float:
@@ -302,18 +301,15 @@ def _fit(acc: Any, job: TrainJob, cfg: Any, resume: bool) -> Path:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
-    from cogarch.checkpoint import resume_point, restore_optimizer_state, set_rng_state, write_training_checkpoint
-    from cogarch.errors import CheckpointError, ConfigError, UserError
+    from cogarch.checkpoint import load_model_state, resume_point, restore_training_state, write_training_checkpoint
+    from cogarch.errors import ConfigError, UserError
 
     t, o = cfg.trainer, cfg.optim
     out = Path(t.out_dir)
     ckpt = resume_point(out, resume, acc.is_main_process)
     model = job.model
     if ckpt is not None:  # full weights go in before prepare() shards or wraps the model
-        try:
-            model.load_state_dict(ckpt.model, strict=True)
-        except RuntimeError as e:
-            raise CheckpointError(f"{ckpt.path}: weights do not fit this model ({str(e).splitlines()[0]})") from None
+        load_model_state(model, ckpt)
     groups = param_groups(job.params(model) if job.params else model.parameters(), o.weight_decay)
     if not groups:
         raise ConfigError("the model has no trainable parameters (requires_grad is False everywhere)")
@@ -342,25 +338,14 @@ def _fit(acc: Any, job: TrainJob, cfg: Any, resume: bool) -> Path:
     step, epoch, pos, skipped = 0, 0, 0, 0
     set_seed(t.seed, device_specific=True)  # per-process stream (e.g. different masks per rank)
     if ckpt is not None:
-        restore_optimizer_state(acc, model, optimizer, ckpt.optimizer)
-        scheduler.load_state_dict(ckpt.scheduler)
-        s = ckpt.state
-        step, epoch, pos, skipped = int(s["step"]), int(s["epoch"]), int(s["batch_in_epoch"]), int(s.get("nonfinite_skipped", 0))
-        if int(s.get("world_size", 1)) == acc.num_processes and len(ckpt.rng) == acc.num_processes:
-            set_rng_state(ckpt.rng[acc.process_index])
-        elif acc.is_main_process:
-            log.warning("resume: checkpoint was written by %s process(es), now %d: data order and RNG streams "
-                        "will not match an uninterrupted run", s.get("world_size"), acc.num_processes)
-        if acc.is_main_process:
-            log.info("resumed from %s (step %d, epoch %d, batch %d)", ckpt.path, step, epoch, pos)
+        step, epoch, pos, skipped = restore_training_state(acc, model, optimizer, scheduler, ckpt)
     last_ckpt = ckpt.path if ckpt is not None else None
     del ckpt  # free the host copy of the weights and moments
 
     unwrapped = acc.unwrap_model(model)
     update = getattr(unwrapped, "update", None)
     metrics_log = _MetricsLog(out, acc.is_main_process, step)
-    bar = tqdm(total=t.max_steps, initial=step, desc=f"train {out.name}", dynamic_ncols=True,
-               disable=not (acc.is_main_process and t.progress))
+    bar = tqdm(total=t.max_steps, initial=step, desc=f"train {out.name}", disable=not (acc.is_main_process and t.progress))
     window = _Window()
     bad = torch.zeros((), dtype=torch.bool, device=acc.device)
     grad_norm = torch.tensor(float("nan"))
