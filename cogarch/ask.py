@@ -100,10 +100,12 @@ def run_ask(
     as_json: bool = False,
 ) -> int:
     from cogarch.api import check_question, load
-    from cogarch.video import probe
+    from cogarch.video import read_clip
 
     questions = [check_question(q) for q in questions]
-    probe(clip)  # one-line VideoError for missing / empty / truncated / non-video files
+    # Decode once before loading anything: a missing / empty / truncated / non-video file is a
+    # one-line VideoError naming the clip, whatever the state of the model.
+    read_clip(clip, num_frames=16, size=64)
     model_obj = load(model, memory=memory, trace=trace)
     if not questions:
         questions = [check_question(q) for q in _interactive_questions()]

@@ -238,7 +238,13 @@ def _one_line(msg: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Overrides may come after options (`train x --config f a.b=1`), which plain argparse rejects.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.verb == "train" and all("=" in x and not x.startswith("-") for x in extra):
+            args.overrides = list(args.overrides) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.version:
         from cogarch import __version__
 
