@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cogarch.bus import LatentBus, Message
-from cogarch.modules.language.adapters import BusInputError, adaptive_pool, time_mean_pool
+from cogarch.modules.language.adapters import BusInputError, adaptive_pool, grid_pool, time_mean_pool
 from cogarch.modules.language.config import LanguageConfig
 from cogarch.modules.language.data import FeatureError, FeatureShard, write_shard
 from cogarch.modules.language.model import LanguageModule, encode_pair
@@ -111,6 +111,14 @@ def test_pooling_is_masked_mean():
     ax, at, am = adaptive_pool(x, t, m, cap=3)
     assert ax.shape == (2, 3, 2) and torch.allclose(ax[0, 0], x[0, 0]) and torch.allclose(ax[1, 2], x[1, 4:6].mean(0))
     assert am.all()
+    # grid: 3 steps of a 4x4 patch grid -> 2x2 per step; cap 8 -> time pooled to 2 steps.
+    gx = torch.randn(2, 3 * 16, 5)
+    gt = torch.arange(3).repeat_interleave(16).float().expand(2, -1)
+    hx, ht, _ = grid_pool(gx, gt, grid=2, cap=64)
+    assert hx.shape == (2, 12, 5) and torch.allclose(hx[:, 4], gx.reshape(2, 3, 4, 4, 5)[:, 1, :2, :2].mean((1, 2)), atol=1e-6)
+    hx, ht, _ = grid_pool(gx, gt, grid=2, cap=8)
+    assert hx.shape == (2, 8, 5) and ht[0].tolist() == [0.5] * 4 + [1.5] * 4
+    assert grid_pool(gx[:, :47], gt[:, :47], grid=2, cap=8) is None  # not square grids: caller falls back
 
 
 def test_blind_mode_excludes_bus(lms):

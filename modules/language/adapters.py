@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cogarch.bus import KNOWN_KINDS, LatentBus, Message
-from cogarch.errors import UserError
+from cogarch.errors import ConfigError, UserError
 from cogarch.modules.language.config import LanguageConfig
 
 
@@ -72,6 +72,36 @@ def canonical_kinds(kinds) -> list[str]:
     return sorted(kinds, key=lambda k: (rank.get(k, len(rank)), k))
 
 
+def grid_pool(x: torch.Tensor, t: torch.Tensor, grid: int, cap: int):
+    """Spatio-temporal pooling for patch tokens laid out time-major (V-JEPA: T' x H' x W').
+
+    x: [B, N, D], t: [B, N] with N = T' * S * S (S*S tokens per time step, row-major) ->
+    [B, T'' * g * g, D], g = min(grid, S), T'' = min(T', cap // g^2): each step's S x S grid is
+    average-pooled to g x g (2x2 pooling keeps "where" for a small LM; as Video-LLaVA-style pooling),
+    then time is average-pooled if the sequence would exceed `cap`. Returns None if the layout is
+    not T' equal square grids (the caller then falls back to time_mean).
+    """
+    B, N, D = x.shape
+    steps = torch.unique_consecutive(t[0])
+    T = steps.numel()
+    S = int(round((N / max(T, 1)) ** 0.5))
+    if T * S * S != N:
+        return None
+    tt = t.reshape(B, T, S * S)
+    if not bool((tt == tt[..., :1]).all()):
+        return None  # tokens of one step are not contiguous
+    g = max(1, min(grid, S))
+    h = x.reshape(B * T, S, S, D).permute(0, 3, 1, 2)  # [B*T, D, S, S]
+    h = F.adaptive_avg_pool2d(h, g).permute(0, 2, 3, 1).reshape(B, T, g * g, D)
+    times = tt[..., 0]  # [B, T]
+    T2 = max(1, min(T, cap // (g * g)))
+    if T2 < T:
+        h = F.adaptive_avg_pool1d(h.permute(0, 2, 3, 1).reshape(B, g * g * D, T), T2).reshape(B, g * g, D, T2).permute(0, 3, 1, 2)
+        times = F.adaptive_avg_pool1d(times[:, None].to(x.dtype), T2)[:, 0]
+    out_t = times[..., None].expand(B, T2, g * g).reshape(B, T2 * g * g)
+    return h.reshape(B, T2 * g * g, D), out_t, torch.ones(B, T2 * g * g, dtype=torch.bool, device=x.device)
+
+
 class KindProjector(nn.Module):
     """[*, D] -> [*, H]: (LayerNorm) -> Linear -> GELU -> Linear (LLaVA-1.5's mlp2x_gelu)."""
 
@@ -93,6 +123,9 @@ class BusAdapter(nn.Module):
     def __init__(self, config: LanguageConfig, lm_hidden: int) -> None:
         super().__init__()
         self.config = config
+        unresolved = [k for k, d in config.kind_dims.items() if int(d) < 1]
+        if unresolved:
+            raise ConfigError(f"language.kind_dims {unresolved} are 0 (width from the features) but no features resolved them")
         self.kinds = canonical_kinds(config.kind_dims)
         self.hidden = lm_hidden
         width = config.proj_hidden or lm_hidden
@@ -111,7 +144,13 @@ class BusAdapter(nn.Module):
         t = msg.time.to(x.device, torch.float32) if timed else torch.zeros(B, N, device=x.device)
         m = msg.mask.to(x.device) if msg.mask is not None else torch.ones(B, N, dtype=torch.bool, device=x.device)
         cap = self.config.cap(kind)
-        if self.config.pool == "time_mean" and timed:
+        pool = self.config.pool
+        if pool == "grid" and timed and msg.mask is None:
+            pooled = grid_pool(x.float(), t, self.config.grid, cap)
+            if pooled is not None:
+                return (*pooled, timed)
+            pool = "time_mean"  # not a time-major square patch layout (e.g. surprise [B, T', 1])
+        if pool in ("time_mean", "grid") and timed:
             x, t, m = time_mean_pool(x.float(), t, m, self.config.max_time)
         if self.config.pool != "none":
             x, t, m = adaptive_pool(x.float(), t, m, cap)

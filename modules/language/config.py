@@ -20,14 +20,18 @@ DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up
 class LanguageConfig:
     # Local folder of any transformers causal LM (AutoModelForCausalLM); never fetched from a hub.
     base_lm: str = ""
-    # Token width D of each bus kind the module reads (one projector per kind, in this order), e.g.
-    # {percept: 192, forecast: 192, surprise: 1, recall: 192, cost: 1}. Empty by default on purpose:
+    # Token width D of each bus kind the module reads (one projector per kind), e.g.
+    # {percept: 192, forecast: 192, surprise: 1, recall: 192, cost: 1}; 0 = take the width from the
+    # feature shards when training starts (`cogarch train language`). Empty by default on purpose:
     # OmegaConf merges dicts key by key, so a default here would leak into every YAML preset.
     kind_dims: dict[str, int] = field(default_factory=dict)
     # Pooling of long token sequences before projection: "none", "adaptive" (adaptive average
     # pool over the token axis to <= max_tokens), or "time_mean" (mean over the tokens of each
-    # time step, then adaptive if still longer than max_tokens).
+    # time step, then adaptive if still longer than max_tokens), or "grid" (time-major square patch
+    # grids, e.g. V-JEPA's T' x H' x W': each step pooled to grid x grid, then time pooled to fit
+    # max_tokens; kinds without that layout fall back to time_mean).
     pool: str = "time_mean"
+    grid: int = 2
     max_tokens: int = 32  # per kind, after pooling
     max_tokens_per_kind: dict[str, int] = field(default_factory=dict)  # overrides max_tokens
     proj_hidden: int = 0  # hidden width of the 2-layer MLP projector; 0: the LM's hidden size
@@ -49,13 +53,13 @@ class LanguageConfig:
     bundle_base: bool = True
 
     def validate(self) -> None:
-        if self.pool not in ("none", "adaptive", "time_mean"):
-            raise ConfigError(f"language.pool must be none|adaptive|time_mean, got {self.pool!r}")
+        if self.pool not in ("none", "adaptive", "time_mean", "grid"):
+            raise ConfigError(f"language.pool must be none|adaptive|time_mean|grid, got {self.pool!r}")
         for kind, dim in self.kind_dims.items():
             if not kind.isidentifier():
                 raise ConfigError(f"language.kind_dims: bad kind name {kind!r}")
-            if int(dim) < 1:
-                raise ConfigError(f"language.kind_dims.{kind} must be >= 1, got {dim}")
+            if int(dim) < 0:
+                raise ConfigError(f"language.kind_dims.{kind} must be >= 1 (or 0: from the features), got {dim}")
         if self.max_tokens < 1 or any(v < 1 for v in self.max_tokens_per_kind.values()):
             raise ConfigError("language.max_tokens (and max_tokens_per_kind) must be >= 1")
         if self.lora_r < 1:

@@ -64,9 +64,15 @@ def describe_scene(objects: list[dict], family: str) -> str:
     return " ".join(out)
 
 
+def _static(name: str) -> str:
+    # Static parts are named by kind + index ("wall0", "floor", "ramp0", "ledge0").
+    return name.rstrip("0123456789") or "object"
+
+
 def narrate_event(e: dict, names: dict) -> str | None:
     def n(k: str) -> str:
-        return "the " + names.get(str(e.get(k)), "object")
+        v = str(e.get(k))
+        return "the " + (names[v] if v in names else _static(v))
 
     typ = e.get("type")
     if typ == "collision":

@@ -21,6 +21,7 @@ from typing import Callable, Mapping
 import torch
 
 from cogarch.bus import LatentBus, Message
+from cogarch.errors import NotBuiltError
 from cogarch.modules.language.data import FeatureShard
 from cogarch.modules.language.model import LanguageModule, encode_pair
 
@@ -154,6 +155,37 @@ class LanguageScorer:
 
     def generate(self, video: str, question: str) -> str:
         return self.module.answer(self._bus(video), question, self.max_new_tokens, blind=self.blind)
+
+    def surprise(self, video: str) -> float:
+        """Peak of the world model's surprise message (violation-of-expectation suites)."""
+        msg = self.bus_for_video(video).latest("surprise") if self.bus_for_video is not None else None
+        if msg is None:
+            raise NotBuiltError("this model's bus has no 'surprise' message (no world model in the pack)")
+        s = msg.tokens[..., 0]  # [B, T']
+        if msg.mask is not None:
+            s = s.masked_fill(~msg.mask.to(s.device), float("-inf"))
+        return float(s.max())
+
+
+def model_loader(spec: str) -> LanguageScorer:
+    """For `cogarch.evals.runner.register_model_loader`: a pack folder, "blind" (the default pack's
+    blind-trained language module `language_blind/` if present, else its language module with the
+    bus ignored), or "blind:DIR" (a saved language folder, bus ignored)."""
+    from cogarch.api import load as load_pack_api
+
+    if spec.startswith("blind:"):
+        return LanguageScorer(LanguageModule.from_pretrained(spec[len("blind:") :]), None, blind=True)
+    if spec == "blind":
+        from cogarch.assets import default_pack_path
+
+        pack = default_pack_path()
+        if pack is None:
+            raise NotBuiltError("no default pack is shipped: use blind:DIR with a saved language folder")
+        if (Path(pack) / "language_blind").is_dir():
+            return LanguageScorer(LanguageModule.from_pretrained(Path(pack) / "language_blind"), None, blind=True)
+        return LanguageScorer(load_pack_api(str(pack)).language, None, blind=True)
+    model = load_pack_api(spec)
+    return LanguageScorer(model.language, lambda video: model.observe(video).bus)
 
 
 def mc_accuracy(scorer: LanguageScorer, rows, limit: int = 0) -> dict[str, float]:

@@ -133,11 +133,23 @@ def build_module(cfg: Config) -> LanguageModule:
     return module
 
 
+def resolve_dims(cfg: Config, shard: FeatureShard | None) -> None:
+    """kind_dims entries of 0 take their width from the shards; kinds the shards lack are dropped."""
+    dims = cfg.model.kind_dims
+    if cfg.init_from or not any(int(d) == 0 for d in dims.values()):
+        return
+    if shard is None:  # blind: no features to read widths from; the projectors are never used
+        cfg.model.kind_dims = {k: (int(d) or 1) for k, d in dims.items()}
+        return
+    cfg.model.kind_dims = {k: int(d) or int(shard.kinds[k]["dim"]) for k, d in dims.items() if int(d) or k in shard.kinds}
+
+
 def make_job(cfg: Config) -> TrainJob:
     cfg.validate()
     torch.manual_seed(cfg.trainer.seed)  # projector / LoRA init
-    module = build_module(cfg)
     shard = None if cfg.blind else FeatureShard(cfg.features_dir, cfg.split)
+    resolve_dims(cfg, shard)
+    module = build_module(cfg)
     kinds = [k for k in module.config.kind_dims if (not cfg.kinds or k in cfg.kinds)]
     if shard is not None:
         for k in kinds:
