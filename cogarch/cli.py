@@ -153,8 +153,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from cogarch.evalglue import install
     from cogarch.evals.runner import format_table, run_eval
 
+    install()
     model = args.model or default_pack_or_error()
     tag = Path(model).name if os.path.sep in model else model.replace(":", "-")
     output = args.output or f"outputs/eval-{args.suite}-{tag}"

@@ -1,0 +1,96 @@
+"""Connects model packs to the evaluation runner (`cogarch eval --model PACK|blind`).
+
+`PackScorer` implements the runner's Scorer protocol with a loaded pack: a clip is observed once
+(decode -> perception -> world model -> memory -> cost on one bus) and cached, then the language
+module scores options by log-likelihood or generates; VoE uses the world model's surprise.
+
+`blind` is the same evaluation with no clip: if the pack ships a separately trained blind language
+module (`language_blind/`, trained on the same QA with no bus tokens) that one answers, otherwise
+the pack's language module answers with no bus tokens. The runner prints it beside the model.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cogarch.errors import NotBuiltError, UserError
+
+_LAST_PACK: str | None = None
+
+
+class PackScorer:
+    def __init__(self, pack: str, blind: bool = False, cache: int = 256) -> None:
+        from cogarch.api import load
+
+        self.model = load(pack)
+        self.blind = blind
+        self.lm = self.model.language
+        blind_dir = Path(pack) / "language_blind"
+        if blind and blind_dir.is_dir():
+            from cogarch.registry import module_class
+
+            self.lm = module_class("language").from_pretrained(blind_dir)
+            self.lm.eval()
+        self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._size = cache
+
+    def _bus(self, video: str | None):
+        if video is None or self.blind:
+            return None
+        obs = self._cache.get(video)
+        if obs is None:
+            obs = self.model.observe(video)
+            self._cache[video] = obs
+            if len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(video)
+        return obs.bus
+
+    @torch.no_grad()
+    def loglik(self, video: str | None, question: str, choices: list[str]) -> list[tuple[float, int]]:
+        bus = self._bus(video)
+        return [(float(a), int(b)) for a, b in self.lm.score_choices(bus, question, choices, blind=bus is None)]
+
+    @torch.no_grad()
+    def generate(self, video: str | None, question: str) -> str:
+        bus = self._bus(video)
+        return self.lm.answer(bus, question, blind=bus is None).strip()
+
+    @torch.no_grad()
+    def surprise(self, video: str) -> float:
+        bus = self._bus(video)
+        if bus is None or bus.latest("surprise") is None:
+            raise NotBuiltError("this pack has no world model: it cannot score violation-of-expectation clips")
+        s = bus.latest("surprise")
+        return float(s.meta["clip_score"][0])
+
+
+def load_scorer(spec: str) -> PackScorer:
+    """The runner's model loader: a pack folder, or `blind` (the last pack, else the default pack)."""
+    global _LAST_PACK
+    if spec == "blind":
+        pack = _LAST_PACK
+        if pack is None:
+            from cogarch.assets import default_pack_path
+
+            found = default_pack_path()
+            if found is None:
+                raise NotBuiltError("blind baseline needs a pack (--model PACK) or the shipped default pack")
+            pack = str(found)
+        return PackScorer(pack, blind=True)
+    if not Path(spec).is_dir():
+        raise UserError(f"model {spec!r} is not a pack folder, 'blind', 'baseline:chance' or 'baseline:prior'")
+    _LAST_PACK = spec
+    return PackScorer(spec)
+
+
+def install() -> None:
+    """Register the pack loader with the evaluation runner."""
+    from cogarch.evals.runner import register_model_loader
+
+    register_model_loader(load_scorer)
