@@ -1,0 +1,187 @@
+"""`cogarch train pack`: one resumable pipeline that trains the whole architecture into a pack.
+
+    generate physqa + voe  ->  perception (V-JEPA)  ->  percept features  ->  world model
+      ->  bus features (percept, forecast, surprise, cost)  ->  language-pretrain (tokenizer + LM)
+      ->  language stage 1 (projectors on captions)  ->  stage 2 (projectors + LoRA on QA)
+      ->  blind language baseline  ->  assemble pack  ->  evaluate  ->  pack.json
+
+Each stage is the same `cogarch train MODULE --config PRESET k=v ...` a user can run alone (the
+pipeline calls `train_module` with the preset and overrides that point it at this run's folders).
+A stage whose output exists is skipped, and an interrupted stage resumes from its last
+checkpoint, so re-running the same command continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from cogarch.config import to_dict
+from cogarch.fsutil import atomic_dir, atomic_write_json
+
+
+@dataclass
+class Config:
+    out_dir: str = "runs/pack"
+    seed: int = 0  # data seed (generator) and training seed
+    physqa_n: int = 2000
+    voe_n: int = 400
+    perception: str = "configs/perception/tiny.yaml"
+    perception_overrides: list[str] = field(default_factory=list)
+    world_model: str = "configs/world_model/tiny.yaml"
+    world_model_overrides: list[str] = field(default_factory=list)
+    language_pretrain: str = "configs/language/pretrain_tiny.yaml"
+    language_pretrain_overrides: list[str] = field(default_factory=list)
+    language: str = "configs/language/tiny.yaml"
+    stage1_overrides: list[str] = field(default_factory=lambda: ["trainer.max_steps=300"])
+    stage2_overrides: list[str] = field(default_factory=list)
+    train_blind: bool = True  # also train the blind (no-video) language baseline on the same QA
+    memory: str = "configs/memory/default.yaml"
+    eval_limit: int = 0  # 0: the whole test split
+    ship_to: str = ""  # copy the finished pack here too (e.g. cogarch/assets/default_pack)
+
+
+def git_revision() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent)
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent)
+        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if rev.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class Pipeline:
+    def __init__(self, cfg: Config, resume: bool) -> None:
+        self.cfg, self.resume = cfg, resume
+        self.root = Path(cfg.out_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.root / "pipeline.json"
+        self.log = json.loads(self.log_path.read_text()) if self.log_path.is_file() else {"stages": {}}
+
+    def stage(self, name: str, done: Path, fn: Callable[[], object]) -> None:
+        if done.exists():
+            print(f"[pack] {name}: done ({done}), skipping")
+            return
+        print(f"[pack] {name}: running")
+        t0 = time.perf_counter()
+        fn()
+        self.log["stages"][name] = {"seconds": round(time.perf_counter() - t0, 1), "git_revision": git_revision()}
+        atomic_write_json(self.log_path, self.log)
+
+    def train(self, module: str, preset: str, overrides: list[str]) -> Path:
+        from cogarch.train import train_module
+
+        return train_module(module, preset, overrides, resume=True)
+
+    # ------------------------------------------------------------------------------------------
+    def run(self) -> Path:
+        from cogarch.evals.world.generate import generate
+
+        c, r = self.cfg, self.root
+        data = r / "data"
+        self.stage("generate physqa", data / "physqa", lambda: generate("physqa", c.physqa_n, data / "physqa", seed=c.seed))
+        self.stage("generate voe", data / "voe", lambda: generate("voe", c.voe_n, data / "voe", seed=c.seed + 1))
+
+        perc = r / "perception" / "final"
+        self.stage("perception", perc, lambda: self.train(
+            "perception", c.perception,
+            [f"data.data_dir={data / 'physqa'}", f"trainer.out_dir={r / 'perception'}", f"trainer.seed={c.seed}"] + c.perception_overrides))
+
+        from cogarch.features import write_language_features, write_world_model_features
+
+        wm_feats = r / "features" / "world_model"
+        self.stage("percept features", wm_feats / "voe.safetensors", lambda: [
+            write_world_model_features(str(perc), data / s, wm_feats) for s in ("physqa", "voe")])
+
+        from cogarch.registry import module_class
+
+        width = module_class("perception").from_pretrained(perc).config.hidden_size
+        wm = r / "world_model" / "final"
+        self.stage("world model", wm, lambda: self.train(
+            "world_model", c.world_model,
+            [f"data.features_dir={wm_feats}", f"model.latent_dim={width}", f"trainer.out_dir={r / 'world_model'}",
+             f"trainer.seed={c.seed}"] + c.world_model_overrides))
+
+        lang_feats = r / "features" / "language"
+        self.stage("bus features", lang_feats / "test.json", lambda: write_language_features(
+            {"perception": str(perc), "world_model": str(wm)}, data / "physqa", lang_feats, splits=("train", "val", "test", "test_ood")))
+
+        lm = r / "language_pretrain" / "final"
+        self.stage("language pretrain", lm, lambda: self.train(
+            "language-pretrain", c.language_pretrain,
+            [f"data_dir={data / 'physqa'}", f"trainer.out_dir={r / 'language_pretrain'}", f"trainer.seed={c.seed}"]
+            + c.language_pretrain_overrides))
+
+        common = [f"model.base_lm={lm}", f"data_dir={data / 'physqa'}", f"features_dir={lang_feats}", f"trainer.seed={c.seed}"]
+        s1 = r / "language_s1" / "final"
+        self.stage("language stage 1", s1, lambda: self.train(
+            "language", c.language, common + ["stage=1", f"trainer.out_dir={r / 'language_s1'}"] + c.stage1_overrides))
+        s2 = r / "language" / "final"
+        self.stage("language stage 2", s2, lambda: self.train(
+            "language", c.language, common + ["stage=2", f"init_from={s1}", f"trainer.out_dir={r / 'language'}"] + c.stage2_overrides))
+        blind = r / "language_blind" / "final"
+        if c.train_blind:
+            self.stage("blind language baseline", blind, lambda: self.train(
+                "language", c.language, common + ["stage=2", "blind=true", f"trainer.out_dir={r / 'language_blind'}"] + c.stage2_overrides))
+
+        pack = r / "pack"
+        self.stage("assemble pack", pack / "pack.json", lambda: self.assemble(pack, perc, wm, s2, blind if c.train_blind else None))
+        self.stage("evaluate", r / "eval" / "done.json", lambda: self.evaluate(pack, data))
+        if c.ship_to:
+            self.ship(pack, Path(c.ship_to))
+        return pack
+
+    def assemble(self, pack: Path, perc: Path, wm: Path, lang: Path, blind: Path | None) -> None:
+        from cogarch.config import load_config
+        from cogarch.modules.memory.config import MemoryConfig
+
+        mem_cfg = load_config(MemoryConfig, self.cfg.memory)
+        meta = {
+            "format_version": 1,
+            "modules": {"perception": "perception", "world_model": "world_model", "memory": "memory", "language": "language"},
+            "config": to_dict(self.cfg),
+            "data_seed": self.cfg.seed,
+            "git_revision": git_revision(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "stages": self.log["stages"],
+        }
+        with atomic_dir(pack) as tmp:
+            shutil.copytree(perc, tmp / "perception")
+            shutil.copytree(wm, tmp / "world_model")
+            shutil.copytree(lang, tmp / "language")
+            if blind is not None:
+                shutil.copytree(blind, tmp / "language_blind")
+            from cogarch.registry import module_class
+
+            mem_cfg.enabled = False  # a shipped pack writes no memory unless `ask --memory DIR`
+            module_class("memory")(mem_cfg).save_pretrained(tmp / "memory")
+            (tmp / "pack.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+    def evaluate(self, pack: Path, data: Path) -> None:
+        from cogarch.evalglue import install
+        from cogarch.evals.runner import run_eval
+
+        install()
+        limit = self.cfg.eval_limit or None
+        results = {}
+        for suite in ("physqa", "voe"):
+            res = run_eval(suite, str(pack), str(data / suite), limit, str(self.root / "eval" / suite), seed=self.cfg.seed, split="test")
+            results[suite] = {"metrics": res["metrics"], "baselines": res.get("baselines", {}), "n": res.get("n")}
+        meta = json.loads((pack / "pack.json").read_text())
+        meta["eval"] = results
+        atomic_write_json(pack / "pack.json", meta)
+        atomic_write_json(self.root / "eval" / "done.json", {"ok": True})
+
+    def ship(self, pack: Path, dest: Path) -> None:
+        with atomic_dir(dest) as tmp:
+            shutil.copytree(pack, tmp, dirs_exist_ok=True)
+        print(f"[pack] shipped to {dest}")
+
+
+def run(cfg: Config, resume: bool = False) -> Path:
+    return Pipeline(cfg, resume).run()
