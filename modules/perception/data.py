@@ -1,0 +1,150 @@
+"""Clip dataset for perception pretraining and probing: the generated clips DatasetDict (schema:
+`DIR/clips/` saved with `datasets.save_to_disk`, one row per clip, video path relative to DIR).
+
+    ds = ClipDataset("data/physqa", "train", num_frames=16, size=64)
+    ds[i] -> frames [T, 3, H, W] float32, normalised with the ImageNet mean/std (V-JEPA inputs)
+
+Masks are NOT built here: `MaskCollator` (masking.py) builds them per batch in the loader workers.
+Decoding goes through `cogarch.video.read_clip` (PyAV), at the clip's native frame rate so that T
+consecutive frames are read (from frame 0, or from a random start when `random_start` and the mp4
+holds more than T frames).
+
+`cache=True` decodes every clip once (frames 0..T-1, uint8) into DIR/.cache/perception/*.npy and
+memory-maps it: on a loaded 2-core machine PyAV needs 0.1-0.3 s per 16-frame clip, more than a
+whole training step of the tiny model, and pretraining plus two probes read each clip many times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cogarch.errors import UserError
+from cogarch.fsutil import safe_join
+from cogarch.modules.perception.config import IMAGENET_MEAN, IMAGENET_STD
+
+SPLITS = ("train", "val", "test", "test_ood")
+
+
+def load_clips_split(data_dir: str | os.PathLike, split: str):
+    """The `datasets.Dataset` of one split of DIR/clips, with one-line errors."""
+    root = Path(data_dir)
+    clips = root / "clips"
+    if not clips.is_dir():
+        raise UserError(
+            f"{str(root)!r} has no clips/ dataset (make one with `cogarch generate --suite physqa --n 2000 --out {root}`)"
+        )
+    from datasets import load_from_disk
+
+    try:
+        dd = load_from_disk(str(clips))
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(f"{clips}: not a readable datasets folder ({str(e).splitlines()[0]})") from None
+    if split not in dd:
+        raise UserError(f"{clips}: no split {split!r} (has {', '.join(dd.keys())})")
+    return dd[split]
+
+
+def read_frames(path: str | os.PathLike, num_frames: int, size: int, fps: float, start: int = 0) -> torch.Tensor:
+    """Decode `num_frames` consecutive frames from frame `start`: [T, 3, size, size] float in [0, 1]."""
+    from cogarch.video import read_clip
+
+    return read_clip(path, num_frames=num_frames, fps=fps, size=size, start_s=start / fps if fps > 0 else 0.0)
+
+
+class ClipDataset(Dataset):
+    """Frames of the generated clips; optionally with the row index (for probes)."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike,
+        split: str = "train",
+        num_frames: int = 16,
+        size: int = 64,
+        random_start: bool = False,
+        normalize: bool = True,
+        max_clips: int = 0,
+        with_index: bool = False,
+        cache: bool = False,
+        cache_workers: int = 2,
+    ) -> None:
+        if num_frames < 1 or size < 1:
+            raise UserError(f"ClipDataset: num_frames and size must be positive, got {num_frames}, {size}")
+        self.root = Path(data_dir)
+        self.split = split
+        self.rows = load_clips_split(data_dir, split)
+        if max_clips and max_clips < len(self.rows):
+            self.rows = self.rows.select(range(max_clips))
+        if len(self.rows) == 0:
+            raise UserError(f"{self.root / 'clips'}: split {split!r} is empty")
+        self.num_frames, self.size = int(num_frames), int(size)
+        self.random_start, self.normalize, self.with_index = random_start, normalize, with_index
+        self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        # Only the light columns are kept in memory; annotations are parsed lazily (probe targets).
+        self._video = self.rows["video"]
+        self._n = self.rows["num_frames"]
+        self._fps = self.rows["fps"]
+        self._cache: np.ndarray | None = None
+        if cache:
+            self._cache = self._build_cache(cache_workers)
+
+    def _cache_path(self) -> Path:
+        fp = f"{self.split}_{len(self)}_{self.num_frames}x{self.size}_{self._video[0].replace('/', '_')}"
+        return self.root / ".cache" / "perception" / f"{fp}.npy"
+
+    def _build_cache(self, workers: int) -> np.ndarray:
+        path = self._cache_path()
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            arr = np.empty((len(self), self.num_frames, 3, self.size, self.size), dtype=np.uint8)
+            src = ClipDataset(self.root, self.split, self.num_frames, self.size, normalize=False,
+                              max_clips=len(self), with_index=True)
+            loader = torch.utils.data.DataLoader(src, batch_size=16, num_workers=max(0, workers))
+            for b in loader:
+                arr[b["index"].numpy()] = (b["frames"] * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, arr)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        if arr.shape != (len(self), self.num_frames, 3, self.size, self.size):
+            raise UserError(f"{path}: stale frame cache (shape {arr.shape}); delete it and retry")
+        return arr
+
+    def __len__(self) -> int:
+        return len(self._video)
+
+    def row(self, i: int) -> dict[str, Any]:
+        return self.rows[int(i)]
+
+    def objects(self, i: int) -> list[dict]:
+        return json.loads(self.rows[int(i)]["objects"])
+
+    def annotations(self, i: int) -> dict:
+        return json.loads(self.rows[int(i)]["annotations"])
+
+    def __getitem__(self, i: int) -> Any:
+        i = int(i)
+        if self._cache is not None:
+            frames = torch.from_numpy(np.array(self._cache[i])).float().div_(255.0)  # [T,3,H,W]
+        else:
+            path = safe_join(self.root, self._video[i])
+            start = 0
+            spare = int(self._n[i]) - self.num_frames
+            if self.random_start and spare > 0:
+                start = int(torch.randint(0, spare + 1, ()).item())
+            frames = read_frames(path, self.num_frames, self.size, float(self._fps[i]), start)  # [T,3,H,W]
+        if self.normalize:
+            frames = (frames - self.mean) / self.std
+        if self.with_index:
+            return {"frames": frames, "index": torch.tensor(i)}
+        return frames
