@@ -159,7 +159,10 @@ def _save(rows_by_split: dict[str, list[dict]], kind: str, path: Path) -> None:
     was_on = ds_logging.is_progress_bar_enabled()
     ds_logging.disable_progress_bar()
     try:
-        dd.save_to_disk(str(path))
+        # Explicit shard counts: datasets writes NO shard for an empty split unless told to, and
+        # then cannot load it back; ~400 MB per shard otherwise.
+        shards = {sp: max(1, -(-dd[sp].data.nbytes // 400_000_000)) for sp in SPLITS}
+        dd.save_to_disk(str(path), num_shards=shards)
     finally:
         if was_on:
             ds_logging.enable_progress_bar()

@@ -144,7 +144,7 @@ def sample_side(rng: np.random.Generator, cfg: SceneConfig) -> Scene:
     occluder = None
     if rng.random() < 0.5:
         cx = float(rng.uniform(26, 40))
-        occluder = (cx - 7.0, float(rng.uniform(34, 44)), cx + 7.0, FLOOR_Y - 2.0)
+        occluder = (cx - 7.0, float(rng.uniform(34, 44)), cx + 7.0, FLOOR_Y - 0.5)
     placed: list[tuple[float, float, float]] = []
     objs: list[ObjSpec] = []
     for i in range(n):

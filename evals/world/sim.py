@@ -152,6 +152,7 @@ def _add_object(space: pymunk.Space, o: ObjSpec, labels: dict) -> pymunk.Body:
     shp = make_shape(body, o.shape)
     shp.elasticity = phys["elasticity"]
     shp.friction = phys["friction"]
+    shp._hashid = 1000 + o.id   # see build_space: process-independent hash ids
     space.add(body, shp)
     labels[shp] = o.id
     return body
@@ -172,6 +173,11 @@ def build_space(scene: Scene, remove: set[int] = frozenset(), no_collide: dict |
         seg = pymunk.Segment(space.static_body, st.a, st.b, st.radius)
         seg.elasticity = 0.6
         seg.friction = 0.8
+        # Chipmunk numbers shapes from a process-global counter and its spatial hash / arbiter
+        # order follows those ids, so results would depend on how many shapes this process made
+        # before. Fixed ids (statics 1.., objects 1000+id, stable under removal) make every
+        # simulation bit-identical in any process, worker or order.
+        seg._hashid = 1 + len(labels)
         space.add(seg)
         labels[seg] = st.name
     bodies = {}

@@ -11,24 +11,35 @@ import json
 
 import numpy as np
 
-from cogarch.evals.world.sim import CANVAS, Scene, Trajectory
+from cogarch.evals.world.sim import CANVAS, Scene, Trajectory, hexagon
 from cogarch.evals.world.vocab import SHAPE_SIZE
 
 COORDS_NOTE = "x right, y down; units of a 64-unit canvas (1 unit = 1 px at 64x64); frame 0 = start"
 
 
-def extents(scene: Scene, traj: Trajectory) -> np.ndarray:
-    """[N] half-extent (bounding radius) of each object slot."""
+def extents(scene: Scene, traj: Trajectory) -> tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned half-extents (hx, hy), each [T, N], of every object at every frame."""
     by_id = {o.id: o for o in scene.objects}
-    return np.array([SHAPE_SIZE[by_id[i].shape] * (1.42 if by_id[i].shape == "cube" else 1.0)
-                     for i in traj.ids])
+    T, N = traj.angle.shape
+    hx, hy = np.zeros((T, N)), np.zeros((T, N))
+    for j, oid in enumerate(traj.ids):
+        shape = by_id[oid].shape
+        s = SHAPE_SIZE[shape]
+        if shape == "sphere":
+            hx[:, j] = hy[:, j] = s
+            continue
+        verts = np.array([(-s, -s), (s, -s), (s, s), (-s, s)]) if shape == "cube" else np.array(hexagon(s))
+        c, sn = np.cos(traj.angle[:, j])[:, None], np.sin(traj.angle[:, j])[:, None]
+        hx[:, j] = np.abs(verts[None, :, 0] * c - verts[None, :, 1] * sn).max(1)
+        hy[:, j] = np.abs(verts[None, :, 0] * sn + verts[None, :, 1] * c).max(1)
+    return hx, hy
 
 
 def in_view(scene: Scene, traj: Trajectory) -> np.ndarray:
     """[T, N] bool: any part of the object's bounding box overlaps the view."""
-    r = extents(scene, traj)[None, :]
+    hx, hy = extents(scene, traj)
     x, y = traj.pos[..., 0], traj.pos[..., 1]
-    inside = (x + r > 0) & (x - r < CANVAS) & (y + r > 0) & (y - r < CANVAS)
+    inside = (x + hx > 0) & (x - hx < CANVAS) & (y + hy > 0) & (y - hy < CANVAS)
     return inside & traj.present
 
 
@@ -38,9 +49,9 @@ def visible(scene: Scene, traj: Trajectory, view: np.ndarray | None = None) -> n
     if scene.occluder is None:
         return view.copy()
     x0, y0, x1, y1 = scene.occluder
-    r = extents(scene, traj)[None, :]
+    hx, hy = extents(scene, traj)
     x, y = traj.pos[..., 0], traj.pos[..., 1]
-    hidden = (x - r >= x0) & (x + r <= x1) & (y - r >= y0) & (y + r <= y1)
+    hidden = (x - hx >= x0) & (x + hx <= x1) & (y - hy >= y0) & (y + hy <= y1)
     return view & ~hidden
 
 
@@ -60,7 +71,7 @@ def view_events(traj: Trajectory, view: np.ndarray) -> list[dict]:
 def fall_events(scene: Scene, traj: Trajectory) -> list[dict]:
     """An object that rested/slid on a ledge and later is entirely below its surface fell off it."""
     ev = []
-    r = extents(scene, traj)
+    r = extents(scene, traj)[1].max(axis=0)
     for st in scene.statics:
         if st.kind != "ledge":
             continue
