@@ -97,3 +97,21 @@ def test_learned_world_model_as_planning_model():
     planner = Planner(cfg, dyn, lambda p, g: (p[:, -1] - g).abs().mean(-1), lambda p, g: (p - g[:, None]).abs().mean(-1))
     a = planner.act(state, torch.randn(8))
     assert a.shape == (2,) and a.abs().max() <= 1.0 and planner.last_info["plan_s"] > 0
+
+
+def test_run_plan_writes_strip_and_rejects_bad_input(tmp_path):
+    from PIL import Image
+
+    from cogarch.errors import UserError
+    from cogarch.modules.cost.cli import run_plan
+
+    out = run_plan("table-push", "near", "random", 3, str(tmp_path / "strip.png"), None)
+    assert out["mode"] == "simulator (upper bound)" and out["planner"] == "random"
+    assert 1 <= out["steps"] <= 30 and isinstance(out["success"], bool)
+    img = Image.open(tmp_path / "strip.png")
+    assert img.height > 64 and img.width > 2 * 64  # observed frames + the goal image
+    for bad in (("maze", "near", "cem"), ("table-push", "nearby", "cem"), ("table-push", "near", "mppi")):
+        with pytest.raises(UserError):
+            run_plan(*bad, 0, str(tmp_path / "x.png"), None)
+    with pytest.raises(UserError, match="planning model folder"):
+        run_plan("table-push", "near", "cem", 0, str(tmp_path / "x.png"), str(tmp_path))

@@ -238,3 +238,7 @@ class CostModel(nn.Module):
         load_weights(model, path)
         model.eval()
         return model
+
+
+# The name cogarch.registry.MODULE_CLASSES uses for this module.
+CostModule = CostModel

@@ -106,23 +106,28 @@ class SimulatorDynamics:
     `features(env) -> np.ndarray [F]` reads the state the energy compares (e.g. object x, y).
     """
 
-    def __init__(self, env: Any, features: Callable[[Any], np.ndarray]) -> None:
+    def __init__(self, env: Any, features: Callable[[Any], np.ndarray], action_scale: float = 1.0) -> None:
         for attr in ("clone_state", "restore_state", "step"):
             if not hasattr(env, attr):
                 raise UserError(f"simulator planning needs env.{attr}()")
-        self.env, self.features = env, features
+        self.env, self.features, self.scale = env, features, float(action_scale)
 
     def rollout(self, state: Any, actions: torch.Tensor) -> torch.Tensor:
         out = []
         saved = self.env.clone_state()
-        for seq in actions.numpy():
-            self.env.restore_state(state)
-            traj = []
-            for a in seq:
-                self.env.step(a)
-                traj.append(self.features(self.env))
-            out.append(traj)
-        self.env.restore_state(saved)
+        record = getattr(self.env, "record", False)
+        self.env.record = False  # imagined steps must not land in the episode's recorded frames
+        try:
+            for seq in actions.numpy():
+                self.env.restore_state(state)
+                traj = []
+                for a in seq:
+                    self.env.step(a * self.scale)
+                    traj.append(self.features(self.env))
+                out.append(traj)
+        finally:
+            self.env.restore_state(saved)
+            self.env.record = record
         return torch.as_tensor(np.asarray(out), dtype=torch.float32)
 
 

@@ -1,0 +1,242 @@
+"""`cogarch plan --env table-push ...`: closed-loop planning on TablePushEnv, and its harness.
+
+Two planning models, always labelled in results:
+- "learned": a trained world model (loaded through cogarch.registry, never imported from its
+  module) rolls out latents of an encoder; the energy is CostModel's goal distance in that latent
+  space (+ critic if trained). This is the real result.
+- "simulator": the env's own ground-truth simulator through clone_state/restore_state, energy in
+  true positions. A perfect-model UPPER BOUND baseline only.
+
+A learned planning model is a folder written by evals/bench/planning.py:
+    <model>/planning.json   {"encoder": "blur-pixels" | "perception:<folder>", "context": C, ...}
+    <model>/world_model/    the action-conditioned world model (save_pretrained)
+    <model>/cost/           optional trained critic (save_pretrained)
+
+Encoders: "perception:<folder>" is the trained V-JEPA encoder (mean-pooled tokens of the last
+tubelet). "blur-pixels" is a FIXED hand-made feature (grayscale, blurred, pooled to 8x8 = 64-D)
+used while no trained perception checkpoint exists; it is not learned and is named in every result.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cogarch.errors import UserError
+from cogarch.modules.cost.config import CostConfig, PlannerConfig
+from cogarch.modules.cost.model import CostModel
+from cogarch.modules.cost.planner import LatentDynamics, Planner, SimulatorDynamics, run_episode
+
+GOALS = ("near", "far", "near+obstacles", "far+obstacles")
+
+
+class BlurPixelEncoder:
+    """Fixed features: gray frame, two box blurs of `kernel` px (~Gaussian), avg-pooled to grid x grid.
+
+    The blur makes L1 distance between two frames grow smoothly with the puck's displacement
+    (Spearman 0.93 against true distance on 300 random placements), unlike raw pixels, whose
+    distance is flat once the puck images no longer overlap.
+    """
+
+    name = "blur-pixels"
+
+    def __init__(self, kernel: int = 21, grid: int = 8) -> None:
+        self.kernel, self.grid = kernel, grid
+        self.dim = grid * grid
+
+    def __call__(self, frames: list[np.ndarray]) -> torch.Tensor:
+        x = torch.as_tensor(np.ascontiguousarray(frames[-1])).permute(2, 0, 1)[None].float().div(255).mean(1, keepdim=True)
+        k = self.kernel
+        for _ in range(2):
+            x = F.avg_pool2d(F.pad(x, (k // 2,) * 4, mode="replicate"), k, 1)
+        return F.adaptive_avg_pool2d(x, self.grid).flatten()  # [grid * grid]
+
+
+class PerceptionEncoder:
+    """The trained perception module (loaded via the registry): mean-pooled tokens of the last tubelet."""
+
+    def __init__(self, folder: str) -> None:
+        from cogarch.registry import module_class
+
+        self.model = module_class("perception").from_pretrained(folder).eval()
+        self.tubelet = int(self.model.config.tubelet_size)
+        self.size = int(self.model.config.img_size)
+        self.name = f"perception:{folder}"
+        self.dim = int(self.model.config.hidden_size) if hasattr(self.model.config, "hidden_size") else None
+
+    @torch.no_grad()
+    def __call__(self, frames: list[np.ndarray]) -> torch.Tensor:
+        last = list(frames[-self.tubelet :])
+        while len(last) < self.tubelet:
+            last.insert(0, last[0])
+        x = torch.as_tensor(np.stack(last)).permute(0, 3, 1, 2).float().div(255)  # [t, 3, H, W]
+        if x.shape[-1] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.model.encode(x[None])[0].mean(dim=0)  # [D]
+
+
+def make_encoder(spec: str) -> Any:
+    if spec == "blur-pixels":
+        return BlurPixelEncoder()
+    if spec.startswith("perception:"):
+        return PerceptionEncoder(spec.split(":", 1)[1])
+    raise UserError(f"unknown encoder {spec!r}: use 'blur-pixels' or 'perception:<folder>'")
+
+
+@dataclass
+class LearnedModel:
+    world_model: Any
+    cost: CostModel
+    encoder: Any
+    context: int
+    folder: str
+
+
+def load_learned(folder: str) -> LearnedModel:
+    from cogarch.registry import module_class
+
+    root = Path(folder)
+    meta_file = root / "planning.json"
+    if not meta_file.is_file():
+        raise UserError(f"{folder!r} is not a planning model folder (no planning.json)")
+    meta = json.loads(meta_file.read_text())
+    wm = module_class("world_model").from_pretrained(root / "world_model").eval()
+    D = wm.config.latent_dim
+    cost = CostModel.from_pretrained(root / "cost") if (root / "cost").is_dir() else CostModel(CostConfig(latent_dim=D))
+    cost.config.goal_reduce = "mean"  # mean distance along the rollout rewards reaching the goal early
+    if wm.config.action_dim < 1:
+        raise UserError(f"{folder!r}: the world model is not action-conditioned; it cannot plan")
+    return LearnedModel(wm, cost.eval(), make_encoder(meta["encoder"]), int(meta.get("context", 2)), folder)
+
+
+def parse_goal(goal: str) -> tuple[str, bool]:
+    if goal not in GOALS:
+        raise UserError(f"unknown goal {goal!r}: use one of {', '.join(GOALS)}")
+    dist, _, obst = goal.partition("+")
+    return dist, bool(obst)
+
+
+def goal_frames(env: Any) -> list[np.ndarray]:
+    """Render the goal image: the agent at rest at the goal centre (then restore the env)."""
+    saved = env.clone_state()
+    env.restore_state({"t": 0, "state": [env.goal[0], env.goal[1], 0.0, 0.0]})
+    frame = env.render()
+    env.restore_state(saved)
+    return [frame, frame]
+
+
+def table_push_episode(
+    seed: int, goal: str, cfg: PlannerConfig, learned: LearnedModel | None, max_steps: int = 30, plan_seed: int = 0
+) -> dict[str, Any]:
+    """One closed-loop episode on TablePushEnv; returns the result and the observed frames."""
+    from cogarch.evals.world.planning_env import TablePushEnv
+
+    dist, obstacles = parse_goal(goal)
+    env = TablePushEnv(seed=seed, obstacles=obstacles, goal_distance=dist, max_steps=max_steps, record=True)
+    env.reset()
+    a_max, size = env.a_max, float(env.size)
+    gframes = goal_frames(env)
+    if learned is None:
+        g = torch.tensor([env.goal[0] / size, env.goal[1] / size])
+
+        def xy(e: Any) -> np.ndarray:
+            return e.state()[:2] / size
+
+        def dist_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return (pred - target[:, None]).norm(dim=-1)
+
+        def energy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            off_table = (pred - 0.5).abs().sub(0.5).clamp(min=0).sum(dim=-1).amax(dim=1)
+            return dist_fn(pred, target).mean(dim=1) + 10.0 * off_table
+
+        planner = Planner(cfg, SimulatorDynamics(env, xy, a_max), energy, dist_fn, seed=plan_seed)
+        observe = lambda e: e.clone_state()  # noqa: E731
+        mode = "simulator (upper bound)"
+    else:
+        enc, C = learned.encoder, learned.context
+        g = enc(gframes)
+        lat_hist = [enc(env.frames)] * C  # at rest before the first action: repeat the first latent
+        act_hist = [torch.zeros(cfg.action_dim)] * (C - 1)
+
+        def energy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return learned.cost.cost(pred, target)["total"]
+
+        planner = Planner(cfg, LatentDynamics(learned.world_model), energy, learned.cost.goal_distance, seed=plan_seed)
+
+        def observe(e: Any) -> dict[str, torch.Tensor]:
+            return {"latents": torch.stack(lat_hist[-C:]), "actions": torch.stack(act_hist[-(C - 1) :]) if C > 1 else torch.zeros(0, 2)}
+
+        mode = f"learned world model on {enc.name}"
+
+    class Scaled:
+        """The env seen by run_episode: planner actions in [-1, 1] -> impulses of up to a_max."""
+
+        def step(self, a: np.ndarray) -> None:
+            _, _, info = env.step(np.asarray(a) * a_max)
+            if learned is not None:
+                lat_hist.append(learned.encoder(env.frames))
+                act_hist.append(torch.tensor(info["action"], dtype=torch.float32) / a_max)
+
+        def success(self) -> bool:
+            return env.success()
+
+    t0 = time.perf_counter()
+    out = run_episode(Scaled(), planner, lambda _: observe(env), g, max_steps)
+    out.update(mode=mode, seed=seed, goal=goal, planner=cfg.kind, wall_s=time.perf_counter() - t0,
+               final_distance=env.distance(), frames=env.frames, goal_frame=gframes[-1])
+    return out
+
+
+def save_strip(path: str, frames: list[np.ndarray], goal_frame: np.ndarray, caption: str, max_frames: int = 10) -> None:
+    """Rollout strip PNG: evenly spaced observed frames, then the goal image, caption on top."""
+    from PIL import Image, ImageDraw
+
+    idx = np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int))
+    tiles = [frames[i] for i in idx] + [goal_frame]
+    h, w = tiles[0].shape[:2]
+    pad, top = 2, 14
+    canvas = Image.new("RGB", (len(tiles) * (w + pad) + pad, h + top + pad), (255, 255, 255))
+    for k, t in enumerate(tiles):
+        canvas.paste(Image.fromarray(t), (pad + k * (w + pad), top))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((pad, 1), caption, fill=(0, 0, 0))
+    draw.rectangle([pad + (len(tiles) - 1) * (w + pad) - 1, top - 1, canvas.width - pad, top + h], outline=(0, 160, 0))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+
+
+def planner_config(kind: str, path: str | None = None, overrides: list[str] | None = None) -> PlannerConfig:
+    from cogarch.config import load_config
+
+    cfg = load_config(PlannerConfig, path, overrides or [])
+    cfg.kind = kind
+    cfg.validate()
+    return cfg
+
+
+def run_plan(env: str, goal: str, planner: str, seed: int, out_png: str, model: str | None) -> dict:
+    """Plan one TablePushEnv episode and save a rollout strip PNG.
+
+    env: "table-push"; goal: near | far | near+obstacles | far+obstacles; planner: random | cem |
+    hier; model: a planning model folder (learned world model) or None for the simulator upper
+    bound. Returns {"success", "steps", "plan_s_per_action", "mode", "final_distance", "png"}.
+    """
+    if env != "table-push":
+        raise UserError(f"unknown planning env {env!r}: only 'table-push' exists")
+    if planner not in ("random", "cem", "hier"):
+        raise UserError(f"unknown planner {planner!r}: use random, cem or hier")
+    learned = load_learned(model) if model else None
+    preset = Path(__file__).resolve().parents[2] / "configs" / "planner" / f"{planner if planner != 'random' else 'cem'}.yaml"
+    cfg = planner_config(planner, str(preset) if preset.is_file() else None)
+    res = table_push_episode(seed, goal, cfg, learned)
+    caption = f"{planner} | {res['mode']} | {'SUCCESS' if res['success'] else 'fail'} in {res['steps']} steps"
+    save_strip(out_png, res["frames"], res["goal_frame"], caption)
+    keep = ("success", "steps", "plan_s_per_action", "mode", "final_distance", "goal", "planner", "seed")
+    return {**{k: res[k] for k in keep}, "png": out_png}
