@@ -89,7 +89,6 @@ class TrainJob:
     params: Callable[[torch.nn.Module], Any] | None = None
 
 
-# ============================================================================ the generic trainer
 log = logging.getLogger("cogarch.train")
 
 MIXED_PRECISION = ("no", "bf16", "auto")
@@ -116,8 +115,8 @@ def _validate(cfg: Any) -> None:
         (0.0 <= o.min_lr_ratio <= 1.0, f"optim.min_lr_ratio must be in [0, 1], got {o.min_lr_ratio}"),
         (o.grad_clip >= 0, f"optim.grad_clip must be >= 0 (0 disables), got {o.grad_clip}"),
     ]
-    for msg in [m for ok, m in checks if not ok][:1]:
-        raise ConfigError(msg)
+    if any(not ok for ok, _ in checks):
+        raise ConfigError(next(m for ok, m in checks if not ok))
 
 
 def lr_factor(step: int, warmup: int, max_steps: int, min_ratio: float) -> float:
@@ -356,9 +355,10 @@ def _fit(acc: Any, job: TrainJob, cfg: Any, resume: bool) -> Path:
         while step < t.max_steps:
             loader_gen.manual_seed(_mix(t.seed, epoch, 1))
             batches = acc.skip_first_batches(loader, pos) if pos else loader
-            # accelerate's loader re-applies its own iteration count as the sampler epoch when a
-            # pass starts; setting it here keeps that count equal to ours on resume.
+            # accelerate's loader re-applies its own pass count as the sampler epoch: align it with
+            # ours, and set the sampler directly too (a sharded skip-loader does not reach it).
             getattr(batches, "set_epoch", sampler.set_epoch)(epoch)
+            sampler.set_epoch(epoch)
             for batch in batches:
                 pos += 1
                 with acc.accumulate(model):
@@ -385,6 +385,7 @@ def _fit(acc: Any, job: TrainJob, cfg: Any, resume: bool) -> Path:
                             )
                         if not nonfinite:
                             optimizer.step()
+                        lr = scheduler.get_last_lr()[0]  # the LR this step used (logged below)
                         scheduler.step()
                         optimizer.zero_grad(set_to_none=True)
                         bad.zero_()
@@ -407,7 +408,7 @@ def _fit(acc: Any, job: TrainJob, cfg: Any, resume: bool) -> Path:
                         sums = acc.reduce(sums, "sum")
                     loss_sum, n = sums.tolist()
                     row = {"step": step, "epoch": epoch, "loss": loss_sum / n if n else float("nan"),
-                           "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                           "lr": lr, "grad_norm": float(grad_norm),
                            "step_time_s": sum(window.times) / len(window.times), "nonfinite_skipped": skipped}
                     for k, v in window.metrics.items():
                         row[f"module_{k}" if k in CORE_COLUMNS else k] = v / max(1, window.metric_n)
