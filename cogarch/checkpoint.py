@@ -308,7 +308,7 @@ def resume_point(out: Path, resume: bool, is_main: bool) -> Checkpoint | None:
     latest = latest_checkpoint(out)
     if latest is None:
         if resume and is_main:
-            logging.getLogger("cogarch.train").info("resume: no checkpoint under %s, starting fresh", out)
+            logging.getLogger("cogarch.train").warning("resume: no checkpoint under %s, starting fresh", out)
         return None
     if not resume:
         raise UserError(
@@ -326,9 +326,26 @@ def load_model_state(model: torch.nn.Module, ckpt: Checkpoint) -> None:
         raise CheckpointError(f"{ckpt.path}: weights do not fit this model ({str(e).splitlines()[0]})") from None
 
 
-def restore_training_state(acc: Any, model: Any, optimizer: Any, scheduler: Any, ckpt: Checkpoint) -> tuple[int, int, int, int]:
-    """Optimizer, scheduler and this process's RNG from `ckpt`; returns (step, epoch, batch, skipped)."""
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix[:-1]: d}
+    return {k: v for key, sub in d.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+
+
+def restore_training_state(
+    acc: Any, model: Any, optimizer: Any, scheduler: Any, ckpt: Checkpoint, config: dict | None = None
+) -> tuple[int, int, int, int]:
+    """Optimizer, scheduler and this process's RNG from `ckpt`; returns (step, epoch, batch, skipped).
+
+    `config` (the current run's, as a dict) is compared with the checkpoint's: differences are
+    allowed (e.g. a longer max_steps, which also reshapes the LR schedule) but named in a warning.
+    """
     log = logging.getLogger("cogarch.train")
+    if config is not None and acc.is_main_process:
+        old, new = _flat(ckpt.state.get("config", {})), _flat(config)
+        diff = [f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        if diff:
+            log.warning("resume: config differs from the checkpoint's: %s", ", ".join(diff))
     restore_optimizer_state(acc, model, optimizer, ckpt.optimizer)
     scheduler.load_state_dict(ckpt.scheduler)
     s = ckpt.state

@@ -301,6 +301,7 @@ def _fit(acc: Any, job: TrainJob, cfg: Any, resume: bool) -> Path:
     from tqdm.auto import tqdm
 
     from cogarch.checkpoint import load_model_state, resume_point, restore_training_state, write_training_checkpoint
+    from cogarch.config import to_dict
     from cogarch.errors import ConfigError, UserError
 
     t, o = cfg.trainer, cfg.optim
@@ -337,9 +338,8 @@ def _fit(acc: Any, job: TrainJob, cfg: Any, resume: bool) -> Path:
     step, epoch, pos, skipped = 0, 0, 0, 0
     set_seed(t.seed, device_specific=True)  # per-process stream (e.g. different masks per rank)
     if ckpt is not None:
-        step, epoch, pos, skipped = restore_training_state(acc, model, optimizer, scheduler, ckpt)
-    last_ckpt = ckpt.path if ckpt is not None else None
-    del ckpt  # free the host copy of the weights and moments
+        step, epoch, pos, skipped = restore_training_state(acc, model, optimizer, scheduler, ckpt, to_dict(cfg))
+    last_ckpt, ckpt = (ckpt.path if ckpt is not None else None), None  # free the host copy of the state
 
     unwrapped = acc.unwrap_model(model)
     update = getattr(unwrapped, "update", None)
