@@ -160,6 +160,9 @@ def make_job(cfg: Config) -> TrainJob:
         kinds = [k for k in kinds if k in shard.kinds]
         if not kinds:
             raise ConfigError(f"{cfg.features_dir} holds none of the kinds {list(module.config.kind_dims)}")
+    for k in module.config.kind_dims:  # projectors that see no data get no grad: freeze (DDP-safe)
+        if k not in kinds or shard is None:
+            module.adapter.proj[k].requires_grad_(False)
     examples = build_examples(cfg, module, shard)
     mean_target = sum(len(t) for _, _, t in examples) / len(examples)
     module.token_norm = float(cfg.trainer.batch_size * mean_target)
