@@ -207,7 +207,11 @@ def save_checkpoint(
 
 
 def rotate(out_dir: str | os.PathLike, keep_last: int) -> list[Path]:
-    """Delete all but the newest `keep_last` checkpoints (keep_last <= 0 keeps all)."""
+    """Delete all but the newest `keep_last` checkpoints (keep_last <= 0 keeps all), and the
+    temporary folders a killed run left behind (only the main process writes, so none is live)."""
+    root = checkpoint_root(out_dir)
+    for junk in root.glob(".step_*"):
+        shutil.rmtree(junk, ignore_errors=True)
     if keep_last <= 0:
         return []
     removed = []

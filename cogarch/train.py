@@ -191,8 +191,8 @@ def _accelerator(cfg: Any) -> Any:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     acc = Accelerator(mixed_precision=mp, gradient_accumulation_plugin=plugin, step_scheduler_with_optimizer=False,
                       cpu=world > 1 and not torch.cuda.is_available())
-    if acc.num_processes != world:
-        raise RuntimeError(f"WORLD_SIZE={world} but accelerate set up {acc.num_processes} process(es)")
+    if world > 1 and acc.num_processes == 1:
+        raise RuntimeError(f"WORLD_SIZE={world} but accelerate set up a single process")
     return acc
 
 
@@ -217,7 +217,7 @@ class _MetricsLog:
 
         out_dir.mkdir(parents=True, exist_ok=True)
         # purge_step drops events a killed run logged after the checkpoint we resume from.
-        self.tb = SummaryWriter(str(out_dir / "tb"), purge_step=start_step or None)
+        self.tb = SummaryWriter(str(out_dir / "tb"), purge_step=start_step + 1 if start_step else None)
         self.path = out_dir / "metrics.csv"
         self.header = list(CORE_COLUMNS)
         rows: list[dict] = []
@@ -260,7 +260,7 @@ class _MetricsLog:
 
 
 class _Window:
-    """Running sums between two log steps (tensors, so no device sync per micro-batch)."""
+    """Sums between log steps (tensors: no sync per micro-batch); module metrics are rank 0's."""
 
     def __init__(self) -> None:
         self.loss = torch.zeros((), dtype=torch.float64)

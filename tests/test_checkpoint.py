@@ -105,6 +105,8 @@ def test_leftover_temp_folder_is_ignored(tmp_path):
     (junk / MODEL_FILE).write_bytes(b"\x00\x01partial")
     assert latest_checkpoint(tmp_path).name == "step_00000020"
     assert load_checkpoint(latest_checkpoint(tmp_path)).step == 20
+    _save(tmp_path, 30, model, opt, sched)  # the next save (main process) sweeps the leftover
+    assert not junk.exists() and latest_checkpoint(tmp_path).name == "step_00000030"
 
 
 def test_failed_write_leaves_nothing(tmp_path):

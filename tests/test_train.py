@@ -187,6 +187,7 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     steps = [int(r["step"]) for r in _rows(run)]
     assert steps == sorted(set(steps)) and steps[-1] == 240  # rows after the checkpoint were dropped
+    assert not list((run / "checkpoints").glob(".*"))  # a write the kill interrupted was cleaned up
 
 
 def test_toy_module_contract(tmp_path):
