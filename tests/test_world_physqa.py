@@ -12,7 +12,7 @@ from datasets import load_from_disk
 from cogarch.errors import UserError
 from cogarch.evals.world import generate as gen
 from cogarch.evals.world.common import BALANCE_SLACK, SPLITS, balance
-from cogarch.evals.world.physqa import recompute_counterfactual
+from cogarch.evals.world.physqa import recompute_counterfactual, resimulate_events
 from cogarch.evals.world.sim import scene_from_json
 from cogarch.evals.world.truth import events_hash
 from cogarch.evals.world.video import read_mp4
@@ -88,21 +88,36 @@ def test_balance_rejection_sampling_unit():
 
 def test_counterfactual_answers_come_from_resimulation(suite):
     _, _, clips, qs = suite
-    n_checked = 0
+    n_checked = n_which = 0
     for sp in SPLITS:
         by_clip = {r["clip_id"]: r for r in clips[sp]}
         for q in qs[sp]:
-            if q["category"] != "counterfactual" and q["template"] != "expl_responsible":
-                continue
             extra = json.loads(q["extra"])
             row = by_clip[q["clip_id"]]
             ann = json.loads(row["annotations"])
-            scene = scene_from_json(ann["scene"], json.loads(row["objects"]))
-            assert recompute_counterfactual(scene, extra, q["template"], row["observed_frames"]) == q["answer"]
-            assert events_hash(extra["resim_events"]) == extra["resim_hash"]
-            assert extra["removed"] in {o["id"] for o in json.loads(row["objects"])}
+            objs = json.loads(row["objects"])
+            scene = scene_from_json(ann["scene"], objs)
+            O = row["observed_frames"]
+            if q["template"] == "expl_which":
+                # Every candidate was re-simulated away; the answer is the unique one whose
+                # removal prevents the collision.
+                resp = []
+                for t in extra["tested"]:
+                    assert events_hash(resimulate_events(scene, t["removed"], O)) == t["resim_hash"]
+                    cf = recompute_counterfactual(scene, dict(extra, removed=t["removed"]), "expl_which", O)
+                    assert (cf == "yes") == t["prevents"]
+                    resp += [t["removed"]] if t["prevents"] else []
+                name = {o["id"]: f"{o['color']} {o['material']} {o['shape']}" for o in objs}
+                assert len(resp) == 1 and q["answer"] == name[resp[0]] and q["answer"] in q["choices"]
+                n_which += 1
+                continue
+            if q["category"] != "counterfactual" and q["template"] != "expl_responsible":
+                continue
+            assert recompute_counterfactual(scene, extra, q["template"], O) == q["answer"]
+            assert events_hash(resimulate_events(scene, extra["removed"], O)) == extra["resim_hash"]
+            assert extra["removed"] in {o["id"] for o in objs}
             n_checked += 1
-    assert n_checked >= 20
+    assert n_checked >= 20 and n_which >= 2
 
 
 def test_splits_disjoint_and_ood_combos(suite):

@@ -181,6 +181,34 @@ class ClipQA:
                              f"Is the {self.name[c]} responsible for the collision between the "
                              f"{self.name[a]} and the {self.name[b]}?",
                              _yn(not happened), [], {"a": a, "b": b, **self.evidence(c)}))
+        out += self._which_responsible(ids)
+        return out
+
+    def _which_responsible(self, ids: list[int]) -> list[Q]:
+        """MC "which object is responsible for the collision between A and B?" for each observed
+        object-object collision: re-simulate without EACH other object (CLEVRER's notion:
+        responsible = the collision disappears without it); asked when exactly one is."""
+        O = self.O
+        out = []
+        pairs = sorted({(e["a"], e["b"]) for e in _obj_collisions(self.events, 0, O)
+                        if e["a"] in ids and e["b"] in ids})
+        for a, b in pairs:
+            others = [i for i in ids if i not in (a, b)][:4]
+            if not others:
+                continue
+            tested = []
+            for c in others:
+                prevents = frozenset((a, b)) not in _pairs_collided(self.counterfactual(c), 0, O)
+                tested.append({"removed": c, "resim_hash": events_hash(self.cf[c]), "prevents": prevents})
+            resp = [t["removed"] for t in tested if t["prevents"]]
+            # Asked only with exactly one responsible object: "none" would otherwise be the answer
+            # most of the time (most collisions need no third object), a pure prior.
+            if len(resp) != 1:
+                continue
+            choices, ans = self.mc(resp[0], others)
+            out.append(Q("expl_which", f"Which object is responsible for the collision between the "
+                         f"{self.name[a]} and the {self.name[b]}?", ans, choices,
+                         {"a": a, "b": b, "resim_frames": O, "tested": tested, "responsible": resp[0]}))
         return out
 
     def _predictive(self, ids: list[int]) -> list[Q]:
@@ -234,10 +262,14 @@ class ClipQA:
         return out
 
 
+def resimulate_events(scene: Scene, removed: int, observed: int) -> list[dict]:
+    """Events of a fresh re-simulation of `scene` without object `removed` (observed horizon)."""
+    return all_events(scene, simulate(scene, remove={removed}, num_frames=observed))
+
+
 def recompute_counterfactual(scene: Scene, extra: dict, template: str, observed: int) -> str:
     """Re-derive a counterfactual / responsibility answer from a fresh re-simulation (tests)."""
-    tr = simulate(scene, remove={extra["removed"]}, num_frames=observed)
-    ev = all_events(scene, tr)
+    ev = resimulate_events(scene, extra["removed"], observed)
     pairs = _pairs_collided(ev, 0, observed)
     if template == "cf_count":
         return str(len({(e["a"], e["b"]) for e in _obj_collisions(ev, 0, observed)}))
@@ -249,6 +281,8 @@ def recompute_counterfactual(scene: Scene, extra: dict, template: str, observed:
     if template == "cf_collide":
         return _yn(frozenset((extra["a"], extra["b"])) in pairs)
     if template == "expl_responsible":
+        return _yn(frozenset((extra["a"], extra["b"])) not in pairs)
+    if template == "expl_which":   # extra["removed"] is one of the tested objects
         return _yn(frozenset((extra["a"], extra["b"])) not in pairs)
     raise ValueError(f"not a re-simulated template: {template}")
 
