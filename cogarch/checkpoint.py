@@ -156,7 +156,7 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint JSON file")
 
 
-def _unshare(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def cpu_state_dict(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """CPU, contiguous, and no two entries sharing memory (safetensors refuses tied storage)."""
     out: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
@@ -191,10 +191,10 @@ def save_checkpoint(
     root = checkpoint_root(out_dir)
     final = root / step_dir_name(step)
     with atomic_dir(final) as tmp:
-        save_file(_unshare(model_state), str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        save_file(cpu_state_dict(model_state), str(tmp / MODEL_FILE), metadata={"format": "pt"})
         if optimizer_state is not None:
             tensors, meta = optimizer_to_files(optimizer_state)
-            save_file(_unshare(tensors), str(tmp / OPTIM_TENSORS), metadata={"format": "pt"})
+            save_file(cpu_state_dict(tensors), str(tmp / OPTIM_TENSORS), metadata={"format": "pt"})
             (tmp / OPTIM_JSON).write_text(json.dumps(meta) + "\n")
         (tmp / SCHED_JSON).write_text(json.dumps(scheduler_state, default=_json_default) + "\n")
         (tmp / RNG_JSON).write_text(json.dumps(rng_states) + "\n")

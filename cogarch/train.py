@@ -431,24 +431,20 @@ def _export(acc: Any, job: TrainJob, model: Any, final: Path) -> Path:
     """Write the module export (job.save or save_pretrained) to `final` from the main process."""
     from safetensors.torch import save_file
 
-    from cogarch.checkpoint import distributed_kind
+    from cogarch.checkpoint import cpu_state_dict, distributed_kind
     from cogarch.fsutil import atomic_dir
 
     kind = distributed_kind(acc)
     full = acc.get_state_dict(model) if kind in ("fsdp", "zero3") else None  # collective
     if acc.is_main_process:
         unwrapped = acc.unwrap_model(model)
-        if full is not None:  # sharded parameters: export the gathered full weights
-            with atomic_dir(final) as tmp:
-                save_file({k: v.contiguous() for k, v in full.items()}, str(tmp / "model.safetensors"))
-        elif job.save is not None:
+        if full is None and job.save is not None:
             job.save(unwrapped, final)
-        elif hasattr(unwrapped, "save_pretrained"):
+        elif full is None and hasattr(unwrapped, "save_pretrained"):
             unwrapped.save_pretrained(final)
-        else:
+        else:  # sharded parameters (gathered full weights), or a model without save_pretrained
             with atomic_dir(final) as tmp:
-                save_file({k: v.detach().cpu().contiguous() for k, v in unwrapped.state_dict().items()},
-                          str(tmp / "model.safetensors"))
+                save_file(cpu_state_dict(full if full is not None else unwrapped.state_dict()), str(tmp / "model.safetensors"))
     acc.wait_for_everyone()
     return final
 

@@ -119,6 +119,27 @@ def test_update_called_only_on_sync_steps(tmp_path):
     assert model.forwards == 21
 
 
+class _Plain(torch.nn.Module):
+    """A model with only the training half of the contract (no save_pretrained)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(8, 1)
+
+    def forward(self, batch):
+        return torch.nn.functional.mse_loss(self.lin(batch["x"]), batch["y"]), {}
+
+
+def test_final_export_paths(tmp_path):
+    cfg = _cfg(tmp_path / "plain", "trainer.max_steps=5", "trainer.ckpt_every=0")
+    final = fit(TrainJob(model=_Plain(), dataset=make_dataset(cfg)), cfg)
+    assert set(load_file(str(final / MODEL_FILE))) == {"lin.weight", "lin.bias"}
+    cfg = _cfg(tmp_path / "custom", "trainer.max_steps=5", "trainer.ckpt_every=0")
+    saved = []
+    job = TrainJob(model=_Plain(), dataset=make_dataset(cfg), save=lambda m, d: saved.append((type(m), Path(d))))
+    assert fit(job, cfg) == tmp_path / "custom" / "final" and saved == [(_Plain, tmp_path / "custom" / "final")]
+
+
 def _poisoned(cfg: Config, batch_index: int) -> tuple[object, int]:
     """The toy dataset with a NaN target in the sample that epoch 0 puts in batch `batch_index`."""
     data = make_dataset(cfg)
