@@ -12,7 +12,7 @@ import torch
 from cogarch.bus import LatentBus, Message
 from cogarch.config import load_config
 from cogarch.errors import CheckpointError, UserError
-from cogarch.modules.memory import MemoryConfig, MemoryModule, WorkingMemory
+from cogarch.modules.memory import MemoryConfig, MemoryModule, WorkingMemory, pool_tokens
 from cogarch.modules.memory.cli import run
 from cogarch.video import clip_hash, read_clip, write_mp4
 
@@ -28,6 +28,16 @@ def percept(tokens: torch.Tensor, steps: int | None = None) -> Message:
 
 def test_default_yaml_matches_schema():
     assert load_config(MemoryConfig, "configs/memory/default.yaml") == MemoryConfig()
+
+
+def test_pooling_honours_the_padding_mask():
+    tokens = torch.tensor([[[1.0, 0.0], [3.0, 4.0], [100.0, 100.0]]])  # [1, 3, 2]; the last is padding
+    mask = torch.tensor([[True, True, False]])
+    torch.testing.assert_close(pool_tokens(tokens, mask), torch.tensor([[2.0, 2.0]]))
+    torch.testing.assert_close(pool_tokens(tokens, mask, "max"), torch.tensor([[3.0, 4.0]]))
+    mem = MemoryModule(MemoryConfig(store="unused"))
+    msg = Message("percept", "perception", tokens, mask=mask)
+    torch.testing.assert_close(mem.pool(msg), torch.tensor([[2.0, 2.0]]) / 8**0.5)  # L2-normalised for cos
 
 
 def test_recall_message_shape_and_contents(tmp_path):
