@@ -20,7 +20,7 @@ import numpy as np
 
 from cogarch.errors import UserError
 from cogarch.evals.world.render import Renderer
-from cogarch.evals.world.sim import ObjSpec, Scene, Static, build_space
+from cogarch.evals.world.sim import ObjSpec, Scene, Static, build_space, seg_distance as _seg_dist
 
 AGENT_ID = 0
 
@@ -156,11 +156,3 @@ class TablePushEnv:
         self._build(x, y, vx, vy)
         self.t = int(st["t"])
 
-
-def _seg_dist(p, a, b) -> float:
-    ax, ay = a
-    bx, by = b
-    dx, dy = bx - ax, by - ay
-    L2 = dx * dx + dy * dy or 1e-9
-    t = max(0.0, min(1.0, ((p[0] - ax) * dx + (p[1] - ay) * dy) / L2))
-    return math.hypot(p[0] - ax - t * dx, p[1] - ay - t * dy)

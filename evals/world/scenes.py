@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cogarch.evals.world.sim import CANVAS, ObjSpec, Scene, Static
+from cogarch.evals.world.sim import CANVAS, ObjSpec, Scene, Static, seg_distance
 from cogarch.evals.world.vocab import COLORS, MATERIALS, OOD_COMBOS, SHAPE_SIZE, SHAPES
 
 
@@ -51,8 +51,12 @@ def sample_attributes(rng: np.random.Generator, n: int, ood: bool) -> list[tuple
     return [out[i] for i in order]
 
 
-def _free(x: float, y: float, r: float, placed: list[tuple[float, float, float]], gap: float = 1.5) -> bool:
-    return all(math.hypot(x - px, y - py) > r + pr + gap for px, py, pr in placed)
+def _free(x: float, y: float, r: float, placed: list[tuple[float, float, float]], gap: float = 1.5,
+          statics: list[Static] = ()) -> bool:
+    """No overlap with placed objects (x, y, r) nor with static segments (pymunk would otherwise
+    resolve the overlap with a violent push at frame 1)."""
+    return (all(math.hypot(x - px, y - py) > r + pr + gap for px, py, pr in placed)
+            and all(seg_distance((x, y), st.a, st.b) > r + st.radius + 0.3 for st in statics))
 
 
 def _radius(shape: str) -> float:
@@ -92,7 +96,7 @@ def sample_table(rng: np.random.Generator, cfg: SceneConfig) -> Scene:
                 x, y = [(-r - 1, u), (CANVAS + r + 1, u), (u, -r - 1), (u, CANVAS + r + 1)][side]
             else:
                 x, y = (float(v) for v in rng.uniform(10, 54, size=2))
-            if _free(x, y, r, placed, 2.0):
+            if _free(x, y, r, placed, 2.0, statics):
                 break
         placed.append((x, y, r))
         objs.append(ObjSpec(i, c, s, m, x, y, angle=float(rng.uniform(0, math.pi))))
@@ -140,7 +144,8 @@ def sample_side(rng: np.random.Generator, cfg: SceneConfig) -> Scene:
         lx = float(rng.uniform(18, 28))
         a, b = ((-10.0, ly), (lx, ly)) if left else ((CANVAS + 10.0, ly), (CANVAS - lx, ly))
         statics.append(Static("ledge0", "ledge", a, b, 1.5))
-        slots.append(("ledge", (lx - 12.0) if left else (CANVAS - lx + 12.0), ly - 1.5))
+        # 0.5 units above the surface: clear of the segment for _free, settles in a frame.
+        slots.append(("ledge", (lx - 12.0) if left else (CANVAS - lx + 12.0), ly - 2.0))
     occluder = None
     if rng.random() < 0.5:
         cx = float(rng.uniform(26, 40))
@@ -166,7 +171,7 @@ def sample_side(rng: np.random.Generator, cfg: SceneConfig) -> Scene:
             else:
                 x, y = float(rng.uniform(10, 54)), float(rng.uniform(5, 22))
                 vx = float(rng.normal(0, 12))
-            if _free(x, y, r, placed):
+            if _free(x, y, r, placed, statics=[st for st in statics if st.kind != "floor"]):
                 break
             role = None
         placed.append((x, y, r))

@@ -125,6 +125,14 @@ def make_shape(body: pymunk.Body, shape: str) -> pymunk.Shape:
     raise ValueError(f"unknown shape {shape!r}")
 
 
+def seg_distance(p: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Distance from point p to the segment a-b."""
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    L2 = dx * dx + dy * dy or 1e-12
+    t = max(0.0, min(1.0, ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / L2))
+    return math.hypot(p[0] - a[0] - t * dx, p[1] - a[1] - t * dy)
+
+
 def hexagon(r: float) -> list[tuple[float, float]]:
     return [(r * math.cos(math.pi / 3 * k), r * math.sin(math.pi / 3 * k)) for k in range(6)]
 
