@@ -129,10 +129,12 @@ def test_pretrain_then_two_stages_through_the_trainer(tmp_path):
     base = fit(pretrain.make_job(pcfg), pcfg)
     lm = AutoModelForCausalLM.from_pretrained(str(base), local_files_only=True)
     assert lm.config.model_type == "llama" and lm.config.hidden_size == 32
-    model_keys = [f"model.base_lm={base}", "model.kind_dims={percept: 8, surprise: 1}", "model.max_tokens=4"]
+    # widths 0: taken from the shards; recall is not in the shards, so it is dropped
+    model_keys = [f"model.base_lm={base}", "model.kind_dims={percept: 0, surprise: 0, recall: 0}", "model.max_tokens=4"]
     s1 = load_config(train.Config, None, ["stage=1", f"data_dir={tmp_path}", f"features_dir={tmp_path / 'features'}",
                                           f"trainer.out_dir={tmp_path / 's1'}", *common, *model_keys])
     job1 = train.make_job(s1)
+    assert job1.model.config.kind_dims == {"percept": 8, "surprise": 1}
     assert not any(p.requires_grad for p in job1.model.lm.parameters())  # stage 1: projectors only
     out1 = fit(job1, s1)
     s2 = load_config(train.Config, None, ["stage=2", f"init_from={out1}", f"data_dir={tmp_path}", f"features_dir={tmp_path / 'features'}",
