@@ -20,8 +20,13 @@ from cogarch.evals.world.vocab import (
 )
 
 
-def _darker(c: tuple[int, int, int], f: float = 0.55) -> tuple[int, int, int]:
-    return tuple(int(v * f) for v in c)
+def _ring(c: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Cap ring colour of a cylinder: darker on light colours, lighter on dark ones (gray,
+    green, brown, purple), so it stays visible on all eight."""
+    lum = 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
+    if lum > 110:
+        return tuple(int(v * 0.45) for v in c)
+    return tuple(int(v + (255 - v) * 0.55) for v in c)
 
 
 class Renderer:
@@ -86,7 +91,7 @@ class Renderer:
                    for j in range(6)]
             d.polygon(pts, fill=col)
             q = s * 0.55
-            d.ellipse((cx - q, cy - q, cx + q, cy + q), outline=_darker(col), width=max(1, self.ss))
+            d.ellipse((cx - q, cy - q, cx + q, cy + q), outline=_ring(col), width=max(1, self.ss))
         if o.material == "metal":
             # Specular highlight: fixed light from the upper left, so it does not rotate.
             hx, hy, hr = cx - 0.38 * s, cy - 0.38 * s, 0.3 * s
