@@ -1,0 +1,259 @@
+"""Frozen-feature attentive probe: how much physics does a perception encoder's output carry?
+
+    cogarch train probe --config configs/probe/tiny.yaml encoder=runs/perception/tiny/final
+    cogarch train probe --config configs/probe/tiny.yaml encoder=random      # random-init baseline
+
+The standard V-JEPA evaluation (Bardes et al. 2024, Sec. 4; V-JEPA 2 App.): the encoder is frozen,
+its tokens [B, T'H'W', D] are read by a small attentive pooler (learned queries cross-attending to
+all tokens, transformers' VJEPA2PoolerCrossAttentionLayer) and a linear classifier per target.
+Here one pooler carries one query token PER TARGET (queries do not interact in cross-attention, so
+each target has its own pooled vector and classifier, while the key/value projections are shared;
+that makes probing 5 targets cost about one, which matters on a 2-core CPU).
+
+Targets are derived from the clips' ground truth (`objects` / `annotations` JSON, see
+/tmp/schema.md and evals/world/truth.py) over the frames the encoder sees:
+  num_objects    objects visible in any observed frame                        (static)
+  num_moving     objects whose in-view position moves > `move_px` px          (motion)
+  fastest_color  colour of the object with the largest mean in-view speed     (motion)
+  direction      8-way direction of the fastest object's displacement         (motion)
+  collision      does an object-object collision happen in the observed frames (motion)
+The probe trains on `train`, picks each target's epoch by `val` accuracy, reports `test` accuracy
+(held-out clips) with the majority-class rate of the test split as the chance level.
+Entry point for the registry: `Config` + `run(cfg, resume) -> Path` (results JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cogarch.errors import ConfigError, UserError
+from cogarch.fsutil import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+TARGETS = ("num_objects", "num_moving", "fastest_color", "direction", "collision")
+MOTION_TARGETS = ("num_moving", "fastest_color", "direction", "collision")
+
+
+@dataclass
+class Config:
+    encoder: str = "random"  # saved perception module | HF V-JEPA 2 folder | "random"
+    random_arch: str = "tiny"  # builder for encoder=random (config.BUILDERS)
+    data_dir: str = "data/physqa"
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    max_clips: int = 0  # per split, 0: all
+    targets: list[str] = field(default_factory=lambda: list(TARGETS))
+    move_px: float = 2.0
+    pooler_heads: int = 4
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    seed: int = 0
+    encode_batch: int = 16
+    out: str = "runs/probe/results.json"
+
+    def validate(self) -> None:
+        bad = [t for t in self.targets if t not in TARGETS]
+        if bad or not self.targets:
+            raise ConfigError(f"probe: unknown targets {bad}; choose from {', '.join(TARGETS)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError("probe: epochs, batch_size must be >= 1 and lr > 0")
+
+
+# ---------------------------------------------------------------------------------------- labels
+def _direction8(dx: float, dy: float) -> str:
+    # y points down in the world's image coordinates; report compass-style with up = north.
+    ang = math.degrees(math.atan2(-dy, dx)) % 360.0
+    return ("E", "NE", "N", "NW", "W", "SW", "S", "SE")[int(((ang + 22.5) % 360.0) // 45.0)]
+
+
+def clip_targets(objects: list[dict], ann: dict, frames: int, move_px: float = 2.0) -> dict[str, str]:
+    """Ground-truth labels of one clip over its first `frames` frames (strings; classes per target)."""
+    obs = min(int(ann.get("observed_frames", frames)), frames)
+    color = {int(o["id"]): o["color"] for o in objects}
+    seen, moving, speed, disp = set(), 0, {}, {}
+    for sid, tr in ann["tracks"].items():
+        oid = int(sid)
+        vis = np.asarray(tr["visible"][:obs], dtype=bool)
+        view = np.asarray(tr["in_view"][:obs], dtype=bool)
+        pos = np.asarray(tr["pos"][:obs], dtype=float)
+        vel = np.asarray(tr["vel"][:obs], dtype=float)
+        if vis.any():
+            seen.add(oid)
+        if view.sum() >= 2:
+            p = pos[view]
+            d = p[-1] - p[0]
+            path = float(np.linalg.norm(np.diff(p, axis=0), axis=1).sum())
+            if path > move_px:
+                moving += 1
+            speed[oid] = float(np.linalg.norm(vel[view], axis=1).mean())
+            disp[oid] = (float(d[0]), float(d[1]))
+    fastest = max(speed, key=lambda k: speed[k]) if speed else None
+    coll = any(
+        e.get("type") == "collision" and isinstance(e.get("a"), int) and isinstance(e.get("b"), int) and e["frame"] < obs
+        for e in ann.get("events", [])
+    )
+    return {
+        "num_objects": str(len(seen)),
+        "num_moving": str(moving),
+        "fastest_color": color.get(fastest, "none") if fastest is not None else "none",
+        "direction": _direction8(*disp[fastest]) if fastest is not None and speed[fastest] > 0.5 else "still",
+        "collision": "yes" if coll else "no",
+    }
+
+
+# ---------------------------------------------------------------------------------------- probe
+class MultiQueryProbe(nn.Module):
+    """One learned query per target cross-attends to frozen tokens; one linear classifier per target."""
+
+    def __init__(self, dim: int, heads: int, classes: list[int]) -> None:
+        super().__init__()
+        from transformers import VJEPA2Config
+        from transformers.models.vjepa2.modeling_vjepa2 import VJEPA2PoolerCrossAttentionLayer
+
+        if dim % heads:
+            raise ConfigError(f"probe: pooler_heads {heads} does not divide the feature width {dim}")
+        pcfg = VJEPA2Config(hidden_size=dim, num_attention_heads=heads, num_pooler_layers=0)
+        pcfg._attn_implementation = "sdpa"
+        self.queries = nn.Parameter(torch.randn(1, len(classes), dim) * 0.02)
+        self.cross = VJEPA2PoolerCrossAttentionLayer(pcfg)
+        self.heads = nn.ModuleList([nn.Linear(dim, c) for c in classes])
+
+    def forward(self, tokens: torch.Tensor) -> list[torch.Tensor]:
+        """tokens [B, N, D] -> logits per target [B, C_k]."""
+        q = self.queries.expand(tokens.shape[0], -1, -1)
+        pooled = self.cross(q, tokens)[0]  # [B, K, D]
+        return [head(pooled[:, k]) for k, head in enumerate(self.heads)]
+
+
+def load_encoder(spec: str, random_arch: str = "tiny", seed: int = 0):
+    from cogarch.modules.perception.config import build_config
+    from cogarch.modules.perception.hf_interop import is_hf_folder, load_hf_pretrained
+    from cogarch.modules.perception.model import PerceptionModule
+
+    if spec == "random":
+        torch.manual_seed(seed)
+        return PerceptionModule(build_config(random_arch))
+    path = Path(spec)
+    if is_hf_folder(path):
+        return load_hf_pretrained(path)
+    if not path.is_dir():
+        raise UserError(f"probe: encoder {spec!r} is neither 'random' nor a folder")
+    if (path / "state.json").is_file() and not (path / "config.json").is_file():
+        return _from_training_checkpoint(path)
+    return PerceptionModule.from_pretrained(path)
+
+
+def _from_training_checkpoint(path: Path):
+    """A trainer checkpoint folder (checkpoints/step_N: model.safetensors + state.json with the run config)."""
+    from cogarch.config import from_dict
+    from cogarch.module import load_weights
+    from cogarch.modules.perception.config import PerceptionConfig
+    from cogarch.modules.perception.model import PerceptionModule
+
+    try:
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        model_cfg = state["config"]["model"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise UserError(f"{path / 'state.json'}: not a perception training checkpoint ({e})") from None
+    model = PerceptionModule(from_dict(PerceptionConfig, model_cfg, origin=str(path / "state.json")))
+    load_weights(model, path)
+    model._step = int(state.get("step", 0))
+    return model
+
+
+@torch.no_grad()
+def extract(encoder, data_dir: str, split: str, max_clips: int, batch: int, move_px: float):
+    """Frozen target-encoder tokens [N, L, D] (fp16) and label dicts of one split."""
+    from cogarch.modules.perception.data import ClipDataset
+
+    c = encoder.config
+    ds = ClipDataset(data_dir, split, c.num_frames, c.img_size, max_clips=max_clips, cache=True, with_index=True)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=False)
+    feats = []
+    for b in loader:
+        feats.append(encoder.encode(b["frames"], normalized=True).to(torch.float16))
+    labels = [clip_targets(ds.objects(i), ds.annotations(i), c.num_frames, move_px) for i in range(len(ds))]
+    return torch.cat(feats), labels
+
+
+def _accuracy(probe: MultiQueryProbe, x: torch.Tensor, ys: torch.Tensor, batch: int) -> list[float]:
+    probe.eval()
+    correct = torch.zeros(ys.shape[1])
+    with torch.no_grad():
+        for s in range(0, x.shape[0], batch):
+            logits = probe(x[s : s + batch].float())
+            for k, lg in enumerate(logits):
+                correct[k] += (lg.argmax(-1) == ys[s : s + batch, k]).sum()
+    probe.train()
+    return (correct / max(1, x.shape[0])).tolist()
+
+
+def run(cfg: Config, resume: bool = False) -> Path:
+    """Extract frozen features, train the probe, write results JSON; returns its path."""
+    cfg.validate()
+    t0 = time.perf_counter()
+    encoder = load_encoder(cfg.encoder, cfg.random_arch, cfg.seed).eval()
+    splits = {"train": cfg.train_split, "val": cfg.val_split, "test": cfg.test_split}
+    feats, labels = {}, {}
+    for role, sp in splits.items():
+        feats[role], labels[role] = extract(encoder, cfg.data_dir, sp, cfg.max_clips, cfg.encode_batch, cfg.move_px)
+        log.info("probe: %s features %s", sp, tuple(feats[role].shape))
+    t_feat = time.perf_counter() - t0
+    classes = {t: sorted({lab[t] for lab in labels["train"]}) for t in cfg.targets}
+
+    def encode_labels(rows: list[dict]) -> torch.Tensor:  # unseen class -> -1 (always wrong)
+        return torch.tensor([[classes[t].index(r[t]) if r[t] in classes[t] else -1 for t in cfg.targets] for r in rows])
+
+    y = {role: encode_labels(labels[role]) for role in splits}
+    torch.manual_seed(cfg.seed)
+    probe = MultiQueryProbe(feats["train"].shape[-1], cfg.pooler_heads, [max(2, len(classes[t])) for t in cfg.targets])
+    opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = feats["train"].shape[0]
+    steps = cfg.epochs * math.ceil(n / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
+    best = {t: {"val": -1.0, "test": 0.0, "epoch": -1} for t in cfg.targets}
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for epoch in range(cfg.epochs):
+        perm = torch.randperm(n, generator=gen)
+        for s in range(0, n, cfg.batch_size):
+            idx = perm[s : s + cfg.batch_size]
+            logits = probe(feats["train"][idx].float())
+            loss = sum(F.cross_entropy(lg, y["train"][idx, k]) for k, lg in enumerate(logits)) / len(logits)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        acc_val = _accuracy(probe, feats["val"], y["val"], 256)
+        acc_test = _accuracy(probe, feats["test"], y["test"], 256)
+        for k, t in enumerate(cfg.targets):
+            if acc_val[k] > best[t]["val"]:
+                best[t] = {"val": acc_val[k], "test": acc_test[k], "epoch": epoch}
+        log.info("probe epoch %d: loss %.4f val %s", epoch, float(loss.detach()), [round(a, 3) for a in acc_val])
+    results = {"encoder": cfg.encoder, "data_dir": cfg.data_dir, "splits": splits,
+               "n": {role: int(feats[role].shape[0]) for role in splits}, "targets": {},
+               "feature_shape": list(feats["train"].shape[1:]), "seconds": {"features": round(t_feat, 1),
+               "total": round(time.perf_counter() - t0, 1)}, "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
+    for k, t in enumerate(cfg.targets):
+        test_labels = [r[t] for r in labels["test"]]
+        majority = max(test_labels.count(c) for c in set(test_labels)) / len(test_labels)
+        results["targets"][t] = {**{kk: round(v, 4) if isinstance(v, float) else v for kk, v in best[t].items()},
+                                 "chance_majority": round(majority, 4), "classes": classes[t],
+                                 "motion": t in MOTION_TARGETS}
+    out = Path(cfg.out)
+    atomic_write_json(out, results)
+    print(json.dumps({t: (r["test"], r["chance_majority"]) for t, r in results["targets"].items()}))
+    return out

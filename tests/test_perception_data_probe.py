@@ -1,0 +1,144 @@
+"""Perception data path and probe: ClipDataset over a clips DatasetDict (schema of the generated
+suites), frame cache, probe targets from ground-truth JSON, make_job, and an end-to-end probe run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cogarch.errors import UserError
+from cogarch.modules.perception.config import IMAGENET_MEAN, IMAGENET_STD, PerceptionConfig, vjepa2_mask_sets
+from cogarch.modules.perception.data import ClipDataset
+from cogarch.modules.perception.probe import Config as ProbeConfig
+from cogarch.modules.perception.probe import clip_targets, run
+from cogarch.modules.perception.train import Config, DataConfig, make_job
+
+T, S = 4, 32
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # micro tensors; avoids OpenMP spin-waits on a shared machine
+    yield
+    torch.set_num_threads(n)
+
+
+def _track(xs, ys, vis=None):
+    n = len(xs)
+    vel = [[(xs[min(i + 1, n - 1)] - xs[max(i - 1, 0)]) * 4.0, (ys[min(i + 1, n - 1)] - ys[max(i - 1, 0)]) * 4.0] for i in range(n)]
+    v = vis if vis is not None else [1] * n
+    return {"pos": [[x, y] for x, y in zip(xs, ys)], "vel": vel, "angle": [0.0] * n, "present": [1] * n,
+            "in_view": v, "visible": v}
+
+
+def _clip(i: int, dx: float, collide_at: int) -> tuple[np.ndarray, dict, list]:
+    """A red square moving by dx px/frame and a still blue one; frames uint8 [T, S, S, 3]."""
+    frames = np.full((T, S, S, 3), 200, np.uint8)
+    xs = [4.0 + dx * t for t in range(T + 4)]  # annotations cover future frames too
+    for t in range(T):
+        x = int(xs[t])
+        frames[t, 12:18, x:x + 6] = (173, 35, 35)
+        frames[t, 2:8, 24:30] = (42, 75, 215)
+    objects = [{"id": 0, "color": "red", "shape": "cube", "material": "rubber"},
+               {"id": 1, "color": "blue", "shape": "cube", "material": "metal"}]
+    ann = {"observed_frames": T, "num_frames": T + 4,
+           "tracks": {"0": _track(xs, [15.0] * (T + 4)), "1": _track([27.0] * (T + 4), [5.0] * (T + 4))},
+           "events": [{"type": "collision", "frame": collide_at, "a": 0, "b": 1},
+                      {"type": "collision", "frame": 0, "a": 1, "b": "wall0"}]}
+    return frames, ann, objects
+
+
+@pytest.fixture(scope="module")
+def clips_dir(tmp_path_factory):
+    from datasets import Dataset, DatasetDict
+
+    from cogarch.video import write_mp4
+
+    root = tmp_path_factory.mktemp("clips")
+    (root / "videos").mkdir()
+    splits = {}
+    for split, n in (("train", 6), ("val", 2), ("test", 2)):
+        rows = []
+        for i in range(n):
+            frames, ann, objects = _clip(i, dx=(1.0 + i % 3) * (1 if i % 2 else -1) if i else 2.0, collide_at=1 if i % 2 else 10)
+            rel = f"videos/{split}_{i}.mp4"
+            write_mp4(root / rel, frames, 8.0)
+            rows.append({"clip_id": f"{split}_{i}", "split": split, "family": "table", "seed": i, "video": rel,
+                         "num_frames": T, "observed_frames": T, "fps": 8.0, "width": S, "height": S,
+                         "objects": json.dumps(objects), "annotations": json.dumps(ann)})
+        splits[split] = Dataset.from_list(rows)
+    DatasetDict(splits).save_to_disk(str(root / "clips"))
+    return root
+
+
+def micro() -> PerceptionConfig:
+    return PerceptionConfig(img_size=S, num_frames=T, patch_size=8, tubelet_size=2, hidden_size=48, depth=2,
+                            num_heads=2, pred_hidden_size=24, pred_depth=2, pred_num_heads=2,
+                            masks=vjepa2_mask_sets(), min_context=2)
+
+
+def test_clip_dataset_frames_normalised_and_cached(clips_dir):
+    raw = ClipDataset(clips_dir, "train", T, S, normalize=False)
+    norm = ClipDataset(clips_dir, "train", T, S)
+    cached = ClipDataset(clips_dir, "train", T, S, cache=True, cache_workers=0)
+    x, y, z = raw[1], norm[1], cached[1]
+    assert x.shape == (T, 3, S, S) and 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    assert torch.allclose(y, (x - mean) / std, atol=1e-6)
+    assert torch.allclose(z, y, atol=1e-5)  # the uint8 cache is lossless for 8-bit video
+    assert abs(float(x[0, 0, 14, 6]) - 173 / 255) < 0.1  # the red square is where we drew it
+    assert len(list((clips_dir / ".cache" / "perception").glob("*.npy"))) == 1
+    item = ClipDataset(clips_dir, "val", T, S, with_index=True)[1]
+    assert item["index"].item() == 1 and item["frames"].shape == (T, 3, S, S)
+
+
+def test_clip_dataset_errors(clips_dir, tmp_path):
+    with pytest.raises(UserError, match="no clips/"):
+        ClipDataset(tmp_path, "train")
+    with pytest.raises(UserError, match="no split"):
+        ClipDataset(clips_dir, "nope")
+
+
+def test_clip_targets_from_ground_truth():
+    _, ann, objects = _clip(0, dx=2.0, collide_at=10)
+    lab = clip_targets(objects, ann, T)
+    assert lab == {"num_objects": "2", "num_moving": "1", "fastest_color": "red", "direction": "E", "collision": "no"}
+    _, ann, objects = _clip(1, dx=-3.0, collide_at=1)
+    lab = clip_targets(objects, ann, T)
+    assert lab["direction"] == "W" and lab["collision"] == "yes"  # object-object collision inside the clip
+    ann["tracks"]["1"]["visible"] = [0] * (T + 4)
+    assert clip_targets(objects, ann, T)["num_objects"] == "1"
+
+
+def test_make_job_and_one_step(clips_dir):
+    cfg = Config(model=micro(), data=DataConfig(data_dir=str(clips_dir), cache=False))
+    cfg.trainer.max_steps = 40
+    job = make_job(cfg)
+    assert len(job.dataset) == 6 and job.model.config.ema_steps == 0  # constant EMA: no schedule
+    batch = job.collate_fn([job.dataset[i] for i in range(3)])
+    loss, metrics = job.model(batch)
+    loss.backward()
+    assert torch.isfinite(loss) and "loss_m1" in metrics and "target_rank" in metrics
+    cfg.model.ema_start, cfg.model.ema_end = 0.99, 0.999
+    assert make_job(cfg).model.config.ema_steps == 40  # linear schedule spans the run
+
+
+def test_probe_end_to_end(clips_dir, tmp_path):
+    from cogarch.modules.perception.model import PerceptionModule
+
+    torch.manual_seed(0)
+    PerceptionModule(micro()).save_pretrained(tmp_path / "enc")
+    cfg = ProbeConfig(encoder=str(tmp_path / "enc"), data_dir=str(clips_dir), epochs=2, batch_size=4,
+                      pooler_heads=2, out=str(tmp_path / "res.json"))
+    out = run(cfg)
+    res = json.loads(out.read_text())
+    assert set(res["targets"]) == {"num_objects", "num_moving", "fastest_color", "direction", "collision"}
+    assert res["n"] == {"train": 6, "val": 2, "test": 2} and res["feature_shape"] == [32, 48]
+    for r in res["targets"].values():
+        assert 0.0 <= r["test"] <= 1.0 and 0.0 < r["chance_majority"] <= 1.0 and r["epoch"] in (0, 1)
+    with pytest.raises(UserError):
+        run(ProbeConfig(encoder=str(tmp_path / "missing"), data_dir=str(clips_dir)))
