@@ -123,7 +123,9 @@ def _map(tasks: list[dict], workers: int, progress: bool, desc: str, chunksize: 
         import multiprocessing as mp
 
         with mp.get_context("spawn").Pool(workers) as pool:
-            for res in pool.imap(_run_task, tasks, chunksize=max(1, chunksize)):
+            # Chunks amortise IPC, but small runs still need every worker busy.
+            cs = max(1, min(chunksize, len(tasks) // (4 * workers)))
+            for res in pool.imap(_run_task, tasks, chunksize=cs):
                 yield res
                 bar.update(1)
     finally:
