@@ -93,14 +93,19 @@ class ClipDataset(Dataset):
         self._n = self.rows["num_frames"]
         self._fps = self.rows["fps"]
         self._cache: np.ndarray | None = None
-        if cache:
-            self._cache = self._build_cache(cache_workers)
+        self._cache_file: Path | None = self._build_cache(cache_workers) if cache else None
+
+    def __getstate__(self) -> dict:
+        # Workers re-open the memory map instead of receiving a pickled copy of the frames.
+        state = dict(self.__dict__)
+        state["_cache"] = None
+        return state
 
     def _cache_path(self) -> Path:
         fp = f"{self.split}_{len(self)}_{self.num_frames}x{self.size}_{self._video[0].replace('/', '_')}"
         return self.root / ".cache" / "perception" / f"{fp}.npy"
 
-    def _build_cache(self, workers: int) -> np.ndarray:
+    def _build_cache(self, workers: int) -> Path:
         path = self._cache_path()
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +123,7 @@ class ClipDataset(Dataset):
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
         if arr.shape != (len(self), self.num_frames, 3, self.size, self.size):
             raise UserError(f"{path}: stale frame cache (shape {arr.shape}); delete it and retry")
-        return arr
+        return path
 
     def __len__(self) -> int:
         return len(self._video)
@@ -134,7 +139,9 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, i: int) -> Any:
         i = int(i)
-        if self._cache is not None:
+        if self._cache_file is not None:
+            if self._cache is None:
+                self._cache = np.load(self._cache_file, mmap_mode="r", allow_pickle=False)
             frames = torch.from_numpy(np.array(self._cache[i])).float().div_(255.0)  # [T,3,H,W]
         else:
             path = safe_join(self.root, self._video[i])
