@@ -21,7 +21,7 @@ import numpy as np
 
 from cogarch.evals.world.sim import Scene, Trajectory, simulate
 from cogarch.evals.world.truth import all_events, events_hash, in_view
-from cogarch.evals.world.vocab import describe
+from cogarch.evals.world.vocab import SHAPE_SIZE, describe
 
 MOVING_SPEED = 2.0   # units/s above which an object counts as moving
 CATEGORY = {"desc": "descriptive", "expl": "explanatory", "pred": "predictive", "cf": "counterfactual"}
@@ -142,6 +142,18 @@ class ClipQA:
                 out.append(Q("desc_count", f"How many {noun} are there?", str(cnt), [], {}))
         n_coll = len({(e["a"], e["b"]) for e in _obj_collisions(ev, 0, O)})
         out.append(Q("desc_count_collisions", "How many pairs of objects collide?", str(n_coll), [], {}))
+        # "Which object ...?" (multiple choice) when exactly one seen object does it.
+        if len(ids) >= 2:
+            exiting = [a for a in ids if _has(ev, "exit", a, 0, O)]
+            if len(exiting) == 1:
+                ch, ans = self.mc(exiting[0], ids)
+                out.append(Q("desc_which_exits", "Which object leaves the scene?", ans, ch, {"obj": exiting[0]}))
+            speed = np.hypot(self.traj.vel[O - 1, :, 0], self.traj.vel[O - 1, :, 1])
+            moving = [a for a in ids if speed[sl(a)] > MOVING_SPEED and self.view[O - 1, sl(a)]]
+            if len(moving) == 1:
+                ch, ans = self.mc(moving[0], ids)
+                out.append(Q("desc_which_moving", "Which object is still moving at the end of the video?",
+                             ans, ch, {"obj": moving[0]}))
         for i, a in enumerate(ids):
             for b in ids[i + 1:]:
                 out.append(Q("desc_collide", f"Does the {self.name[a]} collide with the {self.name[b]}?",
@@ -224,7 +236,9 @@ class ClipQA:
                 x, y = self.traj.pos[O - 1, sl(a)]
                 st = ledges[0]
                 lx0, lx1 = sorted((st.a[0], st.b[0]))
-                if lx0 <= x <= lx1 and y < st.a[1]:
+                # Still supported by (or overhanging) the ledge, not yet visibly falling.
+                r = float(SHAPE_SIZE[next(o.shape for o in self.objs if o.id == a)])
+                if lx0 - r <= x <= lx1 + r and st.a[1] - r - 4.0 < y < st.a[1]:
                     out.append(Q("pred_fall", f"Will the {self.name[a]} fall off the ledge?",
                                  _yn(_has(ev, "fall", a, O, T)), [], {"obj": a}))
             fut = [e for e in _obj_collisions(ev, O, T) if a in (e["a"], e["b"])]
