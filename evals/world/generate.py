@@ -66,6 +66,11 @@ def _options(options: dict) -> GenOptions:
         raise UserError("observed_frames must be >= 2 and future_frames >= 0")
     if not 1 <= opt.min_objects <= opt.max_objects <= 7:
         raise UserError("need 1 <= min_objects <= max_objects <= 7")
+    for name in ("ss", "substeps", "per_template", "episode_steps", "action_every", "chunksize"):
+        if int(getattr(opt, name)) < 1:
+            raise UserError(f"{name} must be >= 1, got {getattr(opt, name)}")
+    if opt.cf_removals < 0 or not opt.fps > 0 or not 0.0 <= opt.side_prob <= 1.0:
+        raise UserError("need cf_removals >= 0, fps > 0 and 0 <= side_prob <= 1")
     return opt
 
 
