@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     g.add_argument("--workers", type=int, help="processes (default: all cores)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
     i = _sub(subs, "info", "show the installation, or what is in a pack")
     i.add_argument("pack", nargs="?")
@@ -147,7 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from cogarch.evals.world.generate import generate
 
-    summary = generate(args.suite, args.n, args.out, seed=args.seed, workers=args.workers)
+    summary = generate(args.suite, args.n, args.out, seed=args.seed, workers=args.workers, overwrite=args.overwrite)
     print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     return 0
 
