@@ -186,9 +186,12 @@ def test_merge_equals_unmerged(lms, tmp_path):
         assert not any("lora" in n for n, _ in plain.named_parameters())
         assert torch.allclose(plain(input_ids=ids).logits, m.lm(input_ids=ids).logits, atol=1e-5)
     merged = LanguageModule.from_pretrained(tmp_path / "merged")
+    merged.save_pretrained(tmp_path / "resaved")  # a merged module saves as a merged folder again
     bus = make_bus(4)
-    for (a, na), (b, nb) in zip(merged.score_choices(bus, "q?", ["red", "blue cube"]), m.score_choices(bus, "q?", ["red", "blue cube"])):
-        assert na == nb and abs(a - b) < 1e-4
+    want = m.score_choices(bus, "q?", ["red", "blue cube"])
+    for mod in (merged, LanguageModule.from_pretrained(tmp_path / "resaved")):
+        for (a, na), (b, nb) in zip(mod.score_choices(bus, "q?", ["red", "blue cube"]), want):
+            assert na == nb and abs(a - b) < 1e-4
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2"])

@@ -242,10 +242,12 @@ class LanguageModule(nn.Module):
             self.tokenizer.save_pretrained(str(tmp))
             save_file({k: v.detach().contiguous().cpu() for k, v in self.adapter.state_dict().items()}, str(tmp / PROJECTORS_FILE))
             cfg = to_dict(self.config)
-            if self.config.bundle_base and self.base_path:
+            # A module loaded from a merged folder holds a plain LM: it was just saved whole.
+            merged = not hasattr(self.lm, "peft_config")
+            if self.config.bundle_base and self.base_path and not merged:
                 copy_lm_files(self.base_path, tmp / BASE_DIR)
-            cfg["base_lm"] = self.base_path or self.config.base_lm
-            meta = {"module": "language", "format_version": FORMAT_VERSION, "config": cfg, "merged": False, "token_norm": self.token_norm}
+            cfg["base_lm"] = "." if merged else (self.base_path or self.config.base_lm)
+            meta = {"module": "language", "format_version": FORMAT_VERSION, "config": cfg, "merged": merged, "token_norm": self.token_norm}
             (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
     def set_stage(self, stage: int) -> None:
