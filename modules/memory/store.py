@@ -109,14 +109,14 @@ class EpisodeStore:
             self.path.mkdir(parents=True, exist_ok=True)
         try:
             db = sqlite3.connect(str(db_file), timeout=30.0, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout=30000")
             db.execute("PRAGMA journal_mode=WAL")  # readers never block the one writer
             db.execute(f"PRAGMA synchronous={self.cfg.synchronous.upper()}")
-            db.execute("PRAGMA busy_timeout=30000")
             have = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='info'").fetchone()
             if not have and not create:
                 raise CheckpointError(f"{str(db_file)!r} is not a cogarch memory store (no info table)")
-            if not have:
-                with _tx(db):
+            if not have:  # IMMEDIATE: two processes creating one store serialise here
+                with _tx(db, immediate=True):
                     for stmt in filter(str.strip, _DDL.split(";")):
                         db.execute(stmt)
                     new = {"schema_version": str(SCHEMA_VERSION), "uuid": uuid.uuid4().hex,
