@@ -59,9 +59,10 @@ def pack_info(pack: str) -> str:
     root = Path(pack)
     lines = [f"pack {root}  ({_dir_size(root) / 2**20:.1f} MiB)"]
     for name, sub in meta["modules"].items():
-        cfg = root / sub / "config.json"
-        size = _dir_size(root / sub) / 2**20 if (root / sub).is_dir() else 0.0
-        lines.append(f"  {name:<12} {size:6.1f} MiB  {'ok' if cfg.is_file() else 'MISSING config.json'}")
+        folder = root / sub
+        size = _dir_size(folder) / 2**20 if folder.is_dir() else 0.0
+        has_cfg = folder.is_dir() and any(folder.glob("*config.json"))
+        lines.append(f"  {name:<12} {size:6.1f} MiB  {'ok' if has_cfg else 'MISSING (no config JSON)'}")
     for key in ("git_revision", "data_seed", "created"):
         if key in meta:
             lines.append(f"{key}: {meta[key]}")
