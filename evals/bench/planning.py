@@ -33,11 +33,11 @@ ROOT = Path(__file__).resolve().parents[2]
 TRAIN_SEED0 = 1_000_000
 
 
-def collect(out: Path, episodes: int, steps: int, encoder_spec: str, seed: int = 0) -> Path:
+def collect(out: Path, episodes: int, steps: int, encoder_spec: str, seed: int = 0, split: str = "train") -> Path:
     """Random-action (goal-biased, as the planning suite) episodes -> feature shards.
 
     world_model shard: latents [N, steps+1, D], actions [N, steps+1, 2] (impulse / a_max; the last
-    step has no action), split "train". planning shard (critic): the same + goal latents [N, D].
+    step has no action), split `split`. planning shard (critic): the same + goal latents [N, D].
     """
     from cogarch.evals.world.planning import random_action
     from cogarch.evals.world.planning_env import TablePushEnv
@@ -64,7 +64,7 @@ def collect(out: Path, episodes: int, steps: int, encoder_spec: str, seed: int =
         acts.append(torch.as_tensor(np.stack(a), dtype=torch.float32))
         goals.append(enc(goal_frames(env)))
         ids.append(f"tablepush-{env_seed}")
-    meta = {"clip_ids": json.dumps(ids), "splits": json.dumps(["train"] * episodes),
+    meta = {"clip_ids": json.dumps(ids), "splits": json.dumps([split] * episodes),
             "extras": json.dumps([{} for _ in ids]), "suite": "planning", "encoder": enc.name}
     tensors = {"latents": torch.stack(lats).contiguous(), "actions": torch.stack(acts).contiguous()}
     for sub, extra in (("world_model", {}), ("planning", {"goal": torch.stack(goals).contiguous()})):
@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--episodes", type=int, default=400)
     c.add_argument("--steps", type=int, default=16)
     c.add_argument("--encoder", default="blur-pixels")
+    c.add_argument("--seed", type=int, default=0, help="env seeds start at 1_000_000 + 100_000 * seed")
+    c.add_argument("--split", default="train", help="split label written into the shards (test: held out)")
     t = sub.add_parser("train")
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--max-steps", type=int, default=1500)
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(getattr(args, "threads", 1))
     if args.cmd == "collect":
-        print(collect(args.out, args.episodes, args.steps, args.encoder))
+        print(collect(args.out, args.episodes, args.steps, args.encoder, args.seed, args.split))
     elif args.cmd == "train":
         print(train(args.out, args.max_steps, args.critic_steps, args.context))
     else:

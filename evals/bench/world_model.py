@@ -11,7 +11,7 @@ C observed steps, predicting steps C+1..C+h autoregressively; copy-last predicts
 
 VoE: each clip gets a surprise score (WorldModelScorer.surprise(video) -> float: per-step L1 error
 of each step given the steps before it, clip score = mean of the top-k steps, see the world model
-README); pairwise accuracy = fraction of matched pairs where the impossible clip scores higher;
+README); pairwise accuracy = fraction of matched pairs where the impossible clip scores higher (ties 1/2);
 AUROC per violation type over all clips of that type.
 """
 
@@ -73,6 +73,21 @@ def make_clip_encoder(spec: str) -> Any:
     raise SystemExit(f"unknown encoder {spec!r}: use blur-pixels or perception:<folder>")
 
 
+def baseline_world_model(spec: str) -> Any:
+    """"untrained:D": a randomly initialised predictor that predicts z_{t+1} directly (chance
+    expected); "copy-last:D": residual predictor with a zero output layer, i.e. surprise = the
+    L1 change between consecutive (layer-normed) steps — a frame-difference baseline."""
+    from cogarch.modules.world_model import WorldModel, WorldModelConfig
+
+    kind, dim = spec.split(":")
+    torch.manual_seed(0)
+    wm = WorldModel(WorldModelConfig(latent_dim=int(dim), residual=kind == "copy-last")).eval()
+    if kind == "copy-last":
+        torch.nn.init.zeros_(wm.out_proj.weight)
+        torch.nn.init.zeros_(wm.out_proj.bias)
+    return wm
+
+
 def load_world_model(folder: str) -> Any:
     from cogarch.registry import module_class
 
@@ -88,7 +103,7 @@ class WorldModelScorer:
     def latents(self, video: str) -> torch.Tensor:
         from cogarch.video import probe, read_clip
 
-        n = probe(video).num_frames if self.num_frames <= 0 else self.num_frames
+        n = max(1, probe(video).frames) if self.num_frames <= 0 else self.num_frames
         return self.encoder(read_clip(video, num_frames=n, size=self.size))
 
     def surprise(self, video: str) -> float:
@@ -188,7 +203,7 @@ def voe_eval(rows: list[dict], scores: dict[str, float]) -> dict:
         for r in rs:
             pairs.setdefault(r["pair_id"], {})[bool(r["extra"].get("possible"))] = scores[r["clip_id"]]
         full = [p for p in pairs.values() if len(p) == 2]
-        acc = float(np.mean([p[False] > p[True] for p in full])) if full else float("nan")
+        acc = float(np.mean([(p[False] > p[True]) + 0.5 * (p[False] == p[True]) for p in full])) if full else float("nan")
         au = auroc([scores[r["clip_id"]] for r in rs if r["extra"].get("possible") is False],
                    [scores[r["clip_id"]] for r in rs if r["extra"].get("possible") is True])
         out[cat] = {"pairwise_acc": acc, "auroc": au, "pairs": len(full)}
@@ -213,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--frames", type=int, default=16)
     v = sub.add_parser("voe")
     v.add_argument("--data", type=Path, required=True)
-    v.add_argument("--model", required=True, help="world model folder, or 'untrained:<latent_dim>'")
+    v.add_argument("--model", required=True, help="world model folder, untrained:<D> or copy-last:<D>")
     v.add_argument("--encoder", default="blur-pixels")
     v.add_argument("--splits", default="test")
     v.add_argument("--frames", type=int, default=16)
@@ -231,13 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         print(voe_features(args.data, args.encoder, args.out, args.frames))
         return 0
     else:
-        if args.model.startswith("untrained:"):
-            from cogarch.modules.world_model import WorldModel, WorldModelConfig
-
-            torch.manual_seed(0)
-            wm = WorldModel(WorldModelConfig(latent_dim=int(args.model.split(":")[1]))).eval()
-        else:
-            wm = load_world_model(args.model)
+        wm = baseline_world_model(args.model) if args.model.startswith(("untrained:", "copy-last:")) else load_world_model(args.model)
         scorer = WorldModelScorer(wm, make_clip_encoder(args.encoder), num_frames=args.frames)
         rows = voe_rows(args.data, set(args.splits.split(",")))
         scores = {row["clip_id"]: scorer.surprise(row["video"]) for row in rows}

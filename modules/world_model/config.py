@@ -23,6 +23,10 @@ class WorldModelConfig:
     max_patches: int = 64  # largest P (tokens per step); 1 for pooled latents
     action_dim: int = 0  # 0: not action-conditioned; else one action token per step (V-JEPA 2-AC)
     state_dim: int = 0  # 0: no proprioceptive state token; else one state token per step
+    # Predict the change from the current step (out_t = z_t + f(z_<=t)) instead of z_{t+1} itself:
+    # copying the last step is then the zero function, so the model starts at the copy-last
+    # baseline and learns only the motion. (Our choice; V-JEPA 2-AC predicts z_{t+1} directly.)
+    residual: bool = True
     # Training objective (V-JEPA 2-AC, Assran et al. 2025, Sec. 3): L1 to layer-normed targets,
     # teacher-forced next-step loss + autoregressive rollout loss over `rollout_steps` steps.
     rollout_steps: int = 2  # 0 disables the rollout loss

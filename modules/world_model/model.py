@@ -183,7 +183,8 @@ class WorldModel(nn.Module):
         for blk in self.blocks:
             x = blk(x, mask)
         x = self.norm(x).reshape(B, T, K + P, c.hidden_dim)[:, :, K:]
-        return self.out_proj(x)  # [B, T, P, D]
+        out = self.out_proj(x)  # [B, T, P, D]
+        return z + out if c.residual else out
 
     def _rollout_normed(
         self, z: torch.Tensor, horizon: int, actions: torch.Tensor | None, states: torch.Tensor | None
