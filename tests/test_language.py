@@ -280,3 +280,20 @@ def test_feature_shard_round_trip_and_errors(tmp_path):
         FeatureShard(tmp_path, "test")
     with pytest.raises(FeatureError, match="clip 'zz' has no features"):
         sh.row_of("zz")
+
+
+def test_scorer_protocol_over_feature_shards(lms, tmp_path):
+    from cogarch.modules.language.scoring import LanguageScorer, ShardBus
+
+    g = torch.Generator().manual_seed(0)
+    surprise = torch.rand(2, 3, 1, generator=g)
+    write_shard(tmp_path, "test", ["c0", "c1"], {"percept": {"tokens": torch.randn(2, 12, 8, generator=g)},
+                                                  "surprise": {"tokens": surprise, "time": torch.arange(3).float().expand(2, 3)}})
+    m = make_module(lms["llama"])
+    scorer = LanguageScorer(m, ShardBus(tmp_path, "test"), max_new_tokens=3)
+    ll = scorer.loglik("/data/videos/c1.mp4", "What color?", ["red", "blue"])  # clip id = file stem
+    assert len(ll) == 2 and all(isinstance(s, float) and n >= 2 for s, n in ll)
+    assert isinstance(scorer.generate("/data/videos/c0.mp4", "What color?"), str)
+    assert scorer.surprise("/data/videos/c1.mp4") == pytest.approx(float(surprise[1].max()))
+    blind = LanguageScorer(m, None, blind=True)
+    assert blind.loglik(None, "What color?", ["red", "blue"]) == m.score_choices(None, "What color?", ["red", "blue"], blind=True)
