@@ -39,36 +39,55 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def bench(steps: int, warmup: int, fused: bool, seed: int = 0) -> dict:
-    torch.manual_seed(seed)
+class _Runner:
+    """One model + optimizer; `step(batch)` runs and times one full training step."""
+
+    def __init__(self, fused: bool, seed: int) -> None:
+        torch.manual_seed(seed)
+        cfg = vjepa_tiny()
+        cfg.fused_rope = fused
+        cfg.monitor_every = 0  # monitors are a logging cost, not part of the step
+        self.fused = fused
+        self.model = PerceptionModule(cfg).train()
+        self.opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=5e-4, weight_decay=0.04)
+        self.times: list[float] = []
+        self.cpu: list[float] = []
+        self.n = 0
+
+    def step(self, batch: dict, record: bool) -> None:
+        t0, c0 = time.perf_counter(), time.process_time()
+        loss, _ = self.model(batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.n += 1
+        self.model.update(self.n)
+        if record:
+            self.times.append(time.perf_counter() - t0)
+            self.cpu.append(time.process_time() - c0)
+
+    def result(self) -> dict:
+        med = statistics.median(self.times)
+        return {"fused": self.fused, "median_s": med, "min_s": min(self.times), "clips_per_s_median": 8 / med,
+                "clips_per_s_best": 8 / min(self.times), "cpu_s_median": statistics.median(self.cpu),
+                "steps": len(self.times)}
+
+
+def bench(steps: int, warmup: int, compare_stock: bool, seed: int = 0) -> tuple[list[dict], float, float]:
+    """Time `steps` steps (after `warmup`); with compare_stock, fused and stock steps alternate so
+    that both see the same machine load. Returns (results, RSS before the steps, peak RSS) in MiB."""
     cfg = vjepa_tiny()
-    cfg.fused_rope = fused
-    cfg.monitor_every = 0  # monitors are a logging cost, not part of the step
-    model = PerceptionModule(cfg).train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4, weight_decay=0.04)
+    runners = [_Runner(True, seed)] + ([_Runner(False, seed)] if compare_stock else [])
     col = MaskCollator(cfg, torch.Generator().manual_seed(seed))
     frames = torch.randn(8, cfg.num_frames, 3, cfg.img_size, cfg.img_size)
-    batches = []
-    for _ in range(steps + warmup):  # one frames tensor shared by all steps, fresh masks per step
-        enc, pred = col.sample(frames.shape[0])
-        batches.append({"frames": frames, "masks_enc": enc, "masks_pred": pred})
     rss0 = _rss_mb()
-    times, cpu = [], []
-    for i, b in enumerate(batches):
-        t0, c0 = time.perf_counter(), time.process_time()
-        loss, _ = model(b)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        model.update(i + 1)
-        dt, dc = time.perf_counter() - t0, time.process_time() - c0
-        if i >= warmup:
-            times.append(dt)
-            cpu.append(dc)
+    for i in range(steps + warmup):
+        enc, pred = col.sample(frames.shape[0])  # fresh masks per step, one shared frames tensor
+        batch = {"frames": frames, "masks_enc": enc, "masks_pred": pred}
+        for r in runners:
+            r.step(batch, record=i >= warmup)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
-    med = statistics.median(times)
-    return {"fused": fused, "median_s": med, "min_s": min(times), "clips_per_s_median": 8 / med,
-            "clips_per_s_best": 8 / min(times), "cpu_s_median": statistics.median(cpu), "rss_before_mb": rss0, "peak_rss_mb": peak, "steps": len(times)}
+    return [r.result() for r in runners], rss0, peak
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,21 +100,21 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     load0 = os.getloadavg()
-    runs = [bench(a.steps, a.warmup, fused=True)]
-    if a.compare_stock:
-        runs.append(bench(a.steps, a.warmup, fused=False))
+    runs, rss0, peak = bench(a.steps, a.warmup, a.compare_stock)
     load1 = os.getloadavg()
     lines = [
-        "| layers | median s/step | min s/step | clips/s (median) | clips/s (best) | CPU s/step (median) | peak RSS MiB (before steps) |",
-        "|---|---|---|---|---|---|---|",
+        "| layers | median s/step | min s/step | clips/s (median) | clips/s (best) | CPU s/step (median) |",
+        "|---|---|---|---|---|---|",
     ]
     for r in runs:
         name = "fused RoPE + SDPA (ours)" if r["fused"] else "stock VJEPA2Layer (transformers)"
         lines.append(f"| {name} | {r['median_s']:.3f} | {r['min_s']:.3f} | {r['clips_per_s_median']:.2f} | "
-                     f"{r['clips_per_s_best']:.2f} | {r['cpu_s_median']:.2f} | {r['peak_rss_mb']:.0f} ({r['rss_before_mb']:.0f}) |")
+                     f"{r['clips_per_s_best']:.2f} | {r['cpu_s_median']:.2f} |")
     head = (f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-            f"threads={a.threads}, batch 8, fp32, {a.steps} timed steps after {a.warmup} warmup; "
-            f"load average before {load0[0]:.2f}, after {load1[0]:.2f}")
+            f"threads={a.threads}, batch 8, fp32, {a.steps} timed steps after {a.warmup} warmup"
+            f"{' (fused and stock steps interleaved)' if a.compare_stock else ''}; "
+            f"load average before {load0[0]:.2f}, after {load1[0]:.2f}; peak RSS {peak:.0f} MiB "
+            f"(ru_maxrss of the whole process{', both models' if a.compare_stock else ''}), {rss0:.0f} MiB before the first step")
     report = head + "\n\n" + "\n".join(lines) + "\n"
     print(report)
     if a.out:

@@ -173,8 +173,9 @@ class PerceptionModule(nn.Module):
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """batch from MaskCollator -> (loss, metrics)."""
         frames = batch["frames"]
-        masks_enc, masks_pred = batch["masks_enc"], batch["masks_pred"]
         self._check_frames(frames)
+        masks_enc = [m.to(frames.device, non_blocking=True) for m in batch["masks_enc"]]
+        masks_pred = [m.to(frames.device, non_blocking=True) for m in batch["masks_pred"]]
         h = self.encode_target(frames)  # [B, N, D]
         ctx = self.encode_context(frames, masks_enc)
         c = self.config
