@@ -88,6 +88,10 @@ class PerceptionConfig:
     collapse_min_rank: float = 8.0  # effective rank (exp entropy of normalised singular values)
     # --- inference
     pool_per_step: bool = False  # publish [B, T', D] (mean over space) instead of [B, T'H'W', D]
+    # Publish each time step's H'xW' patch grid average-pooled to pool_grid x pool_grid (0: off).
+    # Keeps coarse layout (where things are) while cutting downstream cost: the world model's
+    # block-causal attention and the language prefix scale with tokens per step.
+    pool_grid: int = 0
     norm_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     norm_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
 

@@ -245,6 +245,13 @@ class PerceptionModule(nn.Module):
         if self.config.pool_per_step:
             tokens = tokens.view(B, grid[0], grid[1] * grid[2], D).mean(2)  # [B, T', D]
             time = t_index.expand(B, -1)
+        elif 0 < self.config.pool_grid < grid[1]:
+            g = self.config.pool_grid
+            x = tokens.view(B * grid[0], grid[1], grid[2], D).permute(0, 3, 1, 2)  # [B*T', D, H', W']
+            x = torch.nn.functional.adaptive_avg_pool2d(x, g)  # [B*T', D, g, g]
+            tokens = x.permute(0, 2, 3, 1).reshape(B, grid[0] * g * g, D)  # time-major, row-major
+            grid = (grid[0], g, g)
+            time = t_index.repeat_interleave(g * g).expand(B, -1)
         else:
             time = t_index.repeat_interleave(grid[1] * grid[2]).expand(B, -1)  # [B, N]
         meta = {"grid": list(grid), "tubelet": self.config.tubelet_size, "patch": self.config.patch_size,
