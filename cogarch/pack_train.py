@@ -46,6 +46,10 @@ class Config:
     ship_to: str = ""  # copy the finished pack here too (e.g. cogarch/assets/default_pack)
 
 
+# The fixed question set whose accuracy pack.json records (see Pipeline.check).
+CHECK_SET = {"suite": "physqa", "n": 120, "seed": 777, "split": "test", "limit": 100}
+
+
 def git_revision() -> str:
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent)
@@ -132,6 +136,7 @@ class Pipeline:
         pack = r / "pack"
         self.stage("assemble pack", pack / "pack.json", lambda: self.assemble(pack, perc, wm, s2, blind if c.train_blind else None))
         self.stage("evaluate", r / "eval" / "done.json", lambda: self.evaluate(pack, data))
+        self.stage("check set", r / "eval" / "check" / "results.json", lambda: self.check(pack))
         if c.ship_to:
             self.ship(pack, Path(c.ship_to))
         return pack
@@ -176,6 +181,25 @@ class Pipeline:
         meta["eval"] = results
         atomic_write_json(pack / "pack.json", meta)
         atomic_write_json(self.root / "eval" / "done.json", {"ok": True})
+
+    def check(self, pack: Path) -> None:
+        """Record accuracy on a small, separately seeded question set in pack.json.
+
+        tests/test_default_pack.py regenerates the same set and re-scores the shipped pack, so the
+        shipped weights and the numbers the README reports cannot drift apart."""
+        from cogarch.evalglue import install
+        from cogarch.evals.runner import run_eval
+        from cogarch.evals.world.generate import generate
+
+        install()
+        spec = CHECK_SET
+        data = self.root / "data" / "check"
+        if not data.exists():
+            generate("physqa", spec["n"], data, seed=spec["seed"], progress=False)
+        res = run_eval("physqa", str(pack), str(data), spec["limit"], str(self.root / "eval" / "check"), seed=0, split=spec["split"])
+        meta = json.loads((pack / "pack.json").read_text())
+        meta["check"] = dict(spec, metrics=res["metrics"]["overall"])
+        atomic_write_json(pack / "pack.json", meta)
 
     def ship(self, pack: Path, dest: Path) -> None:
         with atomic_dir(dest) as tmp:
