@@ -66,7 +66,7 @@ class HierConfig:
     """Two-level planning: coarse CEM proposes a subgoal latent, fine CEM reaches it."""
 
     stride: int = 4  # fine steps per coarse step (coarse actions are held for `stride` steps)
-    high_horizon: int = 4  # coarse steps the high level looks ahead
+    # (the high level looks PlannerConfig.high.horizon coarse steps ahead)
     subgoal_weight: float = 1.0  # low level: distance to the subgoal ...
     goal_weight: float = 0.25  # ... plus this much distance to the final goal
 
@@ -85,7 +85,7 @@ class PlannerConfig:
             raise ConfigError(f"planner.kind must be 'random', 'cem' or 'hier', got {self.kind!r}")
         if self.action_dim < 1 or self.max_steps < 1:
             raise ConfigError("planner.action_dim and max_steps must be >= 1")
-        if self.hier.stride < 1 or self.hier.high_horizon < 1:
-            raise ConfigError("planner.hier.stride and high_horizon must be >= 1")
+        if self.hier.stride < 1:
+            raise ConfigError("planner.hier.stride must be >= 1")
         self.cem.validate()
         self.high.validate()
