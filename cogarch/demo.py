@@ -18,20 +18,18 @@ def run() -> int:
 
     pack, clips = default_pack_path(), example_clips()
     if pack is not None and clips:
-        clip = str(clips[0])
-        print(f"$ cogarch ask {clip} ... --explain")
-        return main(
-            [
-                "ask",
-                clip,
-                "What color is the object that moves fastest?",
-                "-q",
-                "How many objects are there?",
-                "-q",
-                "Will any two objects collide after the clip ends?",
-                "--explain",
-            ]
-        )
+        clip = str(next((c for c in clips if c.name == "table_collision.mp4"), clips[0]))
+        questions = [
+            "What shape is the purple object?",
+            "How many pairs of objects collide?",
+            "Does the red rubber sphere collide with the purple metal cylinder?",
+        ]
+        print(f"$ cogarch ask {clip} " + " ".join(f'-q "{q}"' for q in questions) + " --explain")
+        print("(ground truth for this clip: cogarch/assets/examples/README.md)")
+        args = ["ask", clip, questions[0]]
+        for q in questions[1:]:
+            args += ["-q", q]
+        return main(args + ["--explain"])
     print("no default pack shipped yet: generating a small physics-world suite instead")
     with tempfile.TemporaryDirectory() as tmp:
         rc = main(["generate", "--suite", "physqa", "--n", "24", "--out", f"{tmp}/physqa"])
