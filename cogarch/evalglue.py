@@ -23,11 +23,12 @@ _LAST_PACK: str | None = None
 
 
 class PackScorer:
-    def __init__(self, pack: str, blind: bool = False, cache: int = 256) -> None:
+    def __init__(self, pack: str, blind: bool = False, cache: int = 256, drop_kinds: tuple[str, ...] = ()) -> None:
         from cogarch.api import load
 
         self.model = load(pack)
         self.blind = blind
+        self.drop_kinds = tuple(drop_kinds)  # ablation: answer without these bus kinds
         self.lm = self.model.language
         blind_dir = Path(pack) / "language_blind"
         if blind and blind_dir.is_dir():
@@ -44,6 +45,8 @@ class PackScorer:
         obs = self._cache.get(video)
         if obs is None:
             obs = self.model.observe(video)
+            for kind in self.drop_kinds:
+                obs.bus.drop(kind)
             self._cache[video] = obs
             if len(self._cache) > self._size:
                 self._cache.popitem(last=False)
