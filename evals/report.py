@@ -6,15 +6,12 @@ for the model and one per baseline, so a number is never read without its floor 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from cogarch.fsutil import atomic_write_json, atomic_write_text
+from cogarch.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 METRIC_ORDER = ("acc", "acc_norm", "pairwise_accuracy", "auroc", "success_rate")
 
@@ -98,21 +95,6 @@ def plot_png(results: dict) -> bytes:
     return buf.getvalue()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_outputs(results: dict, samples: list[dict[str, Any]], output: str | Path) -> Path:
     """results.json, samples.jsonl, results.md, results.png in `output` (each atomically)."""
     out = Path(output)
@@ -120,6 +102,6 @@ def write_outputs(results: dict, samples: list[dict[str, Any]], output: str | Pa
     atomic_write_text(out / "samples.jsonl",
                       "".join(json.dumps(s, sort_keys=True) + "\n" for s in samples))
     atomic_write_text(out / "results.md", format_markdown(results))
-    _atomic_write_bytes(out / "results.png", plot_png(results))
+    atomic_write_bytes(out / "results.png", plot_png(results))
     atomic_write_json(out / "results.json", results)  # last: its presence means the run finished
     return out
