@@ -30,14 +30,17 @@ def test_pack_is_small_and_self_describing() -> None:
 
 def test_shipped_pack_scores_what_pack_json_records(tmp_path: Path) -> None:
     from cogarch.evalglue import install
-    from cogarch.evals.runner import run_eval
+    from cogarch.evals.runner import register_model_loader, run_eval
     from cogarch.evals.world.generate import generate
 
     meta = json.loads((PACK / "pack.json").read_text())
     spec = meta["check"]
     generate(spec["suite"], spec["n"], tmp_path / "check", seed=spec["seed"], progress=False)
     install()
-    res = run_eval(spec["suite"], str(PACK), str(tmp_path / "check"), spec["limit"], str(tmp_path / "out"), seed=0, split=spec["split"])
+    try:
+        res = run_eval(spec["suite"], str(PACK), str(tmp_path / "check"), spec["limit"], str(tmp_path / "out"), seed=0, split=spec["split"])
+    finally:
+        register_model_loader(None)  # the loader is process-global: leave other tests as we found them
     got, want = res["metrics"]["overall"]["acc"], spec["metrics"]["acc"]
     assert abs(got - want) <= 0.02, f"shipped pack scores {got:.3f} on the check set, pack.json says {want:.3f}"
 
