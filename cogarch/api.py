@@ -84,9 +84,10 @@ class Cogarch:
 
     # ------------------------------------------------------------------------------------------
     def read_frames(self, clip: str | os.PathLike) -> torch.Tensor:
-        from cogarch.video import read_clip
+        # The same decode the training features used (cogarch/features.py): train/ask parity.
+        from cogarch.features import read_frames
 
-        return read_clip(clip, num_frames=self.num_frames, fps=self.fps, size=self.img_size)
+        return read_frames(Path(clip), self.num_frames, self.img_size, fps=self.fps)
 
     @torch.no_grad()
     def observe(self, clip: str | os.PathLike, frames: torch.Tensor | None = None) -> Observation:
