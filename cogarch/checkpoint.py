@@ -429,12 +429,21 @@ def write_training_checkpoint(
     optim_sd = gather_optimizer_state(acc, model, optimizer)
     rngs = gather_rng_states(acc)
     t = cfg.trainer
+    failure: BaseException | None = None
     if acc.is_main_process:
         state = {
             "epoch": epoch, "batch_in_epoch": pos, "nonfinite_skipped": skipped, "seed": t.seed,
             "world_size": acc.num_processes, "distributed": distributed_kind(acc), "mixed_precision": str(acc.mixed_precision),
             "config": to_dict(cfg), "cogarch_version": cogarch.__version__, "torch_version": torch.__version__,
         }
-        save_checkpoint(t.out_dir, step, model_sd, optim_sd, scheduler.state_dict(), rngs, state, t.keep_last)
-    acc.wait_for_everyone()
+        try:
+            save_checkpoint(t.out_dir, step, model_sd, optim_sd, scheduler.state_dict(), rngs, state, t.keep_last)
+        except Exception as e:  # e.g. a full disk: the others must not wait for it forever at a barrier
+            failure = e
+    if acc.num_processes > 1:  # every process learns whether the write worked (doubles as the barrier)
+        flag = torch.tensor([float(failure is not None)], device=acc.device)
+        if acc.reduce(flag, "sum").item() > 0 and failure is None:
+            raise UserError(f"the main process failed to write checkpoint {step_dir_name(step)} under {t.out_dir}")
+    if failure is not None:
+        raise failure
     return checkpoint_root(t.out_dir) / step_dir_name(step)

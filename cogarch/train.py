@@ -28,14 +28,15 @@ Decisions worth knowing (each is explained where it is implemented):
   can always be launched with `--resume`. Starting WITHOUT `--resume` in an out_dir that already
   holds checkpoints is refused: it would silently mix two runs.
 - A non-finite loss or grad norm either skips the optimizer step (which still counts toward
-  max_steps, like torch.amp's GradScaler, so a run always ends) or stops the run with a UserError.
+  max_steps, like torch.amp's GradScaler, so a run always ends) or stops the run with a UserError;
+  too many skips in a row stop it too, and no checkpoint of non-finite weights is ever written.
+  A full disk or read-only out_dir is a one-line UserError, never a corrupt checkpoint
+  (cogarch/train_guard.py). Metrics logging lives in cogarch/train_log.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import logging
 import math
 import os
@@ -73,6 +74,7 @@ class TrainerConfig:
     mixed_precision: str = "auto"  # "no" | "bf16" | "auto" (bf16 where the accelerator supports it)
     num_workers: int = 0
     nonfinite: str = "skip"  # what a NaN/Inf loss or grad does: "skip" the step or "stop" the run
+    max_consecutive_nonfinite: int = 10  # "skip" turns into "stop" after this many in a row; 0: never
     progress: bool = True  # tqdm bar on the main process
 
 
@@ -93,7 +95,6 @@ log = logging.getLogger("cogarch.train")
 
 MIXED_PRECISION = ("no", "bf16", "auto")
 NONFINITE = ("skip", "stop")
-CORE_COLUMNS = ["step", "epoch", "loss", "lr", "grad_norm", "step_time_s", "nonfinite_skipped"]
 
 
 def _validate(cfg: Any) -> None:
@@ -109,6 +110,7 @@ def _validate(cfg: Any) -> None:
         (t.num_workers >= 0, f"trainer.num_workers must be >= 0, got {t.num_workers}"),
         (t.mixed_precision in MIXED_PRECISION, f"trainer.mixed_precision must be one of {MIXED_PRECISION}, got {t.mixed_precision!r}"),
         (t.nonfinite in NONFINITE, f"trainer.nonfinite must be one of {NONFINITE}, got {t.nonfinite!r}"),
+        (t.max_consecutive_nonfinite >= 0, f"trainer.max_consecutive_nonfinite must be >= 0 (0: never stop), got {t.max_consecutive_nonfinite}"),
         (o.lr > 0, f"optim.lr must be > 0, got {o.lr}"),
         (o.grad_accum >= 1, f"optim.grad_accum must be >= 1, got {o.grad_accum}"),
         (o.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {o.warmup_steps}"),
@@ -206,77 +208,6 @@ def _release(acc: Any) -> None:
     GradientState._reset_state()
 
 
-class _MetricsLog:
-    """TensorBoard events + `metrics.csv` (one row per log step). Main process only."""
-
-    def __init__(self, out_dir: Path, enabled: bool, start_step: int) -> None:
-        self.enabled = enabled
-        if not enabled:
-            return
-        from torch.utils.tensorboard import SummaryWriter
-
-        out_dir.mkdir(parents=True, exist_ok=True)
-        # purge_step drops events a killed run logged after the checkpoint we resume from.
-        self.tb = SummaryWriter(str(out_dir / "tb"), purge_step=start_step + 1 if start_step else None)
-        self.path = out_dir / "metrics.csv"
-        self.header = list(CORE_COLUMNS)
-        rows: list[dict] = []
-        if start_step and self.path.is_file():  # resume: keep rows up to the checkpoint only
-            with open(self.path, newline="", encoding="utf-8") as f:
-                reader = csv.DictReader(f)
-                self.header = list(reader.fieldnames or CORE_COLUMNS)
-                rows = [r for r in reader if r.get("step", "").isdigit() and int(r["step"]) <= start_step]
-        self._rewrite(rows)
-
-    def _rewrite(self, rows: list[dict]) -> None:
-        from cogarch.fsutil import atomic_write_text
-
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=self.header, restval="")
-        w.writeheader()
-        w.writerows(rows)
-        atomic_write_text(self.path, buf.getvalue())
-
-    def write(self, row: dict) -> None:
-        if not self.enabled:
-            return
-        new = sorted(k for k in row if k not in self.header)
-        if new:  # a metric appeared: widen the header (rare, so rewriting the file is fine)
-            with open(self.path, newline="", encoding="utf-8") as f:
-                old = [{k: v for k, v in r.items() if k is not None} for r in csv.DictReader(f)]
-            self.header += new
-            self._rewrite(old + [row])
-        else:
-            with open(self.path, "a", newline="", encoding="utf-8") as f:
-                csv.DictWriter(f, fieldnames=self.header, restval="").writerow(row)
-        for k, v in row.items():
-            if k not in ("step", "epoch"):
-                self.tb.add_scalar(f"train/{k}", v, row["step"])
-        self.tb.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.tb.close()
-
-
-class _Window:
-    """Sums between log steps (tensors: no sync per micro-batch); module metrics are rank 0's."""
-
-    def __init__(self) -> None:
-        self.loss = torch.zeros((), dtype=torch.float64)
-        self.n = torch.zeros((), dtype=torch.float64)
-        self.metrics: dict[str, float] = {}
-        self.metric_n = 0
-        self.times: list[float] = []
-
-    def add(self, loss: torch.Tensor, finite: torch.Tensor, metrics: dict) -> None:
-        self.loss = self.loss.to(loss.device) + torch.where(finite, loss, torch.zeros_like(loss)).double()
-        self.n = self.n.to(loss.device) + finite.double()
-        for k, v in (metrics or {}).items():
-            self.metrics[k] = self.metrics.get(k, 0.0) + float(v)
-        self.metric_n += 1
-
-
 def _position(epoch: int, pos: int, n_batches: int) -> tuple[int, int]:
     """(epoch, batches consumed in it), with a finished epoch written as the next one at 0."""
     return (epoch + 1, 0) if pos >= n_batches else (epoch, pos)
@@ -288,10 +219,17 @@ def fit(job: TrainJob, cfg: Any, resume: bool = False) -> Path:
     With `resume`, continue from the newest checkpoint under `trainer.out_dir` (or start fresh if
     there is none). Only the main process writes files.
     """
+    from cogarch.train_guard import storage_error
+
     _validate(cfg)
     acc = _accelerator(cfg)
     try:
         return _fit(acc, job, cfg, resume)
+    except Exception as e:  # a full disk or read-only out_dir: one line, not a traceback
+        err = storage_error(e, cfg.trainer.out_dir)
+        if err is None:
+            raise
+        raise err from e
     finally:
         _release(acc)
 
@@ -303,10 +241,14 @@ def _fit(acc: Any, job: TrainJob, cfg: Any, resume: bool) -> Path:
     from cogarch.checkpoint import load_model_state, resume_point, restore_training_state, write_training_checkpoint
     from cogarch.config import to_dict
     from cogarch.errors import ConfigError, UserError
+    from cogarch.train_guard import check_finite_state, nonfinite_stop, nonfinite_stop_message, sweep_debris
+    from cogarch.train_log import CORE_COLUMNS, MetricsLog, Window
 
     t, o = cfg.trainer, cfg.optim
     out = Path(t.out_dir)
     ckpt = resume_point(out, resume, acc.is_main_process)
+    if acc.is_main_process:  # temp files of writes a kill interrupted (only this process writes)
+        sweep_debris(out)
     model = job.model
     if ckpt is not None:  # full weights go in before prepare() shards or wraps the model
         load_model_state(model, ckpt)
@@ -335,7 +277,7 @@ def _fit(acc: Any, job: TrainJob, cfg: Any, resume: bool) -> Path:
             f"x {acc.num_processes} process(es): no full batch to train on"
         )
 
-    step, epoch, pos, skipped = 0, 0, 0, 0
+    step, epoch, pos, skipped, streak = 0, 0, 0, 0, 0  # streak: non-finite optimizer steps in a row
     set_seed(t.seed, device_specific=True)  # per-process stream (e.g. different masks per rank)
     if ckpt is not None:
         step, epoch, pos, skipped = restore_training_state(acc, model, optimizer, scheduler, ckpt, to_dict(cfg))
@@ -343,9 +285,9 @@ def _fit(acc: Any, job: TrainJob, cfg: Any, resume: bool) -> Path:
 
     unwrapped = acc.unwrap_model(model)
     update = getattr(unwrapped, "update", None)
-    metrics_log = _MetricsLog(out, acc.is_main_process, step)
+    metrics_log = MetricsLog(out, acc.is_main_process, step)
     bar = tqdm(total=t.max_steps, initial=step, desc=f"train {out.name}", disable=not (acc.is_main_process and t.progress))
-    window = _Window()
+    window = Window()
     bad = torch.zeros((), dtype=torch.bool, device=acc.device)
     grad_norm = torch.tensor(float("nan"))
     max_norm = o.grad_clip if o.grad_clip > 0 else math.inf  # inf: measure the norm, never clip
@@ -378,11 +320,9 @@ def _fit(acc: Any, job: TrainJob, cfg: Any, resume: bool) -> Path:
                         # The decision must be the same on every process or DDP would diverge.
                         flag = (bad | ~torch.isfinite(grad_norm.to(acc.device))).float().reshape(1)
                         nonfinite = bool((acc.reduce(flag, "sum") if acc.num_processes > 1 else flag).item() > 0)
-                        if nonfinite and t.nonfinite == "stop":
-                            raise UserError(
-                                f"non-finite loss or gradient at optimizer step {step + 1} "
-                                f"(trainer.nonfinite=stop); last good checkpoint: {last_ckpt or 'none'}"
-                            )
+                        streak = streak + 1 if nonfinite else 0
+                        if nonfinite_stop(streak, t.nonfinite, t.max_consecutive_nonfinite):
+                            raise UserError(nonfinite_stop_message(step + 1, streak, t.nonfinite, t.max_consecutive_nonfinite, last_ckpt))
                         if not nonfinite:
                             optimizer.step()
                         lr = scheduler.get_last_lr()[0]  # the LR this step used (logged below)
@@ -414,16 +354,20 @@ def _fit(acc: Any, job: TrainJob, cfg: Any, resume: bool) -> Path:
                         row[f"module_{k}" if k in CORE_COLUMNS else k] = v / max(1, window.metric_n)
                     metrics_log.write(row)
                     bar.set_postfix(loss=f"{row['loss']:.4g}", lr=f"{row['lr']:.3g}")
-                    window = _Window()
+                    window = Window()
                 if (t.ckpt_every and step % t.ckpt_every == 0) or step == t.max_steps:
+                    check_finite_state(acc, model, step, last_ckpt)  # collective; also guards the export
                     last_ckpt = write_training_checkpoint(acc, model, optimizer, scheduler, cfg, step, *_position(epoch, pos, n_batches), skipped)
                 if step >= t.max_steps:
                     break
             if pos >= n_batches:
                 epoch, pos = epoch + 1, 0
-    finally:
+    except BaseException:
         bar.close()
-        metrics_log.close()
+        metrics_log.close(failing=True)
+        raise
+    bar.close()
+    metrics_log.close()
     return _export(acc, job, model, out / "final")
 
 
