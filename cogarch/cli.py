@@ -7,6 +7,7 @@
     cogarch info [PACK]
     cogarch memory list|search|forget|rebuild [TARGET] --store DIR
     cogarch plan --env table-push [--goal near|far] [--planner flat|hier|random] [--out PNG]
+    cogarch serve [--model PACK] [--host 127.0.0.1] [--port 8000]
 
 User errors (bad paths, videos, config keys, checkpoints) print ONE line to stderr and exit 2;
 verbs whose module is not built yet say so and exit 2. A traceback means a bug in cogarch.
@@ -51,6 +52,10 @@ EXAMPLES = {
   cogarch memory rebuild --store ~/.cogarch/memory""",
     "plan": """examples:
   cogarch plan --env table-push --goal near --planner hier --out plan.png""",
+    "serve": """examples:
+  cogarch serve                                  # http://127.0.0.1:8000/ with the default pack
+  cogarch serve --model runs/pack/pack --port 8080 --max-upload-mb 64
+  curl -F clip=@clip.mp4 -F question="Will the red sphere hit the cube?" http://127.0.0.1:8000/v1/ask""",
 }
 
 
@@ -125,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--model", help="pack folder (world model + perception)")
     pl.add_argument("--out", default="plan.png", help="rollout strip PNG")
+
+    sv = _sub(subs, "serve", "serve a web page and a JSON API that answer questions about uploaded clips")
+    sv.add_argument("--model", help="model pack folder (default: the shipped default pack)")
+    sv.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="TCP port (0: any free port)")
+    sv.add_argument("--max-upload-mb", type=float, default=32.0, help="largest accepted upload in MiB (413 past it)")
+    sv.add_argument("--max-duration", type=float, default=120.0, help="longest accepted clip in seconds (422 past it)")
 
     lg = _sub(subs, "language", "language-module utilities")
     lg.add_argument("action", choices=["merge"])
@@ -212,6 +224,13 @@ def cmd_language(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from cogarch.serve import ServeLimits, serve
+
+    limits = ServeLimits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_duration_s=args.max_duration)
+    return serve(args.model, host=args.host, port=args.port, limits=limits)
+
+
 def default_pack_or_error() -> str:
     from cogarch.assets import default_pack_path
 
@@ -232,6 +251,7 @@ VERBS = {
     "memory": cmd_memory,
     "plan": cmd_plan,
     "language": cmd_language,
+    "serve": cmd_serve,
 }
 
 
