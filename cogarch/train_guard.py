@@ -27,7 +27,7 @@ import re
 import shutil
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -98,19 +98,29 @@ def nonfinite_stop_message(step: int, streak: int, policy: str, max_consecutive:
     )
 
 
-def nonfinite_tensor(acc: Any, model: torch.nn.Module) -> str | None:
-    """Name of a parameter or buffer holding NaN/Inf, "" if only another process found one, None
-    if all are finite. A collective under several processes (every process must call it).
+def _saved_buffers(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """Buffers that go into a state dict (non-persistent ones, e.g. pixel statistics, do not)."""
+    for prefix, m in model.named_modules():
+        for name, b in m._buffers.items():
+            if b is not None and name not in m._non_persistent_buffers_set:
+                yield (f"{prefix}.{name}" if prefix else name), b
 
+
+def nonfinite_tensor(acc: Any, model: torch.nn.Module) -> str | None:
+    """Name of a parameter holding NaN/Inf or a saved buffer holding NaN, "" if only another
+    process found one, None if all are sound. A collective (every process must call it).
+
+    Buffers may hold -inf on purpose (additive attention masks), so only NaN counts there.
     Sharded tensors (FSDP's DTensor) are checked shard by shard, each process its own; one stacked
     reduction keeps it to one device sync per call.
     """
     names, flags = [], []
-    for name, t in chain(model.named_parameters(), model.named_buffers()):
-        local = t.to_local() if hasattr(t, "to_local") else t
+    tensors = chain(((n, p, True) for n, p in model.named_parameters()), ((n, b, False) for n, b in _saved_buffers(model)))
+    for name, t, is_param in tensors:
+        local = (t.to_local() if hasattr(t, "to_local") else t).detach()
         if local.is_floating_point() and local.numel():
             names.append(name)
-            flags.append(torch.isfinite(local.detach()).all())
+            flags.append(torch.isfinite(local).all() if is_param else ~torch.isnan(local).any())
     bad = ~torch.stack(flags) if flags else torch.zeros(0, dtype=torch.bool, device=acc.device)
     count = bad.sum().to(acc.device, torch.float32).reshape(1)
     if acc.num_processes > 1:
