@@ -42,6 +42,7 @@ from safetensors.torch import load_file, save_file
 
 from cogarch.errors import CheckpointError, UserError
 from cogarch.fsutil import atomic_dir, atomic_write_text
+from cogarch.train_guard import storage_errno
 
 FORMAT_VERSION = 1
 CKPT_SUBDIR = "checkpoints"
@@ -190,17 +191,25 @@ def save_checkpoint(
     """
     root = checkpoint_root(out_dir)
     final = root / step_dir_name(step)
-    with atomic_dir(final) as tmp:
-        save_file(cpu_state_dict(model_state), str(tmp / MODEL_FILE), metadata={"format": "pt"})
-        if optimizer_state is not None:
-            tensors, meta = optimizer_to_files(optimizer_state)
-            save_file(cpu_state_dict(tensors), str(tmp / OPTIM_TENSORS), metadata={"format": "pt"})
-            (tmp / OPTIM_JSON).write_text(json.dumps(meta) + "\n")
-        (tmp / SCHED_JSON).write_text(json.dumps(scheduler_state, default=_json_default) + "\n")
-        (tmp / RNG_JSON).write_text(json.dumps(rng_states) + "\n")
-        files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
-        full = dict(state, step=int(step), format_version=FORMAT_VERSION, files=files)
-        (tmp / STATE_NAME).write_text(json.dumps(full, indent=2, sort_keys=True, default=_json_default) + "\n")
+    try:
+        with atomic_dir(final) as tmp:
+            save_file(cpu_state_dict(model_state), str(tmp / MODEL_FILE), metadata={"format": "pt"})
+            if optimizer_state is not None:
+                tensors, meta = optimizer_to_files(optimizer_state)
+                save_file(cpu_state_dict(tensors), str(tmp / OPTIM_TENSORS), metadata={"format": "pt"})
+                (tmp / OPTIM_JSON).write_text(json.dumps(meta) + "\n")
+            (tmp / SCHED_JSON).write_text(json.dumps(scheduler_state, default=_json_default) + "\n")
+            (tmp / RNG_JSON).write_text(json.dumps(rng_states) + "\n")
+            files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
+            full = dict(state, step=int(step), format_version=FORMAT_VERSION, files=files)
+            (tmp / STATE_NAME).write_text(json.dumps(full, indent=2, sort_keys=True, default=_json_default) + "\n")
+    except Exception as e:
+        # A full disk or read-only folder surfaces as an OSError without a file name, or as
+        # safetensors' SafetensorError: name the checkpoint that could not be written instead.
+        n = storage_errno(e)
+        if n is None:
+            raise
+        raise OSError(n, os.strerror(n), str(final)) from e
     atomic_write_text(root / LATEST_NAME, final.name + "\n")
     rotate(out_dir, keep_last)
     return final

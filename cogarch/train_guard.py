@@ -65,6 +65,7 @@ def storage_error(e: BaseException, out_dir: str | os.PathLike) -> UserError | N
     out = Path(out_dir)
     cause = f"{os.strerror(n)} [{errno.errorcode.get(n, n)}]"
     name = getattr(e, "filename", None)
+    name = os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else None
     if name and not _under(Path(name), out):  # e.g. a data file the dataset could not open
         return UserError(f"{cause}: {name}")
     where = f" ({name})" if name else ""

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,8 +29,6 @@ class MetricsLog:
         from torch.utils.tensorboard import SummaryWriter
 
         out_dir.mkdir(parents=True, exist_ok=True)
-        # purge_step drops events a killed run logged after the checkpoint we resume from.
-        self.tb = SummaryWriter(str(out_dir / "tb"), purge_step=start_step + 1 if start_step else None)
         self.path = out_dir / "metrics.csv"
         self.header = list(CORE_COLUMNS)
         rows: list[dict] = []
@@ -36,7 +36,11 @@ class MetricsLog:
             header, rows = self._read()
             self.header = header or self.header
             rows = [r for r in rows if (r.get("step") or "").isdigit() and int(r["step"]) <= start_step]
+        # Before the event writer: an unwritable out_dir fails here, in this thread, with a file name.
         self._rewrite(rows)
+        _quiet_event_writer_storage_errors()
+        # purge_step drops events a killed run logged after the checkpoint we resume from.
+        self.tb = SummaryWriter(str(out_dir / "tb"), purge_step=start_step + 1 if start_step else None)
 
     def _read(self) -> tuple[list[str], list[dict]]:
         """Header and complete rows. A last line without its newline is a torn append (ENOSPC
@@ -81,6 +85,28 @@ class MetricsLog:
         except OSError:
             if not failing:
                 raise
+
+
+def _quiet_event_writer_storage_errors() -> None:
+    """Keep TensorBoard's writer thread from printing a traceback for a full or read-only disk.
+
+    The thread stores the error and the next `flush()`/`close()` re-raises it in the training
+    thread, where the trainer turns it into one line (cogarch/train_guard.py); the thread's own
+    traceback (threading.excepthook) would be a second, noisy report of the same thing.
+    """
+    previous = threading.excepthook
+    if getattr(previous, "cogarch_quiet_storage", False):
+        return
+
+    def hook(args: Any) -> None:
+        from cogarch.train_guard import storage_errno
+
+        if type(args.thread).__name__ == "_AsyncWriterThread" and storage_errno(args.exc_value) is not None:
+            return
+        previous(args)
+
+    hook.cogarch_quiet_storage = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 class Window:
