@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.cogarch-installed
 
-.PHONY: setup demo test clean-venv
+.PHONY: setup demo test browser clean-venv
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,21 @@ $(STAMP): pyproject.toml setup.py
 
 setup: $(STAMP)
 
-test: setup
+# The serve page test drives Debian's Chromium (tests/serve/test_page_browser.py). Installed here when
+# missing and we are root with apt-get (CI); otherwise the test fails with a clear message unless
+# COGARCH_SKIP_BROWSER=1.
+CHROMIUM ?= /usr/bin/chromium
+
+browser:
+	@if [ ! -x "$(CHROMIUM)" ] && [ "$$COGARCH_SKIP_BROWSER" != "1" ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian chromium for the browser test"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; \
+	  else echo "note: $(CHROMIUM) missing and cannot apt-get install it (not root?): the browser test will fail; set COGARCH_SKIP_BROWSER=1 to skip it"; fi; \
+	fi
+
+test: setup browser
 	$(BIN)/python -m pytest
 
 demo: setup
