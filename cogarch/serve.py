@@ -53,6 +53,7 @@ from cogarch.errors import UserError
 
 UPLOAD_EXTS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif")
 FORM_SLACK_BYTES = 64 * 1024  # multipart headers + question fields on top of the clip itself
+MAX_PIXELS = 7680 * 4320  # 8K: past this a single decoded frame alone is a memory hazard
 CLIP_ID = re.compile(r"^[0-9a-f]{64}$")
 PAGE = Path(__file__).resolve().parent / "assets" / "serve" / "index.html"
 # The page may only talk to this server: the browser itself then refuses any outside fetch.
@@ -190,6 +191,8 @@ class Service:
         self.cache = ClipCache(limits.cache_clips)
         self.worker = ModelWorker(limits.max_pending)
         self.examples = {p.name: p for p in example_clips()}
+        self._example_ids: dict[str, str] = {}
+        self.model_name = Path(model.path).name
 
     # -- runs on the model thread ---------------------------------------------------------------
     def _encode(self, path: Path, clip_id: str, name: str, source: str) -> Clip:
@@ -198,6 +201,8 @@ class Service:
 
         try:
             info = probe(path)
+            if info.width * info.height > MAX_PIXELS:
+                raise VideoError(f"{path}: frames are {info.width}x{info.height}; the limit is 7680x4320")
             if info.duration_s > self.limits.max_duration_s:
                 raise VideoError(f"{path}: clip is {info.duration_s:.1f} s long; the limit is "
                                  f"{self.limits.max_duration_s:g} s")
@@ -248,7 +253,7 @@ class Service:
             raise NotFound(f"no bundled example named {name[:80]!r}; see /v1/info for the list")
         from cogarch.video import clip_hash
 
-        clip_id = clip_hash(path)
+        clip_id = self._example_ids.get(name) or self._example_ids.setdefault(name, clip_hash(path))
         hit = self.cache.get(clip_id)
         if hit is not None:
             return hit
@@ -270,7 +275,7 @@ class Service:
         from cogarch import __version__
 
         m = self.model
-        return {"version": __version__, "model": Path(m.path).name, "modules": list(m.arch.order),
+        return {"version": __version__, "model": self.model_name, "modules": list(m.arch.order),
                 "created": m.meta.get("created"), "num_frames": m.num_frames, "img_size": m.img_size,
                 "examples": sorted(self.examples), "limits": asdict(self.limits),
                 "cached_clips": len(self.cache)}

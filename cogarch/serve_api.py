@@ -206,7 +206,7 @@ def build_app(service: Service) -> FastAPI:
         finally:
             await form.close()
         answers = await service.answer(clip, questions)
-        return {"clip": clip.to_json(), "model": service.info()["model"], "answers": answers}
+        return {"clip": clip.to_json(), "model": service.model_name, "answers": answers}
 
     @app.get("/v1/clips/{clip_id}/frames.png", responses={404: ERRORS[404]}, response_class=Response,
              summary="the sampled frames of a clip, side by side")

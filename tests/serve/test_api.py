@@ -160,3 +160,29 @@ def test_serve_cli_bad_model_and_busy_port_are_one_line(capsys) -> None:
     with pytest.raises(SystemExit) as e:
         main(["serve", "--port", "eighty"])
     assert e.value.code == 2
+
+
+def test_model_worker_is_one_thread_in_order_and_refuses_past_max_pending() -> None:
+    import asyncio
+
+    from cogarch.serve import Busy, ModelWorker
+
+    w = ModelWorker(max_pending=2)
+    gate, ran = threading.Event(), []
+
+    def job(i: int) -> int:
+        gate.wait(5)
+        ran.append((i, threading.current_thread().name))
+        return i
+
+    async def scenario():
+        a, b = asyncio.ensure_future(w.run(job, 1)), asyncio.ensure_future(w.run(job, 2))
+        await asyncio.sleep(0)  # both are queued now
+        with pytest.raises(Busy):  # the route turns this into 503
+            await w.run(job, 3)
+        gate.set()
+        return await asyncio.gather(a, b)
+
+    assert asyncio.run(scenario()) == [1, 2]
+    assert [i for i, _ in ran] == [1, 2] and len({name for _, name in ran}) == 1 and w.pending == 0
+    w.pool.shutdown()
