@@ -28,6 +28,8 @@ Safety, and why each piece is there:
   at once are no faster than one after the other); past `max_pending` waiting jobs -> 503.
   Batching across requests was not done: answers are generated token by token with a per-clip
   soft prefix, and on the 2-core target serial execution already saturates the cores.
+- Bound to 127.0.0.1 by default, and then only loopback Host headers are served: a web page
+  elsewhere cannot reach the local server through DNS rebinding.
 - Decoded clips (the bus after perception / world model / memory / cost) sit in a bounded LRU
   keyed by content hash, so several questions about one clip never re-upload or re-encode.
 """
@@ -54,6 +56,7 @@ from cogarch.errors import UserError
 UPLOAD_EXTS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif")
 FORM_SLACK_BYTES = 64 * 1024  # multipart headers + question fields on top of the clip itself
 MAX_PIXELS = 7680 * 4320  # 8K: past this a single decoded frame alone is a memory hazard
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 CLIP_ID = re.compile(r"^[0-9a-f]{64}$")
 PAGE = Path(__file__).resolve().parent / "assets" / "serve" / "index.html"
 # The page may only talk to this server: the browser itself then refuses any outside fetch.
@@ -282,16 +285,18 @@ class Service:
 
 
 def create_app(pack: str | os.PathLike | None = None, limits: ServeLimits | None = None, *,
-               model=None, tmp_root: str | None = None):
+               model=None, tmp_root: str | None = None, allowed_hosts: tuple[str, ...] | None = LOOPBACK):
     """The FastAPI app. `model`: an already loaded `cogarch.api.Cogarch` (else `load(pack)`);
-    `tmp_root`: where upload temp folders are made (default: the system temp folder)."""
+    `tmp_root`: where upload temp folders are made (default: the system temp folder);
+    `allowed_hosts`: Host header names served (None: any) -- loopback names by default, so a web
+    page elsewhere cannot reach a local server through DNS rebinding."""
     from cogarch.api import load
 
     _need_serve_deps()
     from cogarch.serve_api import build_app
 
     service = Service(model if model is not None else load(pack), limits or ServeLimits(), tmp_root)
-    return build_app(service)
+    return build_app(service, allowed_hosts)
 
 
 def _need_serve_deps() -> None:
@@ -329,12 +334,13 @@ def serve(pack: str | os.PathLike | None = None, host: str = "127.0.0.1", port: 
 
     sock = bind_socket(host, port)
     try:
-        app = create_app(pack, limits)
+        loopback = host in LOOPBACK
+        app = create_app(pack, limits, allowed_hosts=LOOPBACK if loopback else None)
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         print(f"cogarch serve: model {app.state.service.info()['model']} at http://{shown}:{bound}/ "
               f"(API: /v1/ask, schema: /openapi.json; Ctrl-C stops)", flush=True)
-        if host not in ("127.0.0.1", "localhost", "::1"):
+        if not loopback:
             print(f"cogarch serve: warning: listening on {host}: anyone who can reach this machine can "
                   "use the model (there is no authentication)", flush=True)
         uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False)).run(sockets=[sock])

@@ -140,7 +140,31 @@ def questions_from_form(form, service: Service) -> list[str]:
     return [check_question(q) for q in qs]
 
 
-def build_app(service: Service) -> FastAPI:
+def host_name(header: str) -> str:
+    """'[::1]:8000' -> '::1', 'localhost:8000' -> 'localhost'."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class HostCheck:
+    """Pure ASGI middleware: 400 unless the Host header names an allowed host (DNS rebinding)."""
+
+    def __init__(self, app, allowed: frozenset[str]) -> None:
+        self.app, self.allowed = app, allowed
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if host_name(host) not in self.allowed:
+                msg = "Host header not served here (this cogarch serve answers loopback names only)"
+                await JSONResponse({"detail": msg}, status_code=400)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def build_app(service: Service, allowed_hosts: tuple[str, ...] | None = None) -> FastAPI:
     from cogarch import __version__
 
     app = FastAPI(
@@ -154,6 +178,9 @@ def build_app(service: Service) -> FastAPI:
 
     def _err(code: int, msg: str, headers: dict | None = None) -> JSONResponse:
         return JSONResponse({"detail": " ".join(str(msg).split())}, status_code=code, headers=headers)
+
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, allowed=frozenset(allowed_hosts))
 
     @app.exception_handler(UserError)
     async def _user_error(_request, exc: UserError):

@@ -42,6 +42,9 @@ def test_health_info_and_openapi(server) -> None:
     assert body["properties"]["clip"]["format"] == "binary" and body["properties"]["question"]["type"] == "array"
     assert {"413", "422"} <= set(spec["paths"]["/v1/ask"]["post"]["responses"])
     assert "answers" in spec["components"]["schemas"]["AskOut"]["properties"]
+    # Loopback names only (DNS rebinding): a page served from elsewhere cannot reach the server.
+    assert httpx.get(server.url + "/healthz", headers={"Host": "evil.example:8000"}).status_code == 400
+    assert httpx.get(server.url + "/healthz", headers={"Host": "localhost:1"}).status_code == 200
     for cdn_page in ("/docs", "/redoc"):  # FastAPI's default docs pages load JS from a CDN
         assert httpx.get(server.url + cdn_page).status_code == 404
 
