@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import hashlib
 import io
 import math
@@ -244,8 +245,8 @@ class Service:
                 raise UserError(f"{name}: empty file (0 bytes)")
             clip_id = h.hexdigest()
             hit = self.cache.get(clip_id)
-            if hit is not None:
-                return hit
+            if hit is not None:  # same bytes, maybe another name: never echo someone else's file name
+                return dataclasses.replace(hit, name=name, source="upload")
             clip = await self.worker.run(self._encode, dest, clip_id, name, "upload")
         self.cache.put(clip)
         return clip

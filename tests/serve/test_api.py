@@ -64,6 +64,9 @@ def test_ask_happy_path_matches_cogarch_ask(server, clips) -> None:
     # A follow-up question by clip_id: no upload, same encoding, same answer as asked directly.
     r2 = _post(server.url, None, [Q2], clip_id=out["clip"]["clip_id"])
     assert r2.status_code == 200 and r2.json()["answers"][0]["answer"] == want[1]["answer"]
+    renamed = httpx.post(server.url + "/v1/ask", files={"clip": ("other name.mp4", clip.read_bytes())}, data={"question": Q2})
+    assert renamed.json()["clip"]["name"] == "other name.mp4"  # cache hit, but this request's name
+    assert renamed.json()["answers"][0]["answer"] == want[1]["answer"]
     png = httpx.get(server.url + out["clip"]["frames_url"])
     assert png.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(png.content)).size == (16 * 64, 64)  # T frames side by side
