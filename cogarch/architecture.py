@@ -17,10 +17,12 @@ Whole architectures save and load as one folder, a *pack*:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -171,19 +173,103 @@ def read_pack_meta(path: str | os.PathLike) -> dict:
     return meta
 
 
+def _quiet_loading() -> contextlib.AbstractContextManager:
+    """Silence library chatter while checkpoints load: transformers' "Loading weights" tqdm bar
+    and deprecation notices meant for developers. The CLI promises users one line on error (and
+    a clean answer on success); our own errors are exceptions, not warnings, so nothing is lost."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())  # the filters below are undone on exit
+    warnings.filterwarnings("ignore", module=r"(transformers|peft|huggingface_hub|accelerate)(\.|$)")
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - transformers is a hard dependency
+        return stack
+    if hf_logging.is_progress_bar_enabled():
+        hf_logging.disable_progress_bar()
+        stack.callback(hf_logging.enable_progress_bar)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    stack.callback(hf_logging.set_verbosity, verbosity)
+    return stack
+
+
+def check_files(folder: Path) -> None:
+    """Cheap integrity pass over a saved module folder, before any weights load: every
+    `*.safetensors` header parses and covers the file (safetensors checks this on open, reading
+    only the header), every `*.json` is valid UTF-8 JSON. A truncated, zero-byte, corrupt or
+    pickled file is named here in milliseconds instead of failing deep inside a library loader."""
+    from safetensors import SafetensorError, safe_open
+
+    for f in sorted(folder.rglob("*")):
+        if not f.is_file():
+            continue
+        if f.suffix == ".safetensors":
+            try:
+                with safe_open(str(f), framework="pt"):
+                    pass
+            except (SafetensorError, OSError, ValueError) as e:
+                raise CheckpointError(f"{f}: corrupt or truncated safetensors file ({_first_line(e)})") from None
+        elif f.suffix == ".json":
+            try:
+                json.loads(f.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise CheckpointError(f"{f}: corrupt JSON ({_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def _load_module(cls: type, name: str, folder: Path, pack: str | os.PathLike) -> Any:
+    """`cls.from_pretrained(folder)`, with library errors about the files turned into one line."""
+    from safetensors import SafetensorError
+
+    try:
+        return cls.from_pretrained(folder)
+    except UserError:
+        raise
+    except (OSError, ValueError, KeyError, SafetensorError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and not isinstance(e, SafetensorError) and "state_dict" not in str(e):
+            raise  # a RuntimeError that is not about the checkpoint is a bug: keep its traceback
+        if isinstance(e, FileNotFoundError) or type(e).__name__ in ("HFValidationError", "EntryNotFoundError"):
+            # A local file the loader needs is absent (the hub client then mistakes the folder
+            # for a repo id): say so, and show what the folder does hold.
+            held = sorted(p.name for p in folder.iterdir())
+            detail = f"a file it needs is missing; {folder.name}/ holds {', '.join(held) or 'nothing'}"
+        else:
+            detail = f"{type(e).__name__}: {_first_line(e)}" if isinstance(e, KeyError) else _first_line(e)
+        raise CheckpointError(f"pack {str(pack)!r}: cannot load module {name!r} from {folder} ({detail})") from None
+
+
 def load_pack(path: str | os.PathLike, disable: Iterable[str] = ()) -> tuple[Architecture, dict]:
-    """Load every module of a pack (minus `disable`) and schedule them."""
+    """Load every module of a pack (minus `disable`) and schedule them.
+
+    Everything cheap is checked before anything heavy loads: each module name is known, its
+    folder is inside the pack and present, and its JSON/safetensors files parse (`check_files`).
+    """
     from cogarch.registry import module_class
 
     meta = read_pack_meta(path)
     disable = set(disable)
-    modules: dict[str, Any] = {}
+    folders: dict[str, Path] = {}
     for name, sub in meta["modules"].items():
         if name in disable:
             continue
+        module_class(name)  # an unknown or unbuilt module name fails before any file is read
+        if not isinstance(sub, str) or not sub:
+            raise CheckpointError(f"pack {str(path)!r}: module {name!r} has no folder name in {PACK_FILE}")
         folder = safe_join(path, sub)  # a pack.json cannot point outside its folder
         if not folder.is_dir():
             raise CheckpointError(f"pack {str(path)!r} lists module {name!r} but {sub}/ is missing")
-        modules[name] = module_class(name).from_pretrained(folder)
+        check_files(folder)
+        folders[name] = folder
+    loaded: dict[str, Any] = {}
+    # The language module loads last: it is by far the slowest (transformers + PEFT), so a broken
+    # perception or world-model checkpoint is reported without waiting for it.
+    with _quiet_loading():
+        for name in sorted(folders, key=lambda n: n == "language"):
+            loaded[name] = _load_module(module_class(name), name, folders[name], path)
+    modules = {name: loaded[name] for name in folders}  # pack.json order, as before
     disabled = tuple(sorted(disable | set(meta.get("disabled", []))))
     return Architecture(modules, disabled=disabled), meta

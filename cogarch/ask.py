@@ -103,6 +103,8 @@ def run_ask(
     from cogarch.video import read_clip
 
     questions = [check_question(q) for q in questions]
+    if not questions and not sys.stdin.isatty():  # before the pack loads: fail in milliseconds
+        raise UserError("no question given (pass QUESTION or -q QUESTION)")
     # Decode once before loading anything: a missing / empty / truncated / non-video file is a
     # one-line VideoError naming the clip, whatever the state of the model.
     read_clip(clip, num_frames=16, size=64)

@@ -110,21 +110,30 @@ class EpisodeStore:
         try:
             db = sqlite3.connect(str(db_file), timeout=30.0, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA busy_timeout=30000")
+            # Identify the file before changing anything in it (journal mode, tables): a foreign
+            # SQLite database or a store of a newer schema is refused and left byte-for-byte as is.
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "info" not in tables and (tables or not create):
+                db.close()
+                raise CheckpointError(f"{str(db_file)!r} is not a cogarch memory store (no info table)")
+            if "info" in tables:
+                self._check_version(db)
             db.execute("PRAGMA journal_mode=WAL")  # readers never block the one writer
             db.execute(f"PRAGMA synchronous={self.cfg.synchronous.upper()}")
-            have = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='info'").fetchone()
-            if not have and not create:
-                raise CheckpointError(f"{str(db_file)!r} is not a cogarch memory store (no info table)")
-            if not have:  # IMMEDIATE: two processes creating one store serialise here
+            if "info" not in tables:  # IMMEDIATE: two processes creating one store serialise here
                 with _tx(db, immediate=True):
                     for stmt in filter(str.strip, _DDL.split(";")):
                         db.execute(stmt)
                     new = {"schema_version": str(SCHEMA_VERSION), "uuid": uuid.uuid4().hex,
                            "metric": self.cfg.metric, "dim": str(self.cfg.dim)}
                     db.executemany("INSERT OR IGNORE INTO info(key, value) VALUES (?, ?)", list(new.items()))
-            row = db.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()
+                self._check_version(db)
         except sqlite3.DatabaseError as e:
             raise CheckpointError(f"memory store {str(db_file)!r} is unreadable ({e})") from None
+        return db
+
+    def _check_version(self, db: sqlite3.Connection) -> None:
+        row = db.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()
         version = int(row[0]) if row and str(row[0]).isdigit() else -1
         if version > SCHEMA_VERSION:
             db.close()
@@ -134,7 +143,6 @@ class EpisodeStore:
         if version < 1:
             db.close()
             raise CheckpointError(f"memory store {str(self.path)!r} has no valid schema_version")
-        return db
 
     def close(self) -> None:
         """Save the index cache if it changed (writer only), then close SQLite."""
