@@ -169,17 +169,21 @@ def test_read_only_out_dir_for_an_unprivileged_user(tmp_path, ref):
     out = tmp_path / "run"
     train_module("toy", TINY, [*COMMON, f"trainer.out_dir={out}", "trainer.max_steps=10"])
     before = _digests(out)
-    for p in [tmp_path, *tmp_path.parents]:  # nobody must be able to reach the folder
-        if p != Path("/"):
-            p.chmod(p.stat().st_mode | 0o005)
-    for p in [out, *out.rglob("*")]:
-        p.chmod(0o555 if p.is_dir() else 0o444)
-    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "cogarch.cli",
-           "train", "toy", "--config", TINY, *COMMON, f"trainer.out_dir={out}", "trainer.max_steps=20", "--resume"]
-    env = dict(os.environ, HOME=str(tmp_path), PYTHONDONTWRITEBYTECODE="1", MPLCONFIGDIR=str(tmp_path / "mpl"))
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
-    for p in [out, *out.rglob("*")]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
+    modes = {p: p.stat().st_mode for p in [tmp_path, *tmp_path.parents] if p != Path("/")}
+    try:
+        for p, mode in modes.items():  # uid 65534 must be able to reach (not write) the folder
+            p.chmod(mode | 0o005)
+        for p in [out, *out.rglob("*")]:
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "cogarch.cli",
+               "train", "toy", "--config", TINY, *COMMON, f"trainer.out_dir={out}", "trainer.max_steps=20", "--resume"]
+        env = dict(os.environ, HOME=str(tmp_path), PYTHONDONTWRITEBYTECODE="1", MPLCONFIGDIR=str(tmp_path / "mpl"))
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    finally:
+        for p in [out, *out.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        for p, mode in modes.items():
+            p.chmod(mode)
     assert r.returncode == 2, r.stderr[-2000:]
     last = r.stderr.strip().splitlines()[-1]
     assert "Traceback" not in r.stderr and "Permission denied [EACCES]" in last and f"trainer.out_dir {out}" in last

@@ -44,8 +44,12 @@ COMMON = ["model.input_noise=0.05", "optim.grad_accum=2", "trainer.ckpt_every=4"
 
 ZYGOTE = r'''
 import json, logging, os, sys, time, traceback
-import torch, accelerate, torch.utils.tensorboard, safetensors.torch  # what every run imports
-import cogarch.cli, cogarch.checkpoint, cogarch.train, cogarch.modules.toy.train
+# Import (never run) what every training run imports, lazily imported parts included: AdamW's
+# constructor alone imports torch._dynamo (~3 s).
+import torch, torch._dynamo, accelerate, accelerate.utils, tqdm.auto, omegaconf, safetensors.torch
+import torch.utils.tensorboard
+import cogarch.cli, cogarch.checkpoint, cogarch.config, cogarch.train, cogarch.train_guard, cogarch.train_log
+import cogarch.modules.toy.train
 
 def install_stall(step, where):
     """Make the run hang inside the writer of checkpoint `step` (the test then SIGKILLs it)."""
