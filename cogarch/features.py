@@ -27,6 +27,7 @@ from tqdm import tqdm
 from cogarch.architecture import Architecture
 from cogarch.bus import LatentBus
 from cogarch.errors import UserError
+from cogarch.fsutil import safe_join
 
 SPLITS = ("train", "val", "test", "test_ood")
 
@@ -62,7 +63,7 @@ def clip_refs(data_dir: str | os.PathLike, splits: Iterable[str] = SPLITS) -> tu
             continue
         ids = dd[sp]["episode_id" if suite == "planning" else "clip_id"]
         for cid, video in zip(ids, dd[sp]["video"]):
-            refs.append(ClipRef(cid, sp, (root / video).resolve(), extras.get(cid, {})))
+            refs.append(ClipRef(cid, sp, safe_join(root, video), extras.get(cid, {})))  # stays inside root
     return suite, refs
 
 

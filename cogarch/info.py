@@ -54,12 +54,13 @@ def info(pack: str | None = None) -> str:
 
 def pack_info(pack: str) -> str:
     from cogarch.architecture import read_pack_meta
+    from cogarch.fsutil import safe_join
 
     meta = read_pack_meta(pack)
     root = Path(pack)
     lines = [f"pack {root}  ({_dir_size(root) / 2**20:.1f} MiB)"]
     for name, sub in meta["modules"].items():
-        folder = root / sub
+        folder = safe_join(root, sub)  # pack.json cannot make `info` walk outside the pack
         size = _dir_size(folder) / 2**20 if folder.is_dir() else 0.0
         has_cfg = folder.is_dir() and any(folder.glob("*config.json"))
         lines.append(f"  {name:<12} {size:6.1f} MiB  {'ok' if has_cfg else 'MISSING (no config JSON)'}")

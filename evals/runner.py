@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cogarch.errors import NotBuiltError, UserError
+from cogarch.fsutil import safe_join
 from cogarch.evals.baselines import ChanceBaseline, Prediction, PriorBaseline
 from cogarch.evals.metrics import ItemResult, aggregate, normalize_answer
 from cogarch.evals.report import format_table  # noqa: F401  (public: the CLI prints it)
@@ -149,7 +150,9 @@ def _video(row: dict, data_dir: Path) -> str | None:
     if not v:
         return None
     p = Path(v)
-    return str(p if p.is_absolute() else data_dir / p)
+    # Loaders of public suites give absolute paths they already checked with safe_join; a
+    # relative one comes from a suite's own tables and must stay inside its data folder.
+    return str(p if p.is_absolute() else safe_join(data_dir, v))
 
 
 def score(suite: str, rows: list[dict], predictor, data_dir: Path, progress: bool = False):

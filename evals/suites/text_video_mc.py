@@ -35,6 +35,7 @@ from cogarch.evals.suites.schema import (
     require_file,
     to_dataset,
 )
+from cogarch.fsutil import safe_join
 
 PIQA_FILES = {"train": ("train.jsonl", "train-labels.lst"), "val": ("valid.jsonl", "valid-labels.lst"),
               "valid": ("valid.jsonl", "valid-labels.lst"), "test": ("tests.jsonl", None)}
@@ -118,7 +119,7 @@ def load_mvp(root: str | Path, split: str = "test"):
                 raise DataError(f"{where}: video_id {vid!r} has no '_<n>' pair suffix")
             rows.append(make_row(
                 qid=f"mvp-{path.stem}-{vid}", clip_id=vid,
-                video=str(root / "videos" / vpath) if vpath else "",
+                video=str(safe_join(root / "videos", vpath)) if vpath else "",  # a record cannot escape videos/
                 category=path.stem, template=f"mvp_{path.stem}", question=field(rec, "question", where),
                 choices=cands, answer=ans, answer_index=cands.index(ans),
                 pair_id=f"mvp-{path.stem}-{vid.rsplit('_', 1)[0]}"))
@@ -159,7 +160,7 @@ def load_perception_test(root: str | Path, split: str = "val"):
             area = field(q, "area", qwhere)
             reasoning = field(q, "reasoning", qwhere)
             rows.append(make_row(
-                qid=f"pt-{vid}-{qn}", clip_id=vid, video=str(root / "videos" / f"{vid}.mp4"),
+                qid=f"pt-{vid}-{qn}", clip_id=vid, video=str(safe_join(root / "videos", f"{vid}.mp4")),
                 category=area, template=f"{area}/{reasoning}", question=field(q, "question", qwhere),
                 choices=[str(o) for o in opts], answer=str(opts[aid]), answer_index=aid,
                 extra={"reasoning": reasoning, "tag": q.get("tag", [])}))
