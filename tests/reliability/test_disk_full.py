@@ -105,7 +105,7 @@ def small_disk(tmp_path):
         pytest.skip("no mount command")
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)], capture_output=True, text=True)
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()}); the injected-ENOSPC test covers the code path")
+        pytest.skip(f"cannot mount a tmpfs here ({(r.stderr.strip().splitlines() or ['?'])[0]}); the injected-ENOSPC test covers the code path")
     try:
         yield disk
     finally:

@@ -108,6 +108,7 @@ class Zygote:
     def __init__(self) -> None:
         self.proc = subprocess.Popen([sys.executable, "-c", ZYGOTE], cwd=ROOT, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
+        self.live: set[int] = set()  # started, not yet reaped
 
     def _ask(self, req: dict) -> dict:
         self.proc.stdin.write(json.dumps(req) + "\n")
@@ -117,12 +118,18 @@ class Zygote:
         return json.loads(line)
 
     def start(self, argv: list[str], log: Path, stall: tuple[int, str] | None = None) -> int:
-        return self._ask({"op": "start", "argv": argv, "log": str(log), "stall": stall})["pid"]
+        pid = self._ask({"op": "start", "argv": argv, "log": str(log), "stall": stall})["pid"]
+        self.live.add(pid)
+        return pid
 
     def wait(self, pid: int) -> int:
-        return self._ask({"op": "wait", "pid": pid})["rc"]
+        rc = self._ask({"op": "wait", "pid": pid})["rc"]
+        self.live.discard(pid)
+        return rc
 
     def close(self) -> None:
+        for pid in self.live:  # a failed test may leave a run stalled in its writer: end it
+            os.kill(pid, signal.SIGKILL)
         self.proc.stdin.close()
         self.proc.wait(timeout=30)
 
