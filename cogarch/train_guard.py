@@ -69,9 +69,10 @@ def storage_error(e: BaseException, out_dir: str | os.PathLike) -> UserError | N
     if name and not _under(Path(name), out):  # e.g. a data file the dataset could not open
         return UserError(f"{cause}: {name}")
     where = f" ({name})" if name else ""
+    verb = "access" if n in (errno.EACCES, errno.EPERM) else "write to"  # a permission error may be a read
     return UserError(
-        f"cannot write to trainer.out_dir {out}: {cause}{where}; the write was discarded and complete "
-        f"checkpoints are intact: {_HINTS[n]}, then rerun with --resume"
+        f"cannot {verb} trainer.out_dir {out}: {cause}{where}; any write in progress was discarded and "
+        f"complete checkpoints are intact: {_HINTS[n]}, then rerun with --resume"
     )
 
 
