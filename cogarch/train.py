@@ -147,6 +147,19 @@ def param_groups(params: Any, weight_decay: float) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
+def _reapply_optim_config(optimizer: Any, scheduler: Any, groups: list[dict], o: OptimConfig) -> None:
+    """After a resume the current optim.* values win: optimizer.load_state_dict restores every
+    group's lr, betas, eps and weight decay from the checkpoint and LambdaLR its base_lrs, which
+    would silently ignore e.g. the lower optim.lr a diverged run is resumed with. Re-applying the
+    same values is exact (same formula), so a same-config resume stays bitwise identical."""
+    sched = getattr(scheduler, "scheduler", scheduler)  # accelerate's wrapper holds the LambdaLR
+    sched.base_lrs = [o.lr] * len(optimizer.param_groups)
+    for g, built in zip(optimizer.param_groups, groups):
+        g.update(initial_lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=built["weight_decay"])
+        g["lr"] = o.lr * sched.lr_lambdas[0](sched.last_epoch)
+    sched._last_lr = [g["lr"] for g in optimizer.param_groups]
+
+
 def _mix(*ints: int) -> int:
     """A well-mixed 63-bit seed from several ints (numpy SeedSequence hashing)."""
     import numpy as np
@@ -281,6 +294,7 @@ def _fit(acc: Any, job: TrainJob, cfg: Any, resume: bool) -> Path:
     set_seed(t.seed, device_specific=True)  # per-process stream (e.g. different masks per rank)
     if ckpt is not None:
         step, epoch, pos, skipped = restore_training_state(acc, model, optimizer, scheduler, ckpt, to_dict(cfg))
+        _reapply_optim_config(optimizer, scheduler, groups, o)
     last_ckpt, ckpt = (ckpt.path if ckpt is not None else None), None  # free the host copy of the state
 
     unwrapped = acc.unwrap_model(model)

@@ -192,3 +192,26 @@ def test_no_checkpoint_of_a_poisoned_buffer(tmp_path):
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000002"]
     good = load_checkpoint(list_checkpoints(tmp_path)[0])
     assert all(not v.is_floating_point() or torch.isfinite(v).all() for v in good.model.values())
+
+
+def test_a_diverged_run_resumes_with_the_lr_it_is_given(tmp_path, capsys):
+    """The stop message says "lower optim.lr ... rerun with --resume": the optim.* values of the
+    resuming command must win over the checkpoint's (optimizer.load_state_dict would restore the
+    old ones, and the absurd lr of the second command would then never have diverged)."""
+    args = ["train", "toy", "--config", TINY, f"trainer.out_dir={tmp_path}", "trainer.progress=false",
+            "trainer.ckpt_every=5", "trainer.log_every=1", "trainer.nonfinite=stop"]
+    assert cli.main([*args, "trainer.max_steps=10"]) == 0
+    capsys.readouterr()
+    assert cli.main([*args, "trainer.max_steps=20", "optim.lr=1e30", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "optimizer step 12" in err and "step_00000010" in err  # step 11's update overflowed step 12
+    assert cli.main([*args, "trainer.max_steps=20", "--resume"]) == 0  # the preset's lr again
+    import csv
+
+    from cogarch.train import lr_factor
+
+    rows = {int(r["step"]): float(r["lr"]) for r in csv.DictReader(open(tmp_path / "metrics.csv"))}
+    assert sorted(rows) == list(range(1, 21))
+    assert all(rows[s] == pytest.approx(0.05 * lr_factor(s - 1, 10, 20, 0.05)) for s in range(11, 21))
+    final = load_checkpoint(list_checkpoints(tmp_path)[-1])
+    assert final.step == 20 and all(torch.isfinite(v).all() for v in final.model.values())
