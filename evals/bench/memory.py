@@ -72,9 +72,10 @@ def lat_stats(ms: list[float]) -> tuple[float, float]:
 def bench_index(x: np.ndarray, q: np.ndarray, truth: np.ndarray, cfg: MemoryConfig, efs: list[int], k: int, threads: int) -> list[dict]:
     index = Index(ndim=x.shape[1], metric="cos", dtype=cfg.index_dtype, connectivity=cfg.connectivity,
                   expansion_add=cfg.expansion_add, expansion_search=cfg.expansion_search)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     index.add(np.arange(len(x), dtype=np.uint64), x, threads=threads)
-    add_s = time.perf_counter() - t0
+    add_s, add_cpu = time.perf_counter() - t0, time.process_time() - c0  # CPU: all insert threads
+    load_build = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         f = Path(tmp) / "ann.usearch"
         t0 = time.perf_counter()
@@ -102,7 +103,7 @@ def bench_index(x: np.ndarray, q: np.ndarray, truth: np.ndarray, cfg: MemoryConf
             rr_found.append(cand[np.argsort(-(x[cand] @ qi), kind="stable")[:k]])
             rr_cpu.append((time.thread_time() - c0) * 1e3)
         med, p95 = lat_stats(ms)
-        rows.append({"ef": ef, "add_per_s": len(x) / add_s, "add_s": add_s, "med": med, "p95": p95, "cpu": float(np.median(cpu)),
+        rows.append({"ef": ef, "add_per_s": len(x) / add_s, "add_s": add_s, "add_cpu": add_cpu, "load": load_build, "med": med, "p95": p95, "cpu": float(np.median(cpu)),
                      "recall": recall_at(found, truth, k), "rr_recall": recall_at(rr_found, truth, k),
                      "rr_cpu": float(np.median(rr_cpu)), "save_s": save_s, "load_s": load_s, "mib": mib})
     return rows
@@ -191,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         f"expansion_add {cfg.expansion_add} ({args.config}{' + ' + ', '.join(args.overrides) if args.overrides else ''}; "
         f"expansion_search {cfg.expansion_search} in the store path).", "",
         "## Index layer (usearch Index directly) vs brute force (torch matmul + topk, exact)", "",
-        f"| N | insert/s | build s | efSearch | recall@10 | query CPU ms | recall@10 re-ranked ({cfg.rerank}k, f32) | re-ranked CPU ms | query wall ms (median) | wall p95 | brute CPU ms (1 thread) "
+        f"| N | insert/s | build s | build CPU s | load avg | efSearch | recall@10 | query CPU ms | recall@10 re-ranked ({cfg.rerank}k, f32) | re-ranked CPU ms | query wall ms (median) | wall p95 | brute CPU ms (1 thread) "
         f"| brute wall ms (best of 1/{args.threads} threads) | speed-up (CPU) | speed-up (wall) | index MiB | save s | restore s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rng = np.random.default_rng(0)
     store_rows: list[str] = []
@@ -211,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         b1_wall, b1_cpu = bench_brute(xt, bq, args.k, 1)
         bwall = min(b1_wall, *(bench_brute(xt, bq, args.k, t)[0] for t in {args.threads} - {1}))
         torch.set_num_threads(args.threads)
+        print(f"N={n:,}: brute force done ({b1_cpu:.2f} CPU ms/query); building the index, load average {os.getloadavg()[0]:.2f}", flush=True)
         for r in bench_index(x, q, truth, cfg, args.ef, args.k, args.threads):
-            lines.append(f"| {n:,} | {r['add_per_s']:,.0f} | {r['add_s']:.1f} | {r['ef']} | {r['recall']:.3f} | {r['cpu']:.3f} | "
+            lines.append(f"| {n:,} | {r['add_per_s']:,.0f} | {r['add_s']:.1f} | {r['add_cpu']:.1f} | {r['load']:.1f} | {r['ef']} | {r['recall']:.3f} | {r['cpu']:.3f} | "
                          f"{r['rr_recall']:.3f} | {r['rr_cpu']:.3f} | {r['med']:.3f} | "
                          f"{r['p95']:.3f} | {b1_cpu:.2f} | {bwall:.2f} | {b1_cpu / max(r['cpu'], 1e-3):.0f}x | {bwall / r['med']:.0f}x | "
                          f"{r['mib']:.0f} | {r['save_s']:.2f} | {r['load_s']:.2f} |")
