@@ -163,6 +163,18 @@ def evidence(bus: LatentBus) -> dict[str, Any]:
     return ev
 
 
+def check_store(memory: str) -> None:
+    """Open an existing episodic store read-only and close it: a file where a folder should be,
+    a foreign SQLite file or a store of a newer schema is a one-line error; a store that does
+    not exist yet is fine (the first `remember` creates it)."""
+    from cogarch.modules.memory.config import MemoryConfig
+    from cogarch.modules.memory.store import DB_NAME, EpisodeStore
+
+    path = Path(memory).expanduser()
+    if (path / DB_NAME).is_file() or (path.exists() and not path.is_dir()):
+        EpisodeStore(MemoryConfig(store=str(path)), create=False, read_only=True, adopt=True).close()
+
+
 def load(pack: str | os.PathLike | None = None, memory: str | None = None, trace: bool = False, disable=()) -> Cogarch:
     """Load a pack (default: the shipped default pack). `memory`: episodic store folder to use."""
     if pack is None:
@@ -172,6 +184,8 @@ def load(pack: str | os.PathLike | None = None, memory: str | None = None, trace
         if found is None:
             raise NotBuiltError("no default model pack is shipped yet; pass a pack folder (cogarch train pack ...)")
         pack = found
+    if memory is not None:
+        check_store(memory)  # a bad store fails in milliseconds, before the pack loads
     arch, meta = load_pack(pack, disable=disable)
     if memory is not None:
         mem = arch.get("memory")

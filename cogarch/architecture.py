@@ -156,6 +156,8 @@ def save_pack(arch: Architecture, path: str | os.PathLike, meta: dict | None = N
 
 def read_pack_meta(path: str | os.PathLike) -> dict:
     folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(f"{str(path)!r} is a file, not a model pack folder")
     if not folder.is_dir():
         raise CheckpointError(f"model pack not found: {str(path)!r} is not a folder")
     pj = folder / PACK_FILE
@@ -208,7 +210,9 @@ def check_files(folder: Path) -> None:
                 with safe_open(str(f), framework="pt"):
                     pass
             except (SafetensorError, OSError, ValueError) as e:
-                raise CheckpointError(f"{f}: corrupt or truncated safetensors file ({_first_line(e)})") from None
+                from cogarch.module import bad_safetensors
+
+                raise bad_safetensors(f, e) from None
         elif f.suffix == ".json":
             try:
                 json.loads(f.read_text(encoding="utf-8"))
@@ -248,6 +252,7 @@ def load_pack(path: str | os.PathLike, disable: Iterable[str] = ()) -> tuple[Arc
     Everything cheap is checked before anything heavy loads: each module name is known, its
     folder is inside the pack and present, and its JSON/safetensors files parse (`check_files`).
     """
+    from cogarch.module import CONFIG_NAME, read_module_meta
     from cogarch.registry import module_class
 
     meta = read_pack_meta(path)
@@ -263,12 +268,15 @@ def load_pack(path: str | os.PathLike, disable: Iterable[str] = ()) -> tuple[Arc
         if not folder.is_dir():
             raise CheckpointError(f"pack {str(path)!r} lists module {name!r} but {sub}/ is missing")
         check_files(folder)
+        if (folder / CONFIG_NAME).is_file():  # the common module format: right module, known version
+            read_module_meta(folder, name)
         folders[name] = folder
     loaded: dict[str, Any] = {}
-    # The language module loads last: it is by far the slowest (transformers + PEFT), so a broken
-    # perception or world-model checkpoint is reported without waiting for it.
+    # Cheapest first, so that a broken checkpoint is reported without waiting for the others: by
+    # size on disk, and the language module last, being by far the slowest (transformers + PEFT).
+    cost = {n: (n == "language", sum(f.stat().st_size for f in d.rglob("*") if f.is_file())) for n, d in folders.items()}
     with _quiet_loading():
-        for name in sorted(folders, key=lambda n: n == "language"):
+        for name in sorted(folders, key=cost.__getitem__):
             loaded[name] = _load_module(module_class(name), name, folders[name], path)
     modules = {name: loaded[name] for name in folders}  # pack.json order, as before
     disabled = tuple(sorted(disable | set(meta.get("disabled", []))))

@@ -107,6 +107,23 @@ def load_module_config(path: str | os.PathLike, name: str, schema: type[T]) -> t
     return cfg, meta
 
 
+def bad_safetensors(wfile: str | os.PathLike, err: BaseException) -> CheckpointError:
+    """One line for a .safetensors file that does not parse; names pickles for what they are
+    (they are never loaded: unpickling runs code from the file)."""
+    if isinstance(err, PermissionError):
+        return CheckpointError(f"{wfile}: permission denied")
+    try:
+        with open(wfile, "rb") as fh:
+            head = fh.read(2)
+    except OSError:
+        head = b""
+    if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return CheckpointError(f"{wfile}: not a safetensors file but a Python pickle, which cogarch never loads (convert it to safetensors)")
+    if head == b"PK":
+        return CheckpointError(f"{wfile}: not a safetensors file but a zip archive (torch.save format?), which cogarch never loads (convert it to safetensors)")
+    return CheckpointError(f"{wfile}: corrupt or truncated safetensors file ({str(err).splitlines()[0] if str(err) else type(err).__name__})")
+
+
 def load_weights(module: torch.nn.Module, path: str | os.PathLike, strict: bool = True) -> None:
     """Load model.safetensors from `path` into `module`, with one-line errors."""
     wfile = Path(path) / WEIGHTS_NAME
@@ -115,7 +132,7 @@ def load_weights(module: torch.nn.Module, path: str | os.PathLike, strict: bool 
     try:
         missing, unexpected = load_model(module, str(wfile), strict=False, device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{wfile}: corrupt or truncated safetensors file ({str(e).splitlines()[0]})") from None
+        raise bad_safetensors(wfile, e) from None
     except RuntimeError as e:  # shape mismatch from load_state_dict
         first = [ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln]
         raise CheckpointError(f"{wfile}: weights do not fit this model ({first[0] if first else str(e).splitlines()[0]})") from None

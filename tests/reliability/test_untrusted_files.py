@@ -194,13 +194,18 @@ def test_pickle_disguised_as_safetensors_is_refused(tmp_path) -> None:
     folder.mkdir()
     for proto in (2, pickle.HIGHEST_PROTOCOL):
         (folder / "model.safetensors").write_bytes(pickle.dumps({"w": _Payload(marker)}, protocol=proto))
-        with pytest.raises(CheckpointError, match=r"model\.safetensors: corrupt or truncated safetensors file") as e:
+        with pytest.raises(CheckpointError, match=r"model\.safetensors: not a safetensors file but a Python pickle") as e:
             load_weights(torch.nn.Linear(2, 2), folder)
         assert "\n" not in str(e.value)
-        with pytest.raises(CheckpointError, match=r"model\.safetensors: corrupt or truncated"):
+        with pytest.raises(CheckpointError, match=r"model\.safetensors: not a safetensors file but a Python pickle"):
             check_files(folder)
     # torch's own zip format (what torch.save writes) under a .safetensors name: refused too
     torch.save({"w": torch.zeros(2)}, folder / "model.safetensors")
-    with pytest.raises(CheckpointError, match="corrupt or truncated safetensors"):
-        load_weights(torch.nn.Linear(2, 2), folder)
+    for load in (lambda: load_weights(torch.nn.Linear(2, 2), folder), lambda: check_files(folder)):
+        with pytest.raises(CheckpointError, match="not a safetensors file but a zip archive"):
+            load()
+    # random bytes: still the plain "corrupt" message
+    (folder / "model.safetensors").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(CheckpointError, match="corrupt or truncated safetensors file"):
+        check_files(folder)
     assert not marker.exists()
