@@ -110,11 +110,11 @@ def load_module_config(path: str | os.PathLike, name: str, schema: type[T]) -> t
 def bad_safetensors(wfile: str | os.PathLike, err: BaseException) -> CheckpointError:
     """One line for a .safetensors file that does not parse; names pickles for what they are
     (they are never loaded: unpickling runs code from the file)."""
-    if isinstance(err, PermissionError):
-        return CheckpointError(f"{wfile}: permission denied")
-    try:
+    try:  # safetensors reports an unreadable file as "No such file": ask the OS
         with open(wfile, "rb") as fh:
             head = fh.read(2)
+    except PermissionError:
+        return CheckpointError(f"{wfile}: permission denied")
     except OSError:
         head = b""
     if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:

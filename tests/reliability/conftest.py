@@ -147,6 +147,23 @@ def unreadable_clip(corpus):
 
 
 @pytest.fixture(scope="session")
+def unreadable_pack(master_pack, corpus):
+    """A world-readable pack copy (outside pytest's 0700 tmp) whose world-model weights only
+    root may read: `nobody` must get a one-line permission error, not a traceback."""
+    d = Path(tempfile.mkdtemp(prefix="cogarch-perm-"))
+    os.chmod(d, 0o755)
+    pack = d / "pack"
+    shutil.copytree(master_pack, pack)
+    for p in [pack, *pack.rglob("*")]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    os.chmod(pack / "world_model" / "model.safetensors", 0o600)
+    shutil.copy(corpus / "good.mp4", d / "clip.mp4")  # a clip `nobody` can read
+    os.chmod(d / "clip.mp4", 0o644)
+    yield pack
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
 def master_pack(tmp_path_factory) -> Path:
     """A private copy of the shipped default pack; cases hard-link to it and replace files."""
     from cogarch.assets import default_pack_path

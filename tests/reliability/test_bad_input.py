@@ -41,13 +41,17 @@ class Ctx:
     out: Path  # where the command is told to write (must stay empty)
     master: Path
     unreadable: Path
+    unreadable_pack: Path
 
     def pack(self) -> Path:
         return clone_pack(self.master, self.inp / "pack")
 
-    def ask(self, clip: Path | str, *more: str, model: Path | None = None, q: str | None = Q) -> list[str]:
+    def ask(self, clip: Path | str, *more: str, model: Path | None = None, q: str | None = Q,
+            outputs: bool = True) -> list[str]:
         argv = ["ask", str(clip)] + ([q] if q is not None else [])
-        argv += ["--memory", str(self.out / "memory"), "--explain-png", str(self.out / "evidence.png"), *more]
+        if outputs:  # what a successful ask would write: must not appear on failure
+            argv += ["--memory", str(self.out / "memory"), "--explain-png", str(self.out / "evidence.png")]
+        argv += list(more)
         return argv + (["--model", str(model)] if model is not None else [])
 
     def train(self, *overrides: str, config: str = TOY, module: str = "toy") -> list[str]:
@@ -187,6 +191,7 @@ CASES: list[Case] = [
     Case("weights-truncated", lambda c: c.ask(c.corpus / "good.mp4", model=_pack_edit("world_model/model.safetensors", lambda b: b[: len(b) // 2])(c)), r"world_model/model\.safetensors: corrupt or truncated"),
     Case("weights-zero-bytes", lambda c: c.ask(c.corpus / "good.mp4", model=_pack_edit("world_model/model.safetensors", b"")(c)), r"world_model/model\.safetensors: corrupt or truncated"),
     Case("weights-are-a-pickle", lambda c: c.ask(c.corpus / "good.mp4", model=_pickled_weights(c)), r"world_model/model\.safetensors: not a safetensors file but a Python pickle, which cogarch never loads"),
+    Case("weights-unreadable", lambda c: c.ask(c.unreadable_pack.parent / "clip.mp4", model=c.unreadable_pack, outputs=False), r"world_model/model\.safetensors: permission denied", uid=65534),
     Case("checkpoint-from-other-module", lambda c: c.ask(c.corpus / "good.mp4", model=_other_module(c)), r"perception.* holds a 'world_model' module, expected 'perception'"),
     Case("checkpoint-mismatched-shapes", lambda c: c.ask(c.corpus / "good.mp4", model=_mismatched_shapes(c)), r"perception/model\.safetensors: weights do not fit this model"),
     Case("checkpoint-config-corrupt", lambda c: c.ask(c.corpus / "good.mp4", model=_pack_edit("world_model/config.json", "{not json")(c)), r"world_model/config\.json: corrupt JSON"),
@@ -213,6 +218,7 @@ CASES: list[Case] = [
     # ---- memory stores
     Case("memory-newer-schema", lambda c: ["memory", "list", "--store", str(newer_schema_store(c.inp / "store"))], r"store.* has schema 2, newer than this cogarch reads"),
     Case("memory-newer-schema-ask", lambda c: c.ask(c.corpus / "good.mp4", "--memory", str(newer_schema_store(c.inp / "store"))), r"store.* has schema 2, newer than this cogarch reads"),
+    Case("memory-store-no-access", lambda c: c.ask(c.unreadable_pack.parent / "clip.mp4", "--memory", str(c.out / "memory"), model=c.unreadable_pack, outputs=False), r"Permission denied \(.*/out/memory", uid=65534),
     Case("memory-store-missing", lambda c: ["memory", "list", "--store", str(c.inp / "nostore")], r"memory store not found: .*nostore"),
     Case("memory-store-is-file", lambda c: ["memory", "list", "--store", str(_file("store.txt", "x")(c))], r"store\.txt.* is a file, not a store folder"),
     Case("memory-store-corrupt", lambda c: ["memory", "list", "--store", str(_corrupt_store(c))], r"episodes\.sqlite.* unreadable"),
@@ -261,10 +267,10 @@ def snapshot(root: Path) -> dict[str, tuple]:
 
 
 @pytest.fixture
-def ctx(corpus, master_pack, unreadable_clip, tmp_path) -> Ctx:
+def ctx(corpus, master_pack, unreadable_clip, unreadable_pack, tmp_path) -> Ctx:
     (tmp_path / "in").mkdir()
     (tmp_path / "out").mkdir()
-    return Ctx(corpus, tmp_path / "in", tmp_path / "out", master_pack, unreadable_clip)
+    return Ctx(corpus, tmp_path / "in", tmp_path / "out", master_pack, unreadable_clip, unreadable_pack)
 
 
 def check_failure(rc: int, stderr: str, case: Case) -> None:
@@ -345,3 +351,23 @@ def test_tolerated_input_is_answered(name: str, cli, corpus, baseline_rss, tmp_p
     # Loading the 4K clip whole would cost 16 x 24.9 MB; the 20-minute one 36 000 x 12 KB.
     assert res.maxrss_mb < baseline_rss + 100, f"{name}: peak RSS {res.maxrss_mb:.0f} MB vs {baseline_rss:.0f} MB"
     assert res.wall_s < 30, f"{name}: {res.wall_s:.1f} s"
+
+
+def test_written_checkpoints_are_readable_by_others(tmp_path) -> None:
+    # mkdtemp/mkstemp and safetensors create 0700/0600: a pack trained by one user must be
+    # readable by another (found by the weights-unreadable case: the shipped pack was 0600).
+    import torch
+    from safetensors.torch import save_file
+
+    from cogarch.fsutil import atomic_dir, atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "pack") as t:
+            save_file({"w": torch.zeros(2)}, str(t / "model.safetensors"))
+            (t / "sub").mkdir()
+        atomic_write_json(tmp_path / "pack" / "meta.json", {"a": 1})
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in [tmp_path / "pack", *(tmp_path / "pack").rglob("*")]}
+    assert modes == {"pack": 0o755, "model.safetensors": 0o644, "sub": 0o755, "meta.json": 0o644}, modes
