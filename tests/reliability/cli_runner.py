@@ -147,6 +147,9 @@ class CliRunner:
         self.n = 0
         env = dict(os.environ)
         env.pop("PYTHONWARNINGS", None)  # the user's default warning filters, not pytest's
+        # One intra-op thread: the suite shares 2 cores with other tests, where OpenMP spin-waits
+        # of a 2-thread pool cost more than they give (measured: 7.5 s vs 2-3 s per full ask).
+        env.setdefault("OMP_NUM_THREADS", "1")
         self.log = open(workdir / "server.log", "w")
         self.proc = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.log, text=True, env=env, cwd=str(workdir))
