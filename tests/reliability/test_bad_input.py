@@ -42,6 +42,11 @@ class Ctx:
     master: Path
     unreadable: Path
     unreadable_pack: Path
+    suite: Path  # a generated 4-clip physqa suite
+
+    def eval(self, *args: str, model: str | Path = "baseline:chance") -> list[str]:
+        return ["eval", "--suite", "physqa", "--data", str(self.suite), "--model", str(model),
+                "--output", str(self.out / "eval"), *args]
 
     def pack(self) -> Path:
         return clone_pack(self.master, self.inp / "pack")
@@ -226,6 +231,11 @@ CASES: list[Case] = [
     # ---- eval
     Case("eval-unknown-suite", lambda c: ["eval", "--suite", "physqaa", "--model", "baseline:chance", "--data", str(c.inp), "--output", str(c.out / "ev")], r"physqaa"),
     Case("eval-data-missing", lambda c: ["eval", "--suite", "physqa", "--model", "baseline:chance", "--data", str(c.inp / "nodata"), "--output", str(c.out / "ev")], r"nodata"),
+    Case("eval-model-pack-corrupt", lambda c: c.eval(model=_pack_edit("perception/model.safetensors", b"\0" * 100)(c)), r"perception/model\.safetensors: corrupt or truncated"),
+    Case("eval-model-not-a-pack", lambda c: c.eval(model=c.inp / "nopack"), r"model '.*nopack' is not a pack folder"),
+    Case("eval-unknown-baseline", lambda c: c.eval(model="baseline:oracle"), r"unknown baseline 'baseline:oracle'"),
+    Case("eval-limit-negative", lambda c: c.eval("--limit", "-1"), r"--limit must be >= 1, got -1"),
+    Case("eval-split-unknown", lambda c: c.eval("--split", "bogus"), r"has no split 'bogus'"),
     Case("eval-data-not-a-suite", lambda c: ["eval", "--suite", "physqa", "--model", "baseline:chance", "--data", str(c.corpus / "no_frames_dir"), "--output", str(c.out / "ev")], r"no_frames_dir"),
 ]
 
@@ -267,10 +277,10 @@ def snapshot(root: Path) -> dict[str, tuple]:
 
 
 @pytest.fixture
-def ctx(corpus, master_pack, unreadable_clip, unreadable_pack, tmp_path) -> Ctx:
+def ctx(corpus, master_pack, unreadable_clip, unreadable_pack, physqa_suite, tmp_path) -> Ctx:
     (tmp_path / "in").mkdir()
     (tmp_path / "out").mkdir()
-    return Ctx(corpus, tmp_path / "in", tmp_path / "out", master_pack, unreadable_clip, unreadable_pack)
+    return Ctx(corpus, tmp_path / "in", tmp_path / "out", master_pack, unreadable_clip, unreadable_pack, physqa_suite)
 
 
 def check_failure(rc: int, stderr: str, case: Case) -> None:
@@ -286,12 +296,12 @@ def check_failure(rc: int, stderr: str, case: Case) -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_exits_2_with_one_line(case: Case, ctx: Ctx, cli) -> None:
     argv = case.build(ctx)
-    before_in, before_corpus = snapshot(ctx.inp), snapshot(ctx.corpus)
+    before_in, before_shared = snapshot(ctx.inp), (snapshot(ctx.corpus), snapshot(ctx.suite))
     res = cli.run(argv, cwd=ctx.out, uid=case.uid, timeout=60)
     check_failure(res.rc, res.stderr, case)
     assert snapshot(ctx.out) == {}, f"{case.id}: wrote {sorted(snapshot(ctx.out))}"
     assert snapshot(ctx.inp) == before_in, f"{case.id}: changed its inputs"
-    assert snapshot(ctx.corpus) == before_corpus, f"{case.id}: changed the shared corpus"
+    assert (snapshot(ctx.corpus), snapshot(ctx.suite)) == before_shared, f"{case.id}: changed the shared corpus"
 
 
 @pytest.mark.parametrize("case_id", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_REAL_PROCESS else c
