@@ -26,7 +26,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import REPO, clone_pack, newer_schema_store, replace_file  # type: ignore[import-not-found]
+from corpus_files import REPO, clone_pack, newer_schema_store, replace_file  # type: ignore[import-not-found]
 
 Q = "What color is the cube?"
 TOY = str(REPO / "configs/toy/tiny.yaml")

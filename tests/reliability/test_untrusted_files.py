@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, clone_pack  # type: ignore[import-not-found]
+from corpus_files import REPO, clone_pack  # type: ignore[import-not-found]
 
 SHIPPED = ("cogarch", "modules", "evals")
 BANNED_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "shelve", "marshal", "joblib"}
