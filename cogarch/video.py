@@ -7,6 +7,7 @@ Public API:
     probe(path, *, folder_fps=30.0) -> VideoInfo
     clip_hash(path) -> str                                   # sha256 hex, streamed
     write_mp4(path, frames, fps, *, crf=18, preset="medium") -> None;  write_gif(path, frames, fps)
+        (both defined in cogarch/video_write.py, re-exported here)
 
 Inputs: whatever FFmpeg demuxes via PyAV (mp4, webm, avi, mkv, gif, ...); a folder of frames
 (png/jpg/jpeg/bmp/webp, natural name order so frame2 < frame10, hidden files skipped, timed at
@@ -32,16 +33,13 @@ Every user-side failure (missing, empty, truncated, unreadable, not a video, aud
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import av
 import numpy as np
@@ -425,76 +423,5 @@ def clip_hash(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _frames_uint8(frames: Any, fps: float) -> np.ndarray:
-    """uint8 numpy [T, H, W, 3] or float tensor [T, 3, H, W] in [0, 1] -> uint8 [T, H, W, 3]."""
-    if not 0 < fps < math.inf:
-        raise ValueError(f"fps must be > 0, got {fps!r}")
-    if isinstance(frames, torch.Tensor):
-        if frames.dim() != 4 or frames.shape[1] not in (1, 3):
-            raise ValueError(f"frames tensor must be [T, 3, H, W], got {tuple(frames.shape)}")
-        frames = frames.detach().cpu().permute(0, 2, 3, 1).numpy()
-    arr = np.asarray(frames)
-    if arr.ndim != 4 or arr.shape[-1] not in (1, 3) or arr.shape[0] < 1:
-        raise ValueError(f"frames must be [T>=1, H, W, 3] (numpy) or [T, 3, H, W], got {arr.shape}")
-    if arr.dtype != np.uint8:  # float in [0, 1]
-        arr = (np.clip(arr.astype(np.float32), 0, 1) * 255.0).round().astype(np.uint8)
-    return np.ascontiguousarray(np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr)
-
-
-@contextlib.contextmanager
-def _atomic_file(path: str | os.PathLike, suffix: str) -> Iterator[str]:
-    """Yield a temp path beside `path`; it replaces `path` only if the block succeeds."""
-    final = Path(os.fspath(path))
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp-", suffix=suffix, dir=final.parent)
-    except OSError as e:
-        raise _os_err(path, e, "cannot write") from None
-    os.close(fd)
-    try:
-        yield tmp
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def write_mp4(path: str | os.PathLike, frames: Any, fps: float, *, crf: int = 18,
-              preset: str = "medium") -> None:
-    """Write H.264 (libx264, yuv420p, faststart) mp4 atomically (temp file + os.replace).
-
-    frames: uint8 numpy [T, H, W, 3] or float tensor [T, 3, H, W] in [0, 1]. yuv420p needs even
-    sizes, so an odd H or W is padded by one replicated edge row/column (output H+1 or W+1).
-    """
-    arr = _frames_uint8(frames, fps)
-    ph, pw = arr.shape[1] % 2, arr.shape[2] % 2
-    if ph or pw:
-        arr = np.pad(arr, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
-    rate = Fraction(fps).limit_denominator(1001)
-    with _atomic_file(path, ".mp4") as tmp:
-        with av.open(tmp, "w", format="mp4", options={"movflags": "+faststart"}) as out:
-            s = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
-            s.width, s.height, s.pix_fmt = arr.shape[2], arr.shape[1], "yuv420p"
-            for i, a in enumerate(arr):
-                f = av.VideoFrame.from_ndarray(a, format="rgb24").reformat(
-                    format="yuv420p", interpolation=_Interp.BICUBIC | _EXACT_CHROMA)
-                f.pts, f.time_base = i, 1 / rate
-                out.mux(s.encode(f))
-            out.mux(s.encode(None))
-
-
-def write_gif(path: str | os.PathLike, frames: Any, fps: float) -> None:
-    """Write a looping GIF atomically (Pillow, adaptive palette per frame; frames as write_mp4).
-
-    GIF delays are in 1/100 s, so 1/fps is rounded to 10 ms; Pillow may merge identical
-    consecutive frames into one longer frame (timing is kept, the frame count is not).
-    """
-    from PIL import Image
-
-    ims = [Image.fromarray(a) for a in _frames_uint8(frames, fps)]
-    with _atomic_file(path, ".gif") as tmp:
-        ims[0].save(tmp, format="GIF", save_all=True, append_images=ims[1:], loop=0,
-                    duration=max(10, int(round(100.0 / fps)) * 10))
+# The writers live in cogarch/video_write.py (imported last: it imports helpers from this module).
+from cogarch.video_write import write_gif, write_mp4  # noqa: E402,F401

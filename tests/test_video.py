@@ -474,3 +474,14 @@ def test_write_gif_round_trip(tmp_path):
     V.write_gif(out, np.stack([_gray(i) for i in range(6)]), fps=10)
     assert _indices(V.read_clip(out, 6, size=None)) == list(range(6))
     assert _indices(V.read_clip(out, 3, fps=5, size=None)) == [0, 2, 4]
+
+
+def test_written_clip_gets_the_umask_mode_not_mkstemps_0600(tmp_path):
+    """A generated clip must be readable by whoever can read a normally written file."""
+    import os
+
+    from cogarch.fsutil import _umask
+
+    out = tmp_path / "m.mp4"
+    V.write_mp4(out, np.zeros((2, 16, 16, 3), np.uint8), 10)
+    assert os.stat(out).st_mode & 0o777 == 0o666 & ~_umask()
