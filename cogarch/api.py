@@ -73,6 +73,7 @@ class Cogarch:
         self.language = arch.get("language")
         if self.language is None:
             raise NotBuiltError(f"pack {path!r} has no language module: it cannot answer questions")
+        self.language.merge_lora_()  # inference only: same answers, ~1.6x faster (see merge_lora_)
         perception = arch.get("perception")
         pcfg = perception.config if perception is not None else None
         self.num_frames = int(meta.get("num_frames", getattr(pcfg, "num_frames", 16)))

@@ -34,7 +34,7 @@ class PackScorer:
         if blind and blind_dir.is_dir():
             from cogarch.registry import module_class
 
-            self.lm = module_class("language").from_pretrained(blind_dir)
+            self.lm = module_class("language").from_pretrained(blind_dir).merge_lora_()
             self.lm.eval()
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._size = cache

@@ -194,6 +194,22 @@ def test_merge_equals_unmerged(lms, tmp_path):
             assert na == nb and abs(a - b) < 1e-4
 
 
+def test_in_memory_merge_for_inference_keeps_scores_and_answers(lms, tmp_path):
+    m = make_module(lms["llama"])
+    randomize_lora(m)
+    m.eval()
+    m.save_pretrained(tmp_path / "lang")
+    bus = make_bus(5)
+    want_scores = m.score_choices(bus, "q?", ["red", "blue cube"])
+    want_text = m.answer(bus, "What color?", max_new_tokens=6)
+    fast = LanguageModule.from_pretrained(tmp_path / "lang").merge_lora_()
+    assert not any("lora_" in n for n, _ in fast.lm.named_parameters())
+    for (a, na), (b, nb) in zip(fast.score_choices(bus, "q?", ["red", "blue cube"]), want_scores):
+        assert na == nb and abs(a - b) < 1e-4
+    assert fast.answer(bus, "What color?", max_new_tokens=6) == want_text
+    assert fast.merge_lora_() is fast  # idempotent on a plain LM
+
+
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_both_families_train_step_and_answer(lms, family):
     from cogarch.modules.language.train import collate
