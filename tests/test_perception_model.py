@@ -131,8 +131,14 @@ def test_collapse_monitor_warns():
     assert out["target_std"] < 0.01 and any("collapse" in str(w.message) for w in rec)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        model.collapse_monitors(torch.randn(2, 32, 48), [h])
-    assert not rec
+        out = model.collapse_monitors(torch.randn(2, 32, 48), [torch.randn(2, 32, 48)])
+    assert not rec and out["context_rank"] > 20
+    # a healthy target with a collapsed context encoder (every token on one line) still warns
+    line = torch.randn(2, 32, 1) * torch.randn(1, 1, 48)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        out = model.collapse_monitors(torch.randn(2, 32, 48), [line])
+    assert out["context_rank"] < 1.5 and any("context-encoder" in str(w.message) for w in rec)
 
 
 def test_image_mode_shapes():

@@ -208,13 +208,20 @@ class PerceptionModule(nn.Module):
             flat = flat[sel]
         std = float(flat.std(0).mean())
         rank = effective_rank(flat)
-        cflat = ctx[0].detach().reshape(-1, ctx[0].shape[-1]).float()
-        out = {"target_std": std, "target_rank": rank, "context_std": float(cflat.std(0).mean())}
+        cflat = ctx[0].detach().reshape(-1, ctx[0].shape[-1]).float()[: c.monitor_tokens]
+        # The online (context) encoder can collapse while the slow EMA target still looks healthy
+        # (seen on the physics world with EMA 0.998 -> 1: context std fell 10x in 100 steps), so
+        # its effective rank is watched too; its std is scale-free only relative to its own start.
+        crank = effective_rank(cflat)
+        out = {"target_std": std, "target_rank": rank, "context_std": float(cflat.std(0).mean()), "context_rank": crank}
+        problems = []
         if std < c.collapse_min_std or rank < c.collapse_min_rank:
-            msg = (
-                f"perception: representation collapse suspected at step {self._step}: target per-dim std {std:.4f} "
-                f"(threshold {c.collapse_min_std}), effective rank {rank:.2f} (threshold {c.collapse_min_rank})"
-            )
+            problems.append(f"target per-dim std {std:.4f} (threshold {c.collapse_min_std}), "
+                            f"effective rank {rank:.2f} (threshold {c.collapse_min_rank})")
+        if crank < c.collapse_min_rank:
+            problems.append(f"context-encoder effective rank {crank:.2f} (threshold {c.collapse_min_rank})")
+        if problems:
+            msg = f"perception: representation collapse suspected at step {self._step}: " + "; ".join(problems)
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
             log.warning(msg)
         return out
