@@ -49,7 +49,7 @@ class MemoryConfig:
     metric: str = "cos"
     pool: str = "mean"
     store_steps: bool = True
-    connectivity: int = 32  # M 32 / efC 128: recall@10 0.999 at 1M (docs/bench_memory.md); M 16 / 64 plateaued at 0.94
+    connectivity: int = 32  # M 32 / efC 128: recall@10 >= 0.996 at 1M (docs/bench_memory.md); M 16 / 64 plateaued at 0.94
     expansion_add: int = 128
     expansion_search: int = 128
     index_dtype: str = "f16"
