@@ -112,15 +112,19 @@ class WorldModelScorer:
 
 # ------------------------------------------------------------------------------------------ rollout
 @torch.no_grad()
-def rollout_l1(wm: Any, latents: torch.Tensor, actions: torch.Tensor | None, context: int, horizon: int) -> dict:
+def rollout_l1(wm: Any, latents: torch.Tensor, actions: torch.Tensor | None, context: int, horizon: int,
+               boot: int = 2000, seed: int = 0) -> dict:
     """Mean L1 per horizon of model rollouts vs copy-last, over all windows of every clip.
 
-    latents: [N, T, (P,) D]; actions: [N, T, A] or None. Returns {"model": [h], "copy_last": [h]}.
+    latents: [N, T, (P,) D]; actions: [N, T, A] or None. Returns {"model": [h], "copy_last": [h],
+    "diff_ci": [h][lo, hi]}: a paired bootstrap over clips (windows of one clip are not independent,
+    so clips are the resampling unit) of the 95% interval of mean(model - copy_last); an interval
+    entirely below 0 means the model beats copy-last at that horizon beyond clip-sampling noise.
     """
     z = latents.float() if latents.dim() == 4 else latents.float().unsqueeze(2)
     zn = wm.normalize(z)
     N, T = z.shape[:2]
-    m_err, c_err = torch.zeros(horizon), torch.zeros(horizon)
+    m_err, c_err = torch.zeros(N, horizon), torch.zeros(N, horizon)  # per clip, summed over windows
     count = 0
     for s in range(0, T - context - horizon + 1):
         ctx = z[:, s : s + context]
@@ -130,12 +134,19 @@ def rollout_l1(wm: Any, latents: torch.Tensor, actions: torch.Tensor | None, con
                   "past_actions": actions[:, s : s + context - 1].float()}
         pred = wm.rollout(ctx, horizon, **kw)  # [N, h, P, D]
         tgt = zn[:, s + context : s + context + horizon]
-        m_err += (pred - tgt).abs().mean(dim=(0, 2, 3))
-        c_err += (zn[:, s + context - 1 : s + context] - tgt).abs().mean(dim=(0, 2, 3))
+        m_err += (pred - tgt).abs().mean(dim=(2, 3))
+        c_err += (zn[:, s + context - 1 : s + context] - tgt).abs().mean(dim=(2, 3))
         count += 1
     if count == 0:
         raise SystemExit(f"clips of {T} steps are too short for context {context} + horizon {horizon}")
-    return {"model": (m_err / count).tolist(), "copy_last": (c_err / count).tolist(), "windows_per_clip": count, "clips": N}
+    m_err, c_err = m_err / count, c_err / count  # [N, h]
+    diff = m_err - c_err
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, N, (boot, N), generator=g)
+    means = diff[idx].mean(1)  # [boot, h]
+    lo, hi = means.quantile(0.025, dim=0), means.quantile(0.975, dim=0)
+    return {"model": m_err.mean(0).tolist(), "copy_last": c_err.mean(0).tolist(),
+            "diff_ci": [[float(a), float(b)] for a, b in zip(lo, hi)], "windows_per_clip": count, "clips": N}
 
 
 def read_split_shards(folder: Path, splits: set[str]) -> dict[str, torch.Tensor]:
@@ -239,9 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "rollout":
         d = read_split_shards(args.features, set(args.splits.split(",")))
         res = rollout_l1(load_world_model(args.model), d["latents"], d["actions"], args.context, args.horizon)
-        print("| horizon | world model L1 | copy-last L1 |\n|---|---|---|")
-        for h, (m, c) in enumerate(zip(res["model"], res["copy_last"]), 1):
-            print(f"| {h} | {m:.4f} | {c:.4f} |")
+        print("| horizon | world model L1 | copy-last L1 | model - copy-last, 95% CI (paired bootstrap over clips) |")
+        print("|---|---|---|---|")
+        for h, (m, c, (lo, hi)) in enumerate(zip(res["model"], res["copy_last"], res["diff_ci"]), 1):
+            print(f"| {h} | {m:.4f} | {c:.4f} | {m - c:+.4f} [{lo:+.4f}, {hi:+.4f}] |")
     elif args.cmd == "voe-features":
         print(voe_features(args.data, args.encoder, args.out, args.frames))
         return 0
