@@ -58,6 +58,29 @@ def _cache_kwarg(module: LanguageModule) -> str:
     return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
 
 
+def _last_logits_kw(module: LanguageModule) -> dict:
+    # Prefill needs only the last position's logits; models that support `logits_to_keep` then skip
+    # the LM head (a [L, V] matmul) on every other position.
+    lm = module.lm.get_base_model() if hasattr(module.lm, "get_base_model") else module.lm
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(lm.forward).parameters else {}
+
+
+class _EvalMode:
+    """Eval mode inside the block, the previous mode after; free when the module is already in eval
+    mode (walking every submodule twice per call cost ~10% of an eval run on the tiny LM)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module, self.was_training = module, module.training
+
+    def __enter__(self) -> None:
+        if self.was_training:
+            self.module.eval()
+
+    def __exit__(self, *exc) -> None:
+        if self.was_training:
+            self.module.train()
+
+
 @torch.no_grad()
 def generate_ids(
     module: LanguageModule,
@@ -70,14 +93,17 @@ def generate_ids(
     seed: int | None = None,
 ) -> list[list[int]]:
     """New token ids per prompt (EOS excluded); a bus of batch 1 is shared by all prompts."""
-    was_training = module.training
-    module.eval()
+    with _EvalMode(module):
+        return _generate_ids(module, bus, prompts, max_new_tokens, blind, temperature, top_p, seed)
+
+
+def _generate_ids(module, bus, prompts, max_new_tokens, blind, temperature, top_p, seed) -> list[list[int]]:
     prefix, pmask = module.prefix(bus, batch_size=1 if not blind else len(prompts), blind=blind)
     prefix, pmask = _expand(prefix, pmask, len(prompts))
     sp = module.splice(prefix, pmask, [(p, []) for p in prompts], pad_left=True)
     gen = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
     eos = module.tokenizer.eos_token_id
-    out = module.run_lm(sp, use_cache=True)
+    out = module.run_lm(sp, use_cache=True, **_last_logits_kw(module))
     past, attn = _cache_of(out), sp.attention_mask
     cache_kw = _cache_kwarg(module)
     pos = sp.position_ids[:, -1:]
@@ -97,7 +123,6 @@ def generate_ids(
         pos = pos + 1
         out = module.lm(input_ids=nxt[:, None], attention_mask=attn, position_ids=pos, use_cache=True, **{cache_kw: past})
         past, logits = _cache_of(out), out.logits[:, -1]
-    module.train(was_training)
     return result
 
 
@@ -114,17 +139,15 @@ def choice_logliks(
     """[(sum log p(" choice" + EOS | prefix, prompt), token count)] for each choice (one forward pass)."""
     if not choices:
         return []
-    was_training = module.training
-    module.eval()
     seqs = [encode_pair(module.tokenizer, prompt, c, module.config, eos=True) for c in choices]
-    prefix, pmask = module.prefix(bus, batch_size=1 if not blind else len(choices), blind=blind)
-    prefix, pmask = _expand(prefix, pmask, len(choices))
-    sp = module.splice(prefix, pmask, seqs)
-    logp = module.run_lm(sp).logits[:, :-1].float().log_softmax(-1)  # [C, L-1, V]
+    with _EvalMode(module):
+        prefix, pmask = module.prefix(bus, batch_size=1 if not blind else len(choices), blind=blind)
+        prefix, pmask = _expand(prefix, pmask, len(choices))
+        sp = module.splice(prefix, pmask, seqs)
+        logp = module.run_lm(sp).logits[:, :-1].float().log_softmax(-1)  # [C, L-1, V]
     labels = sp.labels[:, 1:]
     on = labels != -100
     tok_lp = logp.gather(-1, labels.clamp_min(0)[..., None])[..., 0] * on
-    module.train(was_training)
     return [(float(s), int(n)) for s, n in zip(tok_lp.sum(1), on.sum(1))]
 
 
