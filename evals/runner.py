@@ -76,6 +76,29 @@ class ScorerPredictor:
 
     def __init__(self, scorer: Scorer, name: str, blind: bool = False):
         self.scorer, self.name, self.blind = scorer, name, blind
+        self._open: dict[str | None, list[str]] = {}  # video -> its open questions not yet answered
+        self._answers: dict[tuple[str | None, str], str] = {}
+
+    def plan(self, jobs: list[tuple[dict, str, str | None]]) -> None:
+        """Optional batching: a scorer with `generate_many(video, questions) -> [str]` answers all
+        open questions of one clip in one batched call, the first time one of them is asked
+        (greedy decoding per question, as `generate`; only the batch shape differs)."""
+        if not hasattr(self.scorer, "generate_many"):
+            return
+        for row, kind, video in jobs:
+            if kind == "open":
+                qs = self._open.setdefault(None if self.blind else video, [])
+                if row["question"] not in qs:
+                    qs.append(row["question"])
+
+    def _generate(self, video: str | None, question: str) -> str:
+        key = (video, question)
+        if key not in self._answers and question in self._open.get(video, ()):
+            qs = self._open.pop(video)
+            self._answers.update(zip(((video, q) for q in qs), self.scorer.generate_many(video, qs)))
+        if key in self._answers:
+            return self._answers.pop(key)
+        return self.scorer.generate(video, question)
 
     def predict(self, row: dict, kind: str, video: str | None) -> Prediction:
         video = None if self.blind else video
@@ -83,7 +106,7 @@ class ScorerPredictor:
             s = float(self.scorer.surprise(video))
             return Prediction(scores=[s], pred=s, pred_norm=s)
         if kind == "open":
-            text = str(self.scorer.generate(video, row["question"]))
+            text = str(self._generate(video, row["question"]))
             return Prediction(pred=text, pred_norm=text)
         choices = list(row["choices"])
         out = list(self.scorer.loglik(video, row["question"], choices))
@@ -158,6 +181,8 @@ def _video(row: dict, data_dir: Path) -> str | None:
 def score(suite: str, rows: list[dict], predictor, data_dir: Path, progress: bool = False):
     """Run one predictor over the rows -> (ItemResults, sample dicts)."""
     items, samples = [], []
+    if hasattr(predictor, "plan"):
+        predictor.plan([(row, item_kind(suite, row), _video(row, data_dir)) for row in rows])
     it = tqdm(rows, desc=f"eval {suite} [{getattr(predictor, 'name', '')}]", disable=not progress)
     for row in it:
         kind = item_kind(suite, row)

@@ -187,6 +187,34 @@ def test_acc_vs_acc_norm_and_outputs(physqa_dir, tmp_path):
     assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
 
 
+class BatchesOpen(KnowsAnswers):
+    """The same double with `generate_many`: the runner must batch a clip's open questions."""
+
+    def __init__(self, truth):
+        super().__init__(truth, open_wrong="What color is the cube?")
+        self.batches: list[tuple[str, list[str]]] = []
+
+    def generate(self, video, question):
+        raise AssertionError("a scorer with generate_many is asked one clip's open questions at once")
+
+    def generate_many(self, video, questions):
+        self.batches.append((video, list(questions)))
+        return [KnowsAnswers.generate(self, video, q) for q in questions]
+
+
+def test_open_questions_of_a_clip_are_batched_with_the_same_results(physqa_dir, tmp_path):
+    truth = {r["question"]: r["answer"] for r in PHYSQA["test"]}
+    one = run_eval("physqa", KnowsAnswers(truth, open_wrong="What color is the cube?"), data=physqa_dir,
+                   output=tmp_path / "one")
+    double = BatchesOpen(truth)
+    many = run_eval("physqa", double, data=physqa_dir, output=tmp_path / "many")
+    assert many["metrics"] == one["metrics"]
+    open_rows = [r for r in PHYSQA["test"] if not r["choices"]]
+    asked = sorted((v.rsplit("/", 1)[-1], q) for v, qs in double.batches for q in qs)
+    assert asked == sorted({(r["video"].rsplit("/", 1)[-1], r["question"]) for r in open_rows})  # each once
+    assert len(double.batches) == len({r["video"] for r in open_rows})  # one call per clip
+
+
 def test_limit_keeps_pairs_whole():
     rows = [q("a", "x", "t", "q", YN, idx=0, pair="P"), q("b", "x", "t", "q", YN, idx=0),
             q("c", "x", "t", "q", YN, idx=0), q("z", "x", "t", "q", YN, idx=0, pair="P")]
