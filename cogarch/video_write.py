@@ -9,16 +9,14 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, Iterator
 
 import av
 import numpy as np
 import torch
 
-from cogarch.fsutil import _umask
+from cogarch.fsutil import atomic_path
 from cogarch.video import _EXACT_CHROMA, _Interp, _os_err
 
 
@@ -40,25 +38,12 @@ def _frames_uint8(frames: Any, fps: float) -> np.ndarray:
 
 @contextlib.contextmanager
 def _atomic_file(path: str | os.PathLike, suffix: str) -> Iterator[str]:
-    """Yield a temp path beside `path`; it replaces `path` only if the block succeeds."""
-    final = Path(os.fspath(path))
+    """fsutil.atomic_path, with a failure to create or write the file as a one-line VideoError."""
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp-", suffix=suffix, dir=final.parent)
+        with atomic_path(path, suffix) as tmp:
+            yield tmp
     except OSError as e:
         raise _os_err(path, e, "cannot write") from None
-    os.close(fd)
-    try:
-        # mkstemp makes the file 0600; a written clip must be as readable as any normal file.
-        os.chmod(tmp, 0o666 & ~_umask())
-        yield tmp
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def write_mp4(path: str | os.PathLike, frames: Any, fps: float, *, crf: int = 18,
