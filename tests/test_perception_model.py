@@ -121,6 +121,37 @@ def test_loss_decreases_on_tiny_config():
     assert metrics["target_std"] > 0.05 and metrics["target_rank"] > 2.0
 
 
+def test_variance_covariance_terms_values_and_training_effect():
+    from cogarch.modules.perception.model import variance_covariance
+
+    g = torch.Generator().manual_seed(0)
+    white = torch.randn(4, 512, 16, generator=g) * 2.0  # std 2 > 1, uncorrelated
+    v, c = variance_covariance([white])
+    assert float(v) == 0.0 and float(c) < 0.2
+    const = torch.ones(4, 512, 16)  # every token the same: full variance penalty, no covariance
+    v, c = variance_covariance([const])
+    assert float(v) == pytest.approx(0.99, abs=1e-3) and float(c) == 0.0
+    line = torch.randn(4, 512, 1, generator=g) * torch.ones(1, 1, 16) * 2  # 16 copies of one feature
+    assert float(variance_covariance([line])[1]) > 10 * float(variance_covariance([white])[1])
+    # In a training step the terms join the loss and training lowers them.
+    torch.manual_seed(3)
+    cfg = micro(var_weight=1.0, cov_weight=0.04)
+    model = PerceptionModule(cfg)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
+    b = batch_for(cfg, B=4, seed=1)
+    first = None
+    for step in range(1, 11):
+        loss, metrics = model(b)
+        first = first or metrics["loss_var"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.update(step)
+    assert metrics["loss_var"] < first
+    with pytest.raises(Exception, match="var_weight"):
+        micro(var_weight=-1.0).validate()
+
+
 def test_collapse_monitor_warns():
     cfg = micro()
     model = PerceptionModule(cfg)

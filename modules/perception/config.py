@@ -75,6 +75,11 @@ class PerceptionConfig:
     masks: list[MaskSetConfig] = field(default_factory=vjepa2_mask_sets)
     min_context: int = 4  # resample a clip's blocks if fewer context tokens remain
     loss_exp: float = 1.0  # 1.0: L1 (V-JEPA); 2.0: L2/2
+    # Optional anti-collapse terms on the context encoder's outputs (VICReg, Bardes et al. 2022, as
+    # C-JEPA, Mo & Tong 2024, adds them to I-JEPA): var_weight * mean(relu(1 - std_d)) +
+    # cov_weight * sum of squared off-diagonal covariances / D. 0 = plain V-JEPA (the default).
+    var_weight: float = 0.0
+    cov_weight: float = 0.0
     # --- EMA target encoder: momentum goes linearly ema_start -> ema_end over ema_steps optimizer
     # steps (V-JEPA 1: 0.998 -> 1.0 over training; V-JEPA 2: constant 0.99925). ema_steps = 0 with
     # ema_start != ema_end means "over trainer.max_steps" (train.py fills it in).
@@ -115,6 +120,8 @@ class PerceptionConfig:
                     raise ConfigError(f"perception: masks[{i}].{key} must be [lo, hi] with 0 < lo <= hi, got {list(v)}")
             if m.spatial_scale[1] >= 1.0 or m.temporal_scale[1] > 1.0 or m.num_blocks < 1:
                 raise ConfigError(f"perception: masks[{i}] scales must be < 1 (spatial), <= 1 (temporal), num_blocks >= 1")
+        if self.var_weight < 0 or self.cov_weight < 0:
+            raise ConfigError("perception: var_weight and cov_weight must be >= 0")
         if not (0.0 < self.ema_start <= 1.0 and 0.0 < self.ema_end <= 1.0):
             raise ConfigError("perception: ema_start / ema_end must lie in (0, 1]")
         if self.attn_implementation not in ("sdpa", "eager"):

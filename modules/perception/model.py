@@ -52,6 +52,23 @@ def effective_rank(x: torch.Tensor) -> float:
     return float(torch.exp(ent))
 
 
+def variance_covariance(ctx: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """VICReg's variance and covariance terms (Bardes et al. 2022) over every context token of the
+    batch, averaged over mask sets. ctx: per mask set [B, N_ctx, D]. The variance hinge keeps each
+    dimension's std near >= 1 (no constant features); the covariance term decorrelates dimensions
+    (no dimensional collapse). Both act on the online encoder, the one that collapsed in our runs."""
+    var_l, cov_l = [], []
+    for z in ctx:
+        x = z.reshape(-1, z.shape[-1]).float()  # [M, D]
+        x = x - x.mean(0, keepdim=True)
+        var = x.pow(2).sum(0) / max(x.shape[0] - 1, 1)  # [D]
+        var_l.append(F.relu(1.0 - torch.sqrt(var + 1e-4)).mean())
+        cov = x.T @ x / max(x.shape[0] - 1, 1)  # [D, D]
+        off = cov - torch.diag(torch.diag(cov))
+        cov_l.append(off.pow(2).sum() / x.shape[-1])
+    return torch.stack(var_l).mean(), torch.stack(cov_l).mean()
+
+
 class PerceptionModule(nn.Module):
     """V-JEPA encoder/predictor/EMA target; bus module "perception" (reads nothing, writes "percept")."""
 
@@ -188,6 +205,10 @@ class PerceptionModule(nn.Module):
             losses.append(li)
             metrics[f"loss_m{i}"] = float(li.detach())
         loss = torch.stack(losses).mean()
+        if c.var_weight > 0 or c.cov_weight > 0:
+            var_l, cov_l = variance_covariance(ctx)
+            loss = loss + c.var_weight * var_l + c.cov_weight * cov_l
+            metrics["loss_var"], metrics["loss_cov"] = float(var_l.detach()), float(cov_l.detach())
         metrics["ctx_ratio"] = float(sum(m.shape[1] for m in masks_enc) / (len(masks_enc) * h.shape[1]))
         metrics["momentum"] = self.momentum(self._step)
         if self.training and c.monitor_every > 0 and self._step % c.monitor_every == 0 and self._monitored_at != self._step:
