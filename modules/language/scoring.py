@@ -13,6 +13,7 @@ feature shards).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from pathlib import Path
@@ -53,16 +54,26 @@ def _cache_of(out):
     return c if c is not None else getattr(out, "past_key_values", None)
 
 
-def _cache_kwarg(module: LanguageModule) -> str:
+@functools.lru_cache(maxsize=None)
+def _forward_params(lm_class: type) -> frozenset[str]:
+    # Read once per LM class: inspect.signature is too slow for every generate call.
+    return frozenset(inspect.signature(lm_class.forward).parameters)
+
+
+def _lm_params(module: LanguageModule) -> frozenset[str]:
     lm = module.lm.get_base_model() if hasattr(module.lm, "get_base_model") else module.lm
-    return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
+    return _forward_params(type(lm))
+
+
+def _cache_kwarg(module: LanguageModule) -> str:
+    # transformers 5.x names the KV-cache argument `cache`; 4.x named it `past_key_values`.
+    return "cache" if "cache" in _lm_params(module) else "past_key_values"
 
 
 def _last_logits_kw(module: LanguageModule) -> dict:
     # Prefill needs only the last position's logits; models that support `logits_to_keep` then skip
     # the LM head (a [L, V] matmul) on every other position.
-    lm = module.lm.get_base_model() if hasattr(module.lm, "get_base_model") else module.lm
-    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(lm.forward).parameters else {}
+    return {"logits_to_keep": 1} if "logits_to_keep" in _lm_params(module) else {}
 
 
 class _EvalMode:
