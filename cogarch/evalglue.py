@@ -12,6 +12,7 @@ the pack's language module answers with no bus tokens. The runner prints it besi
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,17 @@ _LAST_PACK: str | None = None
 
 
 class PackScorer:
-    def __init__(self, pack: str, blind: bool = False, cache: int = 256, drop_kinds: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, pack: str, blind: bool = False, cache: int = 256, drop_kinds: tuple[str, ...] = (), swap_clips: bool = False
+    ) -> None:
         from cogarch.api import load
 
         self.model = load(pack)
         self.blind = blind
         self.drop_kinds = tuple(drop_kinds)  # ablation: answer without these bus kinds
+        # Control: answer every question from ANOTHER clip's bus (the next clip of the same folder).
+        # If accuracy does not drop, the language module is not reading the video.
+        self.swap_clips = swap_clips
         self.lm = self.model.language
         blind_dir = Path(pack) / "language_blind"
         if blind and blind_dir.is_dir():
@@ -42,6 +48,8 @@ class PackScorer:
     def _bus(self, video: str | None):
         if video is None or self.blind:
             return None
+        if self.swap_clips:
+            video = partner_clip(video)
         obs = self._cache.get(video)
         if obs is None:
             obs = self.model.observe(video)
@@ -85,6 +93,20 @@ class PackScorer:
             raise NotBuiltError("this pack has no world model: it cannot score violation-of-expectation clips")
         s = bus.latest("surprise")
         return float(s.meta["clip_score"][0])
+
+
+@lru_cache(maxsize=8)
+def _peers(folder: str, suffix: str) -> list[str]:
+    return sorted(q.name for q in Path(folder).iterdir() if q.suffix == suffix and q.is_file())
+
+
+def partner_clip(video: str) -> str:
+    """The next file (sorted, cyclic) with the same suffix in `video`'s folder: a fixed derangement."""
+    p = Path(video)
+    peers = _peers(str(p.parent), p.suffix)
+    if len(peers) < 2 or p.name not in peers:
+        raise UserError(f"--swap-clips needs at least two {p.suffix} clips beside {video}")
+    return str(p.parent / peers[(peers.index(p.name) + 1) % len(peers)])
 
 
 def load_scorer(spec: str) -> PackScorer:
