@@ -156,13 +156,14 @@ class Pipeline:
             "stages": self.log["stages"],
         }
         with atomic_dir(pack) as tmp:
-            shutil.copytree(perc, tmp / "perception")
+            from cogarch.registry import module_class
+
+            # Inference needs only the EMA target encoder: ship that (the training folder keeps all).
+            module_class("perception").from_pretrained(perc).save_pretrained(tmp / "perception", inference_only=True)
             shutil.copytree(wm, tmp / "world_model")
             shutil.copytree(lang, tmp / "language")
             if blind is not None:
                 shutil.copytree(blind, tmp / "language_blind")
-            from cogarch.registry import module_class
-
             mem_cfg.enabled = False  # a shipped pack writes no memory unless `ask --memory DIR`
             module_class("memory")(mem_cfg).save_pretrained(tmp / "memory")
             (tmp / "pack.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

@@ -217,6 +217,31 @@ def test_save_load_round_trip(tmp_path):
     assert torch.equal(model.eval().encode(x), loaded.eval().encode(x))
 
 
+
+def test_inference_only_export_encodes_identically(tmp_path):
+    torch.manual_seed(5)
+    model = PerceptionModule(micro())
+    with torch.no_grad():  # make the EMA target differ from the context encoder, as after training
+        for p in model.target_encoder.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    model.update(3)
+    model.save_pretrained(tmp_path / "full")
+    model.save_pretrained(tmp_path / "inf", inference_only=True)
+    full_b = (tmp_path / "full" / "model.safetensors").stat().st_size
+    inf_b = (tmp_path / "inf" / "model.safetensors").stat().st_size
+    assert inf_b < 0.5 * full_b  # target encoder only: no context encoder, no predictor
+    loaded = PerceptionModule.from_pretrained(tmp_path / "inf")
+    assert loaded._step == 3
+    x = torch.rand(2, 4, 3, 32, 32)
+    assert torch.equal(model.eval().encode(x), loaded.eval().encode(x))
+    bus_a, bus_b = LatentBus(), LatentBus()
+    model.step(bus_a, x)
+    loaded.step(bus_b, x)
+    assert torch.equal(bus_a.latest("percept").tokens, bus_b.latest("percept").tokens)
+    # The context encoder restarts from the target weights, so training can continue from it.
+    for (ka, a), (kb, b) in zip(loaded.encoder.state_dict().items(), loaded.target_encoder.state_dict().items()):
+        assert ka == kb and torch.equal(a, b), ka
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     # Micro tensors gain nothing from intra-op threads, and on a shared, oversubscribed 2-core

@@ -296,13 +296,28 @@ class PerceptionModule(nn.Module):
         self.publish(bus, frames, normalized=normalized)
 
     # ------------------------------------------------------------------ persistence
-    def save_pretrained(self, path: str | os.PathLike) -> None:
-        save_module(path, self, self.name, self.config, extra={"step": self._step})
+    def save_pretrained(self, path: str | os.PathLike, inference_only: bool = False) -> None:
+        """Full module (encoder, predictor, EMA target), or with `inference_only` the EMA target
+        encoder alone: all that `encode`/`step` use, 45 % of the bytes (what a shipped pack needs)."""
+        if not inference_only:
+            save_module(path, self, self.name, self.config, extra={"step": self._step})
+            return
+        holder = nn.Module()
+        holder.target_encoder = self.target_encoder  # keys stay "target_encoder.*"
+        save_module(path, holder, self.name, self.config, extra={"step": self._step, "inference_only": True})
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> "PerceptionModule":
         cfg, meta = load_module_config(path, cls.name, PerceptionConfig)
         model = cls(cfg)
-        load_weights(model, path)
+        if meta.get("inference_only"):
+            # Only the target encoder was saved. The context encoder restarts from it and the
+            # predictor from a fresh init, as V-JEPA 2-AC continues from encoder-only weights.
+            holder = nn.Module()
+            holder.target_encoder = model.target_encoder
+            load_weights(holder, path)
+            model.encoder.load_state_dict(model.target_encoder.state_dict())
+        else:
+            load_weights(model, path)
         model._step = int(meta.get("step", 0))
         return model
