@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
@@ -71,6 +73,16 @@ def lora_targets(lm: nn.Module, wanted: list[str]) -> list[str]:
     return found
 
 
+@contextmanager
+def _peft_quiet():
+    """PEFT probes transformers' deprecated `is_gradient_checkpointing` when it wraps a model, and
+    transformers 5 answers with a FutureWarning on every load: nothing a user can act on, so it is
+    silenced here (only that message; every other warning still shows)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+        yield
+
+
 def wrap_lora(lm: nn.Module, cfg: LanguageConfig):
     from peft import LoraConfig, get_peft_model
 
@@ -81,7 +93,8 @@ def wrap_lora(lm: nn.Module, cfg: LanguageConfig):
         target_modules=lora_targets(lm, cfg.lora_targets),
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(lm, lcfg)
+    with _peft_quiet():
+        return get_peft_model(lm, lcfg)
 
 
 def encode_pair(tokenizer, prompt: str, target: str | None, cfg: LanguageConfig, eos: bool = True) -> tuple[list[int], list[int]]:
@@ -223,7 +236,8 @@ class LanguageModule(nn.Module):
             tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
             if tok.pad_token_id is None:
                 tok.pad_token = tok.eos_token
-            lm = PeftModel.from_pretrained(lm, str(folder), is_trainable=trainable)
+            with _peft_quiet():
+                lm = PeftModel.from_pretrained(lm, str(folder), is_trainable=trainable)
         module = cls(cfg, lm, tok, base_path=str(Path(base).resolve()))
         pfile = folder / PROJECTORS_FILE
         if not pfile.is_file():
