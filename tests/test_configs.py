@@ -59,3 +59,15 @@ def test_accelerate_configs_are_accelerate_configs(path: Path) -> None:
     assert data["compute_environment"] == "LOCAL_MACHINE"
     cfg = ClusterConfig.from_yaml_file(str(path))  # accelerate's own loader and schema checks
     assert str(cfg.distributed_type) == str(data["distributed_type"]) or cfg.distributed_type.value == data["distributed_type"]
+
+
+def test_untrained_encoder_pack_follows_the_default_recipe() -> None:
+    # The untrained-encoder column of the README is only a baseline if everything after perception
+    # is trained exactly as the default pack is; this keeps the two presets from drifting apart.
+    from cogarch.pack_train import Config
+
+    default = load_config(Config, str(CONFIGS / "pack/default.yaml"), [])
+    untrained = load_config(Config, str(CONFIGS / "pack/untrained_encoder.yaml"), [])
+    for name in ("seed", "physqa_n", "voe_n", "world_model", "world_model_overrides", "language_pretrain",
+                 "language_pretrain_overrides", "language", "stage1_overrides", "stage2_overrides", "memory"):
+        assert getattr(untrained, name) == getattr(default, name), name

@@ -5,7 +5,8 @@
 
 Evidence that the language module reads the world model: removing `forecast` should lower
 predictive-question accuracy. Evidence that it reads the clip at all: answering every question from
-the NEXT clip's bus (`--swap-clips`, a fixed derangement of the split's clips) should lower accuracy
+the NEXT clip's bus (`--swap-clips`: the next video file of the folder in sorted order, so no
+question is answered from its own clip) should lower accuracy
 towards the blind LM. Prints accuracy per question type for each variant (same split, same
 questions, same seed).
 """

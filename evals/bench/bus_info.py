@@ -57,16 +57,11 @@ class AttentiveProbe(nn.Module):
 
 
 def auroc(score: np.ndarray, y: np.ndarray) -> float:
-    """Mean one-vs-rest AUROC over label columns with both classes present (rank formula)."""
-    vals = []
-    for j in range(y.shape[1]):
-        pos = y[:, j] == 1
-        if 0 < pos.sum() < len(y):
-            ranks = np.empty(len(y))
-            ranks[np.argsort(score[:, j], kind="stable")] = np.arange(1, len(y) + 1)
-            n_pos, n_neg = pos.sum(), len(y) - pos.sum()
-            vals.append((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-    return float(np.mean(vals))
+    """Mean one-vs-rest AUROC (cogarch.evals.metrics.auroc) over label columns with both classes."""
+    from cogarch.evals.metrics import auroc as binary_auroc
+
+    vals = [binary_auroc(score[y[:, j] == 1, j], score[y[:, j] == 0, j]) for j in range(y.shape[1])]
+    return float(np.mean([v for v in vals if v is not None]))
 
 
 def probe(features: str, data: str, kind: str = "percept", epochs: int = 60, seed: int = 0) -> dict:
