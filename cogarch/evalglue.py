@@ -11,6 +11,7 @@ the pack's language module answers with no bus tokens. The runner prints it besi
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
@@ -128,8 +129,43 @@ def load_scorer(spec: str) -> PackScorer:
     return PackScorer(spec)
 
 
+@lru_cache(maxsize=2)
+def _planning_model(pack: str):
+    """(learned planning model, planner config) of a pack's `planning/` folder."""
+    from cogarch.config import from_dict
+    from cogarch.modules.cost.cli import load_learned
+    from cogarch.modules.cost.config import PlannerConfig
+
+    folder = Path(pack) / "planning"
+    if not (folder / "planning.json").is_file():
+        raise NotBuiltError(f"pack {pack!r} has no planning/ folder (action-conditioned world model + critic): "
+                            "it cannot plan; retrain it with `cogarch train pack`")
+    meta = json.loads((folder / "planning.json").read_text())
+    cfg = from_dict(PlannerConfig, meta.get("planner", {}), origin=str(folder / "planning.json"))
+    cfg.validate()
+    return load_learned(str(folder)), cfg
+
+
+def plan_episode(spec: str, row: dict, data_dir: Path) -> dict:
+    """The runner's planner: closed-loop MPC with a pack's planning model on one stored episode.
+
+    The env is rebuilt from the row (same table, start, goal and obstacles) and gets the same action
+    budget as the stored random-action episode, so the two successes are paired."""
+    from cogarch.evals.world.planning import env_from_row
+    from cogarch.modules.cost.cli import table_push_episode
+
+    if spec == "blind" or not Path(spec).is_dir():
+        raise UserError(f"planning needs a pack folder as --model, got {spec!r}")
+    learned, cfg = _planning_model(str(Path(spec).resolve()))
+    res = table_push_episode(0, "near", cfg, learned, plan_seed=int(row["seed"]) % 2**31, env=env_from_row(row))
+    return {"success": bool(res["success"]), "steps": int(res["steps"]),
+            "plan_s_per_action": round(float(res["plan_s_per_action"]), 4),
+            "final_distance": round(float(res["final_distance"]), 2)}
+
+
 def install() -> None:
-    """Register the pack loader with the evaluation runner."""
-    from cogarch.evals.runner import register_model_loader
+    """Register the pack loader and the pack planner with the evaluation runner."""
+    from cogarch.evals.runner import register_model_loader, register_planner
 
     register_model_loader(load_scorer)
+    register_planner(plan_episode)

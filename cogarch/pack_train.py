@@ -1,6 +1,7 @@
 """`cogarch train pack`: one resumable pipeline that trains the whole architecture into a pack.
 
-    generate physqa + voe  ->  perception (V-JEPA)  ->  percept features  ->  world model
+    generate physqa + voe + planning  ->  perception (V-JEPA)  ->  percept features  ->  world model
+      ->  planning features -> action-conditioned world model -> critic (the pack's planner)
       ->  bus features (percept, forecast, surprise, cost)  ->  language-pretrain (tokenizer + LM)
       ->  language stage 1 (projectors on captions)  ->  stage 2 (projectors + LoRA on QA)
       ->  blind language baseline  ->  assemble pack  ->  evaluate  ->  pack.json
@@ -35,6 +36,16 @@ class Config:
     perception_overrides: list[str] = field(default_factory=list)
     world_model: str = "configs/world_model/tiny.yaml"
     world_model_overrides: list[str] = field(default_factory=list)
+    # Planning (TablePushEnv): episodes of the planning suite, encoded by the trained perception
+    # (token grid pooled to planning_grid x planning_grid per step), an action-conditioned world
+    # model and a critic trained on them; the planner preset is copied into the pack.
+    planning_n: int = 1000  # episodes (80/10/10/10 train/val/test/test_ood)
+    planning_grid: int = 2
+    planning_world_model_overrides: list[str] = field(default_factory=list)
+    critic: str = "configs/critic/tiny.yaml"
+    critic_overrides: list[str] = field(default_factory=list)
+    planner: str = "configs/planner/cem.yaml"
+    planning_eval_limit: int = 50  # test episodes the evaluation plans (0: all); ~3 s each on 2 cores
     language_pretrain: str = "configs/language/pretrain_tiny.yaml"
     language_pretrain_overrides: list[str] = field(default_factory=list)
     language: str = "configs/language/tiny.yaml"
@@ -90,6 +101,8 @@ class Pipeline:
         data = r / "data"
         self.stage("generate physqa", data / "physqa", lambda: generate("physqa", c.physqa_n, data / "physqa", seed=c.seed))
         self.stage("generate voe", data / "voe", lambda: generate("voe", c.voe_n, data / "voe", seed=c.seed + 1))
+        self.stage("generate planning", data / "planning",
+                   lambda: generate("planning", c.planning_n, data / "planning", seed=c.seed + 2))
 
         perc = r / "perception" / "final"
         self.stage("perception", perc, lambda: self.train(
@@ -110,6 +123,8 @@ class Pipeline:
             "world_model", c.world_model,
             [f"data.features_dir={wm_feats}", f"model.latent_dim={width}", f"trainer.out_dir={r / 'world_model'}",
              f"trainer.seed={c.seed}"] + c.world_model_overrides))
+
+        plan_wm, critic = self.planning_stages(perc, data / "planning")
 
         lang_feats = r / "features" / "language"
         self.stage("bus features", lang_feats / "test.json", lambda: write_language_features(
@@ -134,14 +149,37 @@ class Pipeline:
                 "language", c.language, common + ["stage=2", "blind=true", f"trainer.out_dir={r / 'language_blind'}"] + c.stage2_overrides))
 
         pack = r / "pack"
-        self.stage("assemble pack", pack / "pack.json", lambda: self.assemble(pack, perc, wm, s2, blind if c.train_blind else None))
+        self.stage("assemble pack", pack / "pack.json",
+                   lambda: self.assemble(pack, perc, wm, s2, blind if c.train_blind else None, (plan_wm, critic)))
         self.stage("evaluate", r / "eval" / "done.json", lambda: self.evaluate(pack, data))
         self.stage("check set", r / "eval" / "check" / "results.json", lambda: self.check(pack))
         if c.ship_to:
             self.ship(pack, Path(c.ship_to))
         return pack
 
-    def assemble(self, pack: Path, perc: Path, wm: Path, lang: Path, blind: Path | None) -> None:
+    def planning_stages(self, perc: Path, data: Path) -> tuple[Path, Path]:
+        """Encode the planning episodes, then train the action-conditioned world model and the critic."""
+        from cogarch.modules.cost.cli import PerceptionEncoder, write_planning_features
+
+        c, r = self.cfg, self.root
+        feats = r / "features" / "planning"
+        self.stage("planning features", feats / "planning_features.json",
+                   lambda: write_planning_features(data, PerceptionEncoder(perc, c.planning_grid), feats))
+        dim = json.loads((feats / "planning_features.json").read_text())["dim"]
+        wm = r / "planning_world_model" / "final"
+        self.stage("planning world model", wm, lambda: self.train(
+            "world_model", c.world_model,
+            [f"data.features_dir={feats / 'world_model'}", f"model.latent_dim={dim}", "model.action_dim=2",
+             f"trainer.out_dir={r / 'planning_world_model'}", f"trainer.seed={c.seed}"] + c.planning_world_model_overrides))
+        critic = r / "critic" / "final"
+        self.stage("critic", critic, lambda: self.train(
+            "critic", c.critic,
+            [f"data.features_dir={feats / 'critic'}", f"model.latent_dim={dim}", f"trainer.out_dir={r / 'critic'}",
+             f"trainer.seed={c.seed}"] + c.critic_overrides))
+        return wm, critic
+
+    def assemble(self, pack: Path, perc: Path, wm: Path, lang: Path, blind: Path | None,
+                 planning: tuple[Path, Path]) -> None:
         from cogarch.config import load_config
         from cogarch.modules.memory.config import MemoryConfig
 
@@ -164,9 +202,26 @@ class Pipeline:
             shutil.copytree(lang, tmp / "language")
             if blind is not None:
                 shutil.copytree(blind, tmp / "language_blind")
+            self.assemble_planning(tmp / "planning", *planning)
             mem_cfg.enabled = False  # a shipped pack writes no memory unless `ask --memory DIR`
             module_class("memory")(mem_cfg).save_pretrained(tmp / "memory")
             (tmp / "pack.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+    def assemble_planning(self, dest: Path, wm: Path, critic: Path) -> None:
+        """pack/planning: the action-conditioned world model, the critic (its energy weights) and
+        planning.json (encoder = the pack's own perception, grid, context, planner preset)."""
+        from cogarch.config import load_config
+        from cogarch.modules.cost.config import PlannerConfig
+
+        planner = load_config(PlannerConfig, self.cfg.planner)
+        planner.validate()
+        dest.mkdir(parents=True)
+        shutil.copytree(wm, dest / "world_model")
+        shutil.copytree(critic, dest / "cost")
+        feats = json.loads((self.root / "features" / "planning" / "planning_features.json").read_text())
+        atomic_write_json(dest / "planning.json", {
+            "encoder": "perception:../perception", "grid": self.cfg.planning_grid, "context": 3,
+            "planner": to_dict(planner), "trained_on": feats})
 
     def evaluate(self, pack: Path, data: Path) -> None:
         from cogarch.evalglue import install
@@ -175,8 +230,9 @@ class Pipeline:
         install()
         limit = self.cfg.eval_limit or None
         results = {}
-        for suite in ("physqa", "voe"):
-            res = run_eval(suite, str(pack), str(data / suite), limit, str(self.root / "eval" / suite), seed=self.cfg.seed, split="test")
+        for suite in ("physqa", "voe", "planning"):
+            n = (self.cfg.planning_eval_limit or None) if suite == "planning" else limit
+            res = run_eval(suite, str(pack), str(data / suite), n, str(self.root / "eval" / suite), seed=self.cfg.seed, split="test")
             results[suite] = {"metrics": res["metrics"], "baselines": res.get("baselines", {}), "n": res.get("n")}
         meta = json.loads((pack / "pack.json").read_text())
         meta["eval"] = results

@@ -65,8 +65,9 @@ def register_model_loader(fn: Callable[[str], Scorer] | None) -> None:
     _MODEL_LOADER = fn
 
 
-def register_planner(fn: Callable[..., bool] | None) -> None:
-    """fn(model_spec, episode_row: dict, data_dir: Path) -> bool success, for the planning suite."""
+def register_planner(fn: Callable[..., Any] | None) -> None:
+    """fn(model_spec, episode_row: dict, data_dir: Path) -> bool success, or a dict with "success"
+    and per-episode extras (e.g. "steps", "plan_s_per_action"), for the planning suite."""
     global _PLANNER
     _PLANNER = fn
 
@@ -232,6 +233,14 @@ def _model_name(model) -> str:
     return model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
 
 
+def _episode_category(row: dict) -> str:
+    """near | far, "+obstacles" when bars stand on the table (from the stored env arguments)."""
+    env = json.loads(row["env"]) if row.get("env") else None
+    if not env:
+        return "planning"
+    return env["goal_distance"] + ("+obstacles" if env["obstacles"] else "")
+
+
 def _run_planning(model, data_dir: Path, split: str, limit: int | None) -> tuple[dict, dict, list, int]:
     eps = sorted((dict(r) for r in load_episodes(data_dir, split)), key=lambda r: r["episode_id"])
     if limit is not None:
@@ -241,11 +250,18 @@ def _run_planning(model, data_dir: Path, split: str, limit: int | None) -> tuple
     if not eps:
         raise DataError(f"planning split {split!r} at {str(data_dir)!r} has no episodes")
 
+    cats = [_episode_category(e) for e in eps]
+
     def metrics(succ: list[bool]) -> dict:
-        return {"overall": {"success_rate": sum(map(bool, succ)) / len(succ), "n": len(succ)}}
+        out = {"overall": {"success_rate": sum(map(bool, succ)) / len(succ), "n": len(succ)}}
+        for c in sorted(set(cats)):
+            sub = [bool(x) for x, k in zip(succ, cats) if k == c]
+            out[c] = {"success_rate": sum(sub) / len(sub), "n": len(sub)}
+        return out
 
     stored = [bool(e["success"]) for e in eps]
     baselines = {"chance": metrics(stored)}
+    extras: list[dict] = [{} for _ in eps]  # per-episode details a planner reports (steps, time)
     if model == "baseline:chance":
         model_succ = stored
     elif model == "baseline:prior":
@@ -253,11 +269,18 @@ def _run_planning(model, data_dir: Path, split: str, limit: int | None) -> tuple
     else:
         if _PLANNER is None:
             raise NotBuiltError("planning with a model: planner module not built yet")
-        model_succ = [bool(_PLANNER(model, e, data_dir)) for e in tqdm(eps, desc="eval planning")]
-    samples = [{"qid": e["episode_id"], "category": "planning", "prediction": s,
-                "truth": True, "correct": s, "stored_random_success": bool(e["success"])}
-               for e, s in zip(eps, model_succ)]
-    return metrics(model_succ), baselines, samples, len(eps)
+        outs = [_PLANNER(model, e, data_dir) for e in tqdm(eps, desc="eval planning")]
+        extras = [dict(o) if isinstance(o, dict) else {} for o in outs]
+        model_succ = [bool(o["success"] if isinstance(o, dict) else o) for o in outs]
+    samples = [{"qid": e["episode_id"], "category": c, "prediction": s,
+                "truth": True, "correct": s, "stored_random_success": bool(e["success"]),
+                **{k: v for k, v in x.items() if k != "success"}}
+               for e, c, s, x in zip(eps, cats, model_succ, extras)]
+    out = metrics(model_succ)
+    times = [x["plan_s_per_action"] for x in extras if x.get("steps")]
+    if times:
+        out["overall"]["plan_s_per_action"] = round(sum(times) / len(times), 4)
+    return out, baselines, samples, len(eps)
 
 
 def run_eval(

@@ -39,7 +39,7 @@ def test_schema_and_manifest(suite):
         assert qs[sp].column_names == Q_COLS
     man = json.loads((out / "manifest.json").read_text())
     assert {"suite", "n", "seed", "generator_version", "splits", "config"} <= set(man)
-    assert man["suite"] == "physqa" and man["n"] == 60 and man["generator_version"] == 1
+    assert man["suite"] == "physqa" and man["n"] == 60 and man["generator_version"] == 2
     assert man["splits"] == {sp: len(clips[sp]) for sp in SPLITS} == summary["splits"]
     assert summary["clips"] == 60 and summary["clips_per_s"] > 0
     row = clips["train"][0]

@@ -14,6 +14,7 @@ from cogarch.errors import UserError
 from cogarch.evals.world.common import SPLITS
 from cogarch.evals.world.generate import generate
 from cogarch.evals.world.planning_env import TablePushEnv
+from cogarch.evals.world.planning import env_from_row
 from cogarch.evals.world.video import read_mp4
 from cogarch.evals.world.voe import VIOLATIONS
 
@@ -133,7 +134,7 @@ def test_env_clone_restore_and_determinism():
 def test_planning_episodes_schema(tmp_path):
     s = generate("planning", 12, tmp_path / "pl", seed=2, workers=1, progress=False)
     ep = load_from_disk(str(tmp_path / "pl" / "episodes"))
-    cols = ["episode_id", "split", "seed", "video", "frames", "actions", "states", "goal", "obstacles", "success"]
+    cols = ["episode_id", "split", "seed", "video", "frames", "actions", "states", "goal", "obstacles", "success", "env"]
     assert s["clips"] == 12
     for sp in SPLITS:
         assert ep[sp].column_names == cols
@@ -145,3 +146,14 @@ def test_planning_episodes_schema(tmp_path):
         assert r["success"] == (np.hypot(states[-1][0] - goal["x"], states[-1][1] - goal["y"]) <= goal["r"] + 1e-2)
     for r in ep["test_ood"]:
         assert len(json.loads(r["obstacles"])) >= 2
+    # env_from_row rebuilds the stored table: replaying the stored actions gives the stored states.
+    for r in list(ep["train"]) + list(ep["test_ood"]):
+        env = env_from_row(r)
+        states = json.loads(r["states"])
+        assert np.allclose(env.state(), states[0], atol=1e-2)
+        for a, st in zip(json.loads(r["actions"]), states[1:]):
+            env.step(a)
+            assert np.allclose(env.state(), st, atol=0.05)
+        assert env.success() == r["success"] and len(env.frames) == r["frames"]
+        goal = json.loads(r["goal"])
+        assert (float(env.goal[0]), float(env.goal[1])) == (goal["x"], goal["y"])

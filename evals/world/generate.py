@@ -26,7 +26,7 @@ from cogarch.errors import UserError
 from cogarch.evals.world.common import SPLITS, balance, clip_seed, split_counts
 from cogarch.evals.world.scenes import SceneConfig
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: planning episodes store their env keyword arguments ("env")
 SUITES = ("physqa", "voe", "planning")
 
 
@@ -150,7 +150,7 @@ def _features(kind: str):
                          "question": s, "choices": Sequence(s), "answer": s, "answer_index": i,
                          "pair_id": s, "extra": s})
     return Features({"episode_id": s, "split": s, "seed": Value("int64"), "video": s, "frames": i,
-                     "actions": s, "states": s, "goal": s, "obstacles": s, "success": Value("bool")})
+                     "actions": s, "states": s, "goal": s, "obstacles": s, "success": Value("bool"), "env": s})
 
 
 def _save(rows_by_split: dict[str, list[dict]], kind: str, path: Path) -> None:

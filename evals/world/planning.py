@@ -27,19 +27,36 @@ def random_action(rng: np.random.Generator, env: TablePushEnv, bias: float) -> n
     return env.clip_action(bias * want + (1 - bias) * noise)
 
 
+def env_from_row(row: dict, record: bool = True) -> TablePushEnv:
+    """The TablePushEnv of a stored episode (same start, goal and obstacles), reset, ready to act in."""
+    import json
+
+    from cogarch.evals.suites.schema import DataError
+
+    if not row.get("env"):
+        raise DataError(f"planning episode {row.get('episode_id')!r} has no 'env' field (generated before it existed: "
+                        "regenerate the suite with cogarch generate --suite planning)")
+    env = TablePushEnv(**json.loads(row["env"]), record=record)
+    env.reset()
+    return env
+
+
 def make_clip(task: dict) -> dict:
     """Worker job: one random-action episode -> one `episodes` row + its mp4."""
     from pathlib import Path
 
     rng = np.random.default_rng(task["seed"])
     ood = task["scene"]["ood"]
-    env = TablePushEnv(
+    # Everything TablePushEnv needs to rebuild this episode's table (start, goal, obstacles):
+    # stored in the row so a planner can be scored on exactly this episode (env_from_row).
+    kwargs = dict(
         seed=int(rng.integers(2**31)), obstacles=bool(ood or rng.random() < 0.5),
         goal_distance="far" if (ood or rng.random() < 0.5) else "near", size=task["size"],
         action_every=task["action_every"], max_steps=task["episode_steps"],
-        n_obstacles=int(rng.integers(2, 4)) if ood else None, record=True, ss=task["ss"],
+        n_obstacles=int(rng.integers(2, 4)) if ood else None, ss=task["ss"],
         fps=task["scene"]["fps"], substeps=task["scene"]["substeps"],
     )
+    env = TablePushEnv(**kwargs, record=True)
     bias = float(rng.random())
     env.reset()
     states = [env.state().astype(float)]
@@ -61,5 +78,6 @@ def make_clip(task: dict) -> dict:
         "goal": dumps({"x": env.goal[0], "y": env.goal[1], "r": env.goal[2]}),
         "obstacles": dumps([s.to_json() for s in env.scene.statics]),
         "success": bool(env.success()),
+        "env": dumps(kwargs),
     }
     return {"episodes": [row]}

@@ -60,16 +60,21 @@ class BlurPixelEncoder:
 
 
 class PerceptionEncoder:
-    """The trained perception module (loaded via the registry): mean-pooled tokens of the last tubelet."""
+    """The trained perception module (loaded via the registry) on the last tubelet of frames.
 
-    def __init__(self, folder: str) -> None:
+    grid = 0: mean of the tubelet's patch tokens, [D]. grid = g > 0: the token grid average-pooled
+    to g x g and flattened, [g*g*D]: a mean over the whole frame keeps little of WHERE a small
+    object is, and where the puck is, is what planning on the table needs.
+    """
+
+    def __init__(self, folder: str | Path, grid: int = 0) -> None:
         from cogarch.registry import module_class
 
         self.model = module_class("perception").from_pretrained(folder).eval()
-        self.tubelet = int(self.model.config.tubelet_size)
-        self.size = int(self.model.config.img_size)
-        self.name = f"perception:{folder}"
-        self.dim = int(self.model.config.hidden_size) if hasattr(self.model.config, "hidden_size") else None
+        c = self.model.config
+        self.tubelet, self.size, self.grid = int(c.tubelet_size), int(c.img_size), int(grid)
+        self.name = f"perception:{folder}" + (f" (grid {grid})" if grid else "")
+        self.dim = int(c.hidden_size) * max(1, self.grid) ** 2
 
     @torch.no_grad()
     def __call__(self, frames: list[np.ndarray]) -> torch.Tensor:
@@ -79,14 +84,23 @@ class PerceptionEncoder:
         x = torch.as_tensor(np.stack(last)).permute(0, 3, 1, 2).float().div(255)  # [t, 3, H, W]
         if x.shape[-1] != self.size:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        return self.model.encode(x[None])[0].mean(dim=0)  # [D]
+        tok = self.model.encode(x[None])[0]  # [h*w, D]: one tubelet
+        if not self.grid:
+            return tok.mean(dim=0)  # [D]
+        side = int(round(tok.shape[0] ** 0.5))
+        g = tok.reshape(side, side, -1).permute(2, 0, 1)[None]  # [1, D, h, w]
+        return F.adaptive_avg_pool2d(g, self.grid)[0].permute(1, 2, 0).flatten()  # [g*g*D], row-major cells
 
 
-def make_encoder(spec: str) -> Any:
+def make_encoder(spec: str, grid: int = 0, root: Path | None = None) -> Any:
+    """"blur-pixels" | "perception:<folder>" (a relative folder is resolved against `root` first)."""
     if spec == "blur-pixels":
         return BlurPixelEncoder()
     if spec.startswith("perception:"):
-        return PerceptionEncoder(spec.split(":", 1)[1])
+        folder = Path(spec.split(":", 1)[1])
+        if root is not None and not folder.is_absolute() and (root / folder).is_dir():
+            folder = root / folder
+        return PerceptionEncoder(folder, grid)
     raise UserError(f"unknown encoder {spec!r}: use 'blur-pixels' or 'perception:<folder>'")
 
 
@@ -113,7 +127,8 @@ def load_learned(folder: str) -> LearnedModel:
     cost.config.goal_reduce = "mean"  # mean distance along the rollout rewards reaching the goal early
     if wm.config.action_dim < 1:
         raise UserError(f"{folder!r}: the world model is not action-conditioned; it cannot plan")
-    return LearnedModel(wm, cost.eval(), make_encoder(meta["encoder"]), int(meta.get("context", 2)), folder)
+    enc = make_encoder(meta["encoder"], int(meta.get("grid", 0)), root)
+    return LearnedModel(wm, cost.eval(), enc, int(meta.get("context", 2)), folder)
 
 
 def parse_goal(goal: str) -> tuple[str, bool]:
@@ -133,14 +148,23 @@ def goal_frames(env: Any) -> list[np.ndarray]:
 
 
 def table_push_episode(
-    seed: int, goal: str, cfg: PlannerConfig, learned: LearnedModel | None, max_steps: int = 30, plan_seed: int = 0
+    seed: int, goal: str, cfg: PlannerConfig, learned: LearnedModel | None, max_steps: int = 30, plan_seed: int = 0,
+    env: Any = None,
 ) -> dict[str, Any]:
-    """One closed-loop episode on TablePushEnv; returns the result and the observed frames."""
+    """One closed-loop episode on TablePushEnv; returns the result and the observed frames.
+
+    env: an already reset TablePushEnv (e.g. a stored episode's, evals.world.planning.env_from_row)
+    to plan in instead of building one from seed/goal; its own max_steps is the action budget.
+    """
     from cogarch.evals.world.planning_env import TablePushEnv
 
-    dist, obstacles = parse_goal(goal)
-    env = TablePushEnv(seed=seed, obstacles=obstacles, goal_distance=dist, max_steps=max_steps, record=True)
-    env.reset()
+    if env is None:
+        dist, obstacles = parse_goal(goal)
+        env = TablePushEnv(seed=seed, obstacles=obstacles, goal_distance=dist, max_steps=max_steps, record=True)
+        env.reset()
+    else:
+        seed, max_steps = env.seed, env.max_steps
+        goal = env.goal_distance + ("+obstacles" if env.obstacles else "")
     a_max, size = env.a_max, float(env.size)
     gframes = goal_frames(env)
     if learned is None:
@@ -192,6 +216,64 @@ def table_push_episode(
     out.update(mode=mode, seed=seed, goal=goal, planner=cfg.kind, wall_s=time.perf_counter() - t0,
                final_distance=env.distance(), frames=env.frames, goal_frame=gframes[-1])
     return out
+
+
+def write_planning_features(data_dir: str | Path, encoder: Any, out: str | Path, splits: tuple[str, ...] = ("train",),
+                            progress: bool = True) -> dict:
+    """Encode a generated planning suite's episodes into the shards the world model and critic read.
+
+    Each stored episode is replayed in its own env (`env_from_row`: same table, the stored actions),
+    so frames are rendered exactly as the planner will see them, not decoded from lossy mp4. An
+    episode that reached the goal early is continued with zero actions (no push) up to the suite's
+    action budget, so every episode has T = max_steps + 1 steps (real physics, a do-nothing policy).
+    Writes <out>/world_model/<split>.safetensors (latents [N, T, D], actions [N, T, 2] in units of
+    a_max, the last step without action) and <out>/critic/<split>.safetensors (+ goal [N, D] and
+    costs [N, T] = the true puck-goal distance / table size: the environment's cost signal, which
+    the critic learns to predict from latents).
+    """
+    import datasets
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+
+    from cogarch.evals.world.planning import env_from_row
+    from cogarch.fsutil import atomic_write_json
+
+    root, out = Path(data_dir), Path(out)
+    eps = datasets.load_from_disk(str(root / "episodes"))
+    summary = {"encoder": encoder.name, "dim": int(encoder.dim), "splits": {}}
+    for split in splits:
+        rows = sorted((dict(r) for r in eps[split]), key=lambda r: r["episode_id"]) if split in eps else []
+        if not rows:
+            raise UserError(f"planning suite {str(root)!r} has no {split!r} episodes")
+        lats, acts, costs, goals = [], [], [], []
+        for row in tqdm(rows, desc=f"planning features {split}", disable=not progress):
+            env = env_from_row(row)
+            stored = json.loads(row["actions"])
+            z, a, c = [encoder(env.frames)], [], [env.distance() / env.size]
+            for t in range(env.max_steps):
+                act = np.asarray(stored[t] if t < len(stored) else (0.0, 0.0), dtype=np.float64)
+                env.step(act)
+                a.append(act / env.a_max)
+                z.append(encoder(env.frames))
+                c.append(env.distance() / env.size)
+            a.append(np.zeros(2))
+            lats.append(torch.stack(z))
+            acts.append(torch.as_tensor(np.stack(a), dtype=torch.float32))
+            costs.append(torch.tensor(c, dtype=torch.float32))
+            goals.append(encoder(goal_frames(env)))
+        meta = {"clip_ids": json.dumps([r["episode_id"] for r in rows]), "splits": json.dumps([split] * len(rows)),
+                "extras": json.dumps([{} for _ in rows]), "suite": "planning", "encoder": encoder.name}
+        base = {"latents": torch.stack(lats).contiguous(), "actions": torch.stack(acts).contiguous()}
+        shards = {"world_model": base, "critic": {**base, "goal": torch.stack(goals).contiguous(),
+                                                  "costs": torch.stack(costs).contiguous()}}
+        for sub, tensors in shards.items():
+            (out / sub).mkdir(parents=True, exist_ok=True)
+            tmp = out / sub / f".{split}.safetensors.tmp"
+            save_file(tensors, str(tmp), metadata=meta)
+            tmp.replace(out / sub / f"{split}.safetensors")
+        summary["splits"][split] = len(rows)
+    atomic_write_json(out / "planning_features.json", summary)
+    return summary
 
 
 def save_strip(path: str, frames: list[np.ndarray], goal_frame: np.ndarray, caption: str, max_frames: int = 10) -> None:
