@@ -6,7 +6,7 @@
     cogarch generate --suite NAME --n N [--seed S] --out DIR
     cogarch info [PACK]
     cogarch memory list|search|forget|rebuild [TARGET] --store DIR
-    cogarch plan --env table-push [--goal near|far] [--planner flat|hier|random] [--out PNG]
+    cogarch plan --env table-push [--goal near|far[+obstacles]] [--planner cem|hier|random] [--model PACK|simulator] [--out PNG]
     cogarch serve [--model PACK] [--host 127.0.0.1] [--port 8000]
 
 User errors (bad paths, videos, config keys, checkpoints) print ONE line to stderr and exit 2;
@@ -51,7 +51,9 @@ EXAMPLES = {
   cogarch memory forget 12 --store ~/.cogarch/memory
   cogarch memory rebuild --store ~/.cogarch/memory""",
     "plan": """examples:
-  cogarch plan --env table-push --goal near --planner hier --out plan.png""",
+  cogarch plan --env table-push --goal near --out plan.png              # the default pack's planner
+  cogarch plan --goal far+obstacles --planner hier --model runs/pack/pack
+  cogarch plan --goal near --model simulator                           # perfect-model upper bound""",
     "serve": """examples:
   cogarch serve                                  # http://127.0.0.1:8000/ with the default pack
   cogarch serve --model runs/pack/pack --port 8080 --max-upload-mb 64
@@ -126,9 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     pl = _sub(subs, "plan", "plan in latent space against the physics world's push environment")
     pl.add_argument("--env", default="table-push")
     pl.add_argument("--goal", default="near", help="near | far")
-    pl.add_argument("--planner", default="hier", help="random | flat | hier")
+    pl.add_argument("--planner", default="cem", help="random | cem (flat) | hier")
     pl.add_argument("--seed", type=int, default=0)
-    pl.add_argument("--model", help="pack folder (world model + perception)")
+    pl.add_argument("--model", default="default",
+                    help="pack folder with planning/ (default: the shipped default pack), a planning model "
+                         "folder, or 'simulator' (the env's own simulator: a perfect-model upper bound)")
     pl.add_argument("--out", default="plan.png", help="rollout strip PNG")
 
     sv = _sub(subs, "serve", "serve a web page and a JSON API that answer questions about uploaded clips")
@@ -211,7 +215,17 @@ def cmd_memory(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from cogarch.modules.cost.cli import run_plan
 
-    result = run_plan(env=args.env, goal=args.goal, planner=args.planner, seed=args.seed, out_png=args.out, model=args.model)
+    model = args.model
+    if model == "default":
+        from cogarch.assets import default_pack_path
+
+        found = default_pack_path()
+        if found is None:
+            raise UserError("no default pack is installed: pass --model PACK (or --model simulator)")
+        model = str(found)
+    planner = "cem" if args.planner == "flat" else args.planner
+    result = run_plan(env=args.env, goal=args.goal, planner=planner, seed=args.seed, out_png=args.out,
+                      model=None if model == "simulator" else model)
     print(json.dumps(result, indent=2, sort_keys=True, default=str))
     return 0
 

@@ -64,6 +64,9 @@ def pack_info(pack: str) -> str:
         size = _dir_size(folder) / 2**20 if folder.is_dir() else 0.0
         has_cfg = folder.is_dir() and any(folder.glob("*config.json"))
         lines.append(f"  {name:<12} {size:6.1f} MiB  {'ok' if has_cfg else 'MISSING (no config JSON)'}")
+    plan = root / "planning"
+    if (plan / "planning.json").is_file():  # not an `ask` module: used by `cogarch plan` / eval --suite planning
+        lines.append(f"  {'planning':<12} {_dir_size(plan) / 2**20:6.1f} MiB  ok (action-conditioned world model + critic)")
     for key in ("git_revision", "data_seed", "created"):
         if key in meta:
             lines.append(f"{key}: {meta[key]}")

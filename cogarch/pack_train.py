@@ -37,15 +37,15 @@ class Config:
     world_model: str = "configs/world_model/tiny.yaml"
     world_model_overrides: list[str] = field(default_factory=list)
     # Planning (TablePushEnv): episodes of the planning suite, encoded by the trained perception
-    # (token grid pooled to planning_grid x planning_grid per step), an action-conditioned world
-    # model and a critic trained on them; the planner preset is copied into the pack.
-    planning_n: int = 1000  # episodes (80/10/10/10 train/val/test/test_ood)
-    planning_grid: int = 2
+    # (each step's token grid pooled to planning_grid x planning_grid tokens), an action-conditioned
+    # world model and a critic trained on them; the planner preset is copied into the pack.
+    planning_n: int = 1000  # episodes (70/10/10/10 train/val/test/test_ood)
+    planning_grid: int = 4
     planning_world_model_overrides: list[str] = field(default_factory=list)
     critic: str = "configs/critic/tiny.yaml"
     critic_overrides: list[str] = field(default_factory=list)
     planner: str = "configs/planner/cem.yaml"
-    planning_eval_limit: int = 50  # test episodes the evaluation plans (0: all); ~3 s each on 2 cores
+    planning_eval_limit: int = 20  # test episodes the evaluation plans (0: all); up to ~17 s each on 2 cores
     language_pretrain: str = "configs/language/pretrain_tiny.yaml"
     language_pretrain_overrides: list[str] = field(default_factory=list)
     language: str = "configs/language/tiny.yaml"
@@ -164,7 +164,7 @@ class Pipeline:
         c, r = self.cfg, self.root
         feats = r / "features" / "planning"
         self.stage("planning features", feats / "planning_features.json",
-                   lambda: write_planning_features(data, PerceptionEncoder(perc, c.planning_grid), feats))
+                   lambda: write_planning_features(data, PerceptionEncoder(perc, c.planning_grid, tokens=True), feats))
         dim = json.loads((feats / "planning_features.json").read_text())["dim"]
         wm = r / "planning_world_model" / "final"
         self.stage("planning world model", wm, lambda: self.train(
@@ -220,7 +220,7 @@ class Pipeline:
         shutil.copytree(critic, dest / "cost")
         feats = json.loads((self.root / "features" / "planning" / "planning_features.json").read_text())
         atomic_write_json(dest / "planning.json", {
-            "encoder": "perception:../perception", "grid": self.cfg.planning_grid, "context": 3,
+            "encoder": "perception:../perception", "grid": self.cfg.planning_grid, "tokens": True, "context": 3,
             "planner": to_dict(planner), "trained_on": feats})
 
     def evaluate(self, pack: Path, data: Path) -> None:

@@ -109,3 +109,66 @@ def test_critic_job_uses_train_split_only(tmp_path):
     assert torch.isfinite(loss) and m["target_mean"] > 0  # default per-step cost: goal distance
     with pytest.raises(ConfigError, match="evaluation split"):
         Config(data=DataConfig(features_dir=str(tmp_path), train_splits=["test_ood"])).validate()
+
+
+def test_keypoint_critic_learns_a_distance_from_token_grids():
+    """Token grids 4x4 carry one object: the token of its cell holds a marker plus its in-cell
+    offset. Trained only on costs = true object-goal distance (gamma 0), the keypoint critic must
+    rank held-out (state, goal) pairs by distance; the pooled MLP critic sees a mean over the grid
+    (which still carries the offset, not the cell) and must do clearly worse."""
+    torch.manual_seed(0)
+    side, D, n = 4, 8, 512
+
+    def grids(pos: torch.Tensor) -> torch.Tensor:  # pos [N, 2] in [0, 1) -> tokens [N, 16, D]
+        cell = (pos * side).floor().long()
+        off = pos * side - cell - 0.5
+        tok = torch.zeros(pos.shape[0], side * side, D)
+        idx = cell[:, 1] * side + cell[:, 0]
+        tok[torch.arange(pos.shape[0]), idx, 0] = 4.0
+        tok[torch.arange(pos.shape[0]), idx, 1:3] = off
+        return tok
+
+    def data(n: int) -> dict[str, torch.Tensor]:
+        s, g = torch.rand(n, 2), torch.rand(n, 2)
+        return {"latents": grids(s)[:, None], "goal": grids(g), "costs": (s - g).norm(dim=-1)[:, None]}
+
+    train, test = data(n), data(256)
+    scores = {}
+    for arch in ("keypoint", "mlp"):
+        cm = CostModel(CostConfig(latent_dim=D, critic_arch=arch, critic_hidden=32, gamma=0.0, target="mc"))
+        opt = torch.optim.Adam(cm.parameters(), lr=1e-2)
+        for i in range(300):
+            idx = torch.arange(64 * (i % 8), 64 * (i % 8 + 1))
+            loss, _ = cm({k: v[idx] for k, v in train.items()})
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            pred = cm.critic_value(test["latents"], test["goal"])[:, 0]
+        ranks = lambda x: x.argsort().argsort().float()  # noqa: E731
+        scores[arch] = float(torch.corrcoef(torch.stack([ranks(pred), ranks(test["costs"][:, 0])]))[0, 1])
+    assert scores["keypoint"] > 0.9 and scores["keypoint"] > scores["mlp"] + 0.2, scores
+    with pytest.raises(UserError, match="square token grid"):
+        CostModel(CostConfig(latent_dim=D, critic_arch="keypoint")).critic_value(torch.zeros(1, 1, 5, D), torch.zeros(1, 5, D))
+    with pytest.raises(ConfigError, match="critic_arch"):
+        CostConfig(critic_arch="tree").validate()
+
+
+def test_relabel_and_keypoint_supervision():
+    """Relabelled episodes get another episode's goal and costs recomputed from true positions;
+    keypoint_weight adds an L1 pull of the keypoints onto the true positions."""
+    torch.manual_seed(0)
+    B, T, P, D = 6, 3, 4, 8
+    pos, goal_pos = torch.rand(B, T, 2), torch.rand(B, 2)
+    batch = {"latents": torch.randn(B, T, P, D), "goal": torch.arange(B).float()[:, None, None].expand(B, P, D).clone(),
+             "costs": (pos - goal_pos[:, None]).norm(dim=-1), "positions": pos, "goal_position": goal_pos}
+    cm = CostModel(CostConfig(latent_dim=D, critic_arch="keypoint", relabel=1.0, gamma=0.0, target="mc"))
+    goal, costs = cm._relabel(batch["goal"], pos, goal_pos, batch["costs"])
+    other = goal[:, 0, 0].long()
+    assert (other != torch.arange(B)).all()  # every episode got ANOTHER episode's goal ...
+    assert torch.allclose(costs, (pos - goal_pos[other][:, None]).norm(dim=-1))  # ... and the matching costs
+    cm.config.keypoint_weight = 1.0
+    loss, m = cm(batch)
+    assert m["keypoint_l1"] > 0 and loss.item() == pytest.approx(m["value_loss"] + m["keypoint_l1"], rel=1e-5)
+    with pytest.raises(UserError, match="keypoint_weight"):
+        CostModel(CostConfig(latent_dim=D, keypoint_weight=1.0))({k: v for k, v in batch.items()})

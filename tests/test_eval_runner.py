@@ -351,12 +351,19 @@ def test_planning_reports_stored_random_success_and_planner_hook(tmp_path):
     assert res["baselines"]["chance"]["overall"]["success_rate"] == 0.25
     assert run_eval("planning", "baseline:chance", data=root, output=tmp_path / "o",
                     limit=3)["metrics"]["overall"]["success_rate"] == pytest.approx(1 / 3)
+    runner.register_planner(None)  # another test may have installed the pack planner (evalglue.install)
     with pytest.raises(NotBuiltError, match="planner"):
         run_eval("planning", "packs/x", data=root, output=tmp_path / "o")
     runner.register_planner(lambda spec, e, d: e["seed"] < 6)
     try:
         res = run_eval("planning", "packs/x", data=root, output=tmp_path / "o")
+        # A planner may return details with its success; they land in samples, time in the metrics.
+        runner.register_planner(lambda spec, e, d: {"success": e["seed"] < 2, "steps": 3, "plan_s_per_action": 0.5})
+        res2 = run_eval("planning", "packs/x", data=root, output=tmp_path / "o2")
     finally:
         runner.register_planner(None)
     assert res["metrics"]["overall"]["success_rate"] == pytest.approx(6 / 8)
     assert "success_rate" in format_table(res)
+    assert res2["metrics"]["overall"] == {"success_rate": 0.25, "n": 8, "plan_s_per_action": 0.5}
+    rows = [json.loads(line) for line in (tmp_path / "o2" / "samples.jsonl").read_text().splitlines()]
+    assert rows[0]["steps"] == 3 and rows[0]["stored_random_success"] is True and rows[0]["category"] == "planning"

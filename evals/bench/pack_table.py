@@ -1,16 +1,19 @@
 """Render a pack's recorded evaluation (pack.json "eval") as the README results table.
 
-    python -m cogarch.evals.bench.pack_table cogarch/assets/default_pack
+    python -m cogarch.evals.bench.pack_table cogarch/assets/default_pack [--untrained runs/pack_untrained/pack]
 
 The numbers come from `cogarch train pack`'s evaluate stage, which runs exactly
-`cogarch eval --suite physqa|voe --model PACK --data DATA --split test`; rerun those commands to
-regenerate them. Baselines (chance, answer prior, blind LM) come from the same runner, same split.
+`cogarch eval --suite physqa|voe|planning --model PACK --data DATA --split test` (planning: the
+first `planning_eval_limit` test episodes); rerun those commands to regenerate them. Baselines
+(chance, answer prior, blind LM; for planning the stored random-action episodes) come from the same
+runner, same split. --untrained adds the model column of a second pack trained by the same recipe
+with an untrained encoder (configs/pack/untrained_encoder.yaml).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -18,9 +21,11 @@ def _pct(x) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
 
 
-def physqa_table(res: dict) -> list[str]:
-    m, b = res["metrics"], res.get("baselines", {})
-    cols = [c for c in ("chance", "prior", "blind") if c in b]
+def physqa_table(res: dict, untrained: dict | None = None) -> list[str]:
+    m, b = res["metrics"], dict(res.get("baselines", {}))
+    if untrained is not None:
+        b["untrained encoder"] = untrained["metrics"]
+    cols = [c for c in ("chance", "prior", "blind", "untrained encoder") if c in b]
     lines = ["| physqa (test) | n | model acc | " + " | ".join(f"{c} acc" for c in cols) + " |",
              "|---|---|---|" + "---|" * len(cols)]
     order = ["descriptive", "explanatory", "predictive", "counterfactual", "overall"]
@@ -30,9 +35,11 @@ def physqa_table(res: dict) -> list[str]:
     return lines
 
 
-def voe_table(res: dict) -> list[str]:
-    m, b = res["metrics"], res.get("baselines", {})
-    cols = [c for c in ("chance", "prior") if c in b]
+def voe_table(res: dict, untrained: dict | None = None) -> list[str]:
+    m, b = res["metrics"], dict(res.get("baselines", {}))
+    if untrained is not None:
+        b["untrained encoder"] = untrained["metrics"]
+    cols = [c for c in ("chance", "prior", "untrained encoder") if c in b]
     lines = ["| voe (test) | pairs×2 | model pairwise / AUROC | " + " | ".join(f"{c} pairwise / AUROC" for c in cols) + " |",
              "|---|---|---|" + "---|" * len(cols)]
     cats = sorted(k for k in m if k != "overall") + ["overall"]
@@ -43,14 +50,35 @@ def voe_table(res: dict) -> list[str]:
     return lines
 
 
-def render(pack: str | Path) -> str:
+def planning_table(res: dict, untrained: dict | None = None) -> list[str]:
+    """Success rate per goal category: the pack's planner vs the stored random-action episodes."""
+    m, b = res["metrics"], res.get("baselines", {})
+    extra = " | untrained encoder success" if untrained is not None else ""
+    lines = ["| planning (test) | episodes | model success | random-action success (stored)" + extra + " |",
+             "|---|---|---|---|" + ("---|" if untrained is not None else "")]
+    cats = sorted(k for k in m if k != "overall") + ["overall"]
+    for cat in cats:
+        row = [cat, str(m[cat]["n"]), _pct(m[cat]["success_rate"]), _pct(b.get("chance", {}).get(cat, {}).get("success_rate"))]
+        if untrained is not None:
+            row.append(_pct(untrained["metrics"].get(cat, {}).get("success_rate")))
+        lines.append("| " + " | ".join(row) + " |")
+    t = m["overall"].get("plan_s_per_action")
+    if t is not None:
+        lines += ["", f"Planning time per action (flat CEM, mean over steps): {1000 * t:.0f} ms"]
+    return lines
+
+
+TABLES = {"physqa": physqa_table, "voe": voe_table, "planning": planning_table}
+
+
+def render(pack: str | Path, untrained: str | Path | None = None) -> str:
     meta = json.loads((Path(pack) / "pack.json").read_text())
     ev = meta.get("eval", {})
+    other = json.loads((Path(untrained) / "pack.json").read_text()).get("eval", {}) if untrained else {}
     out = []
-    if "physqa" in ev:
-        out += physqa_table(ev["physqa"]) + [""]
-    if "voe" in ev:
-        out += voe_table(ev["voe"]) + [""]
+    for suite, table in TABLES.items():
+        if suite in ev:
+            out += table(ev[suite], other.get(suite) if untrained else None) + [""]
     if "check" in meta:
         c = meta["check"]
         out.append(f"Check set (physqa seed {c['seed']}, n={c['n']}, first {c['limit']} test questions): acc {_pct(c['metrics']['acc'])}")
@@ -58,4 +86,8 @@ def render(pack: str | Path) -> str:
 
 
 if __name__ == "__main__":
-    print(render(sys.argv[1] if len(sys.argv) > 1 else "cogarch/assets/default_pack"))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("pack", nargs="?", default="cogarch/assets/default_pack")
+    ap.add_argument("--untrained", help="a pack trained by configs/pack/untrained_encoder.yaml")
+    args = ap.parse_args()
+    print(render(args.pack, args.untrained))

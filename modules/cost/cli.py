@@ -2,19 +2,24 @@
 
 Two planning models, always labelled in results:
 - "learned": a trained world model (loaded through cogarch.registry, never imported from its
-  module) rolls out latents of an encoder; the energy is CostModel's goal distance in that latent
-  space (+ critic if trained). This is the real result.
+  module) rolls out latents of an encoder; the energy is CostModel's: goal distance in that latent
+  space and/or the trained critic, with the weights saved in its config. This is the real result.
 - "simulator": the env's own ground-truth simulator through clone_state/restore_state, energy in
   true positions. A perfect-model UPPER BOUND baseline only.
 
-A learned planning model is a folder written by evals/bench/planning.py:
-    <model>/planning.json   {"encoder": "blur-pixels" | "perception:<folder>", "context": C, ...}
+A learned planning model is a folder (a pack's `planning/`, written by `cogarch train pack`, or one
+written by evals/bench/planning.py):
+    <model>/planning.json   {"encoder": "blur-pixels" | "perception:<folder>", "grid": g, "context": C,
+                             "planner": {...} (optional preset)}
     <model>/world_model/    the action-conditioned world model (save_pretrained)
-    <model>/cost/           optional trained critic (save_pretrained)
+    <model>/cost/           optional trained critic + energy weights (save_pretrained)
+A relative perception folder is resolved against the model folder (a pack's is "../perception").
 
-Encoders: "perception:<folder>" is the trained V-JEPA encoder (mean-pooled tokens of the last
-tubelet). "blur-pixels" is a FIXED hand-made feature (grayscale, blurred, pooled to 8x8 = 64-D)
-used while no trained perception checkpoint exists; it is not learned and is named in every result.
+Encoders: "perception:<folder>" is the trained V-JEPA encoder on the last tubelet (tokens
+mean-pooled, or pooled to a grid x grid map). "blur-pixels" is a FIXED hand-made feature
+(grayscale, blurred, pooled to 8x8 = 64-D) used before a trained perception existed; it is not
+learned and is named in every result. write_planning_features() encodes a generated planning
+suite's episodes into the world model's and critic's training shards.
 """
 
 from __future__ import annotations
@@ -63,18 +68,20 @@ class PerceptionEncoder:
     """The trained perception module (loaded via the registry) on the last tubelet of frames.
 
     grid = 0: mean of the tubelet's patch tokens, [D]. grid = g > 0: the token grid average-pooled
-    to g x g and flattened, [g*g*D]: a mean over the whole frame keeps little of WHERE a small
-    object is, and where the puck is, is what planning on the table needs.
+    to g x g, as g*g tokens [g*g, D] (tokens=True) or flattened into one vector [g*g*D]. A mean over
+    the whole frame keeps little of WHERE a small object is, and where the puck is, is what planning
+    on the table needs.
     """
 
-    def __init__(self, folder: str | Path, grid: int = 0) -> None:
+    def __init__(self, folder: str | Path, grid: int = 0, tokens: bool = False) -> None:
         from cogarch.registry import module_class
 
         self.model = module_class("perception").from_pretrained(folder).eval()
         c = self.model.config
         self.tubelet, self.size, self.grid = int(c.tubelet_size), int(c.img_size), int(grid)
-        self.name = f"perception:{folder}" + (f" (grid {grid})" if grid else "")
-        self.dim = int(c.hidden_size) * max(1, self.grid) ** 2
+        self.tokens = bool(tokens and grid)
+        self.name = f"perception:{folder}" + (f" (grid {grid}{', tokens' if self.tokens else ''})" if grid else "")
+        self.dim = int(c.hidden_size) * (1 if self.tokens else max(1, self.grid) ** 2)  # width of one latent
 
     @torch.no_grad()
     def __call__(self, frames: list[np.ndarray]) -> torch.Tensor:
@@ -89,10 +96,11 @@ class PerceptionEncoder:
             return tok.mean(dim=0)  # [D]
         side = int(round(tok.shape[0] ** 0.5))
         g = tok.reshape(side, side, -1).permute(2, 0, 1)[None]  # [1, D, h, w]
-        return F.adaptive_avg_pool2d(g, self.grid)[0].permute(1, 2, 0).flatten()  # [g*g*D], row-major cells
+        cells = F.adaptive_avg_pool2d(g, self.grid)[0].permute(1, 2, 0).flatten(0, 1)  # [g*g, D], row-major
+        return cells if self.tokens else cells.flatten()  # [g*g, D] | [g*g*D]
 
 
-def make_encoder(spec: str, grid: int = 0, root: Path | None = None) -> Any:
+def make_encoder(spec: str, grid: int = 0, root: Path | None = None, tokens: bool = False) -> Any:
     """"blur-pixels" | "perception:<folder>" (a relative folder is resolved against `root` first)."""
     if spec == "blur-pixels":
         return BlurPixelEncoder()
@@ -100,7 +108,7 @@ def make_encoder(spec: str, grid: int = 0, root: Path | None = None) -> Any:
         folder = Path(spec.split(":", 1)[1])
         if root is not None and not folder.is_absolute() and (root / folder).is_dir():
             folder = root / folder
-        return PerceptionEncoder(folder, grid)
+        return PerceptionEncoder(folder, grid, tokens)
     raise UserError(f"unknown encoder {spec!r}: use 'blur-pixels' or 'perception:<folder>'")
 
 
@@ -117,6 +125,8 @@ def load_learned(folder: str) -> LearnedModel:
     from cogarch.registry import module_class
 
     root = Path(folder)
+    if (root / "planning" / "planning.json").is_file():  # a model pack: its planning/ folder
+        root = root / "planning"
     meta_file = root / "planning.json"
     if not meta_file.is_file():
         raise UserError(f"{folder!r} is not a planning model folder (no planning.json)")
@@ -127,7 +137,7 @@ def load_learned(folder: str) -> LearnedModel:
     cost.config.goal_reduce = "mean"  # mean distance along the rollout rewards reaching the goal early
     if wm.config.action_dim < 1:
         raise UserError(f"{folder!r}: the world model is not action-conditioned; it cannot plan")
-    enc = make_encoder(meta["encoder"], int(meta.get("grid", 0)), root)
+    enc = make_encoder(meta["encoder"], int(meta.get("grid", 0)), root, bool(meta.get("tokens", False)))
     return LearnedModel(wm, cost.eval(), enc, int(meta.get("context", 2)), folder)
 
 
@@ -192,7 +202,10 @@ def table_push_episode(
         def energy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             return learned.cost.cost(pred, target)["total"]
 
-        planner = Planner(cfg, LatentDynamics(learned.world_model), energy, learned.cost.goal_distance, seed=plan_seed)
+        cc = learned.cost.config
+        # Per-step distances (the hierarchical planner's subgoal term): the critic's when it is the energy.
+        dist = learned.cost.critic_value if cc.critic_weight and not cc.goal_weight else learned.cost.goal_distance
+        planner = Planner(cfg, LatentDynamics(learned.world_model), energy, dist, seed=plan_seed)
 
         def observe(e: Any) -> dict[str, torch.Tensor]:
             return {"latents": torch.stack(lat_hist[-C:]), "actions": torch.stack(act_hist[-(C - 1) :]) if C > 1 else torch.zeros(0, 2)}
@@ -227,9 +240,10 @@ def write_planning_features(data_dir: str | Path, encoder: Any, out: str | Path,
     episode that reached the goal early is continued with zero actions (no push) up to the suite's
     action budget, so every episode has T = max_steps + 1 steps (real physics, a do-nothing policy).
     Writes <out>/world_model/<split>.safetensors (latents [N, T, D], actions [N, T, 2] in units of
-    a_max, the last step without action) and <out>/critic/<split>.safetensors (+ goal [N, D] and
+    a_max, the last step without action) and <out>/critic/<split>.safetensors (+ goal [N, D],
     costs [N, T] = the true puck-goal distance / table size: the environment's cost signal, which
-    the critic learns to predict from latents).
+    the critic learns to predict from latents; positions [N, T, 2] and goal_position [N, 2] in the
+    same units, for hindsight goal relabelling). A latent is [D], or [P, D] for token grids.
     """
     import datasets
     from safetensors.torch import save_file
@@ -245,27 +259,32 @@ def write_planning_features(data_dir: str | Path, encoder: Any, out: str | Path,
         rows = sorted((dict(r) for r in eps[split]), key=lambda r: r["episode_id"]) if split in eps else []
         if not rows:
             raise UserError(f"planning suite {str(root)!r} has no {split!r} episodes")
-        lats, acts, costs, goals = [], [], [], []
+        lats, acts, costs, goals, pos, gxy = [], [], [], [], [], []
         for row in tqdm(rows, desc=f"planning features {split}", disable=not progress):
             env = env_from_row(row)
             stored = json.loads(row["actions"])
-            z, a, c = [encoder(env.frames)], [], [env.distance() / env.size]
+            z, a, c, xy = [encoder(env.frames)], [], [env.distance() / env.size], [env.state()[:2] / env.size]
             for t in range(env.max_steps):
                 act = np.asarray(stored[t] if t < len(stored) else (0.0, 0.0), dtype=np.float64)
                 env.step(act)
                 a.append(act / env.a_max)
                 z.append(encoder(env.frames))
                 c.append(env.distance() / env.size)
+                xy.append(env.state()[:2] / env.size)
             a.append(np.zeros(2))
             lats.append(torch.stack(z))
             acts.append(torch.as_tensor(np.stack(a), dtype=torch.float32))
             costs.append(torch.tensor(c, dtype=torch.float32))
             goals.append(encoder(goal_frames(env)))
+            pos.append(torch.as_tensor(np.stack(xy), dtype=torch.float32))
+            gxy.append([env.goal[0] / env.size, env.goal[1] / env.size])
         meta = {"clip_ids": json.dumps([r["episode_id"] for r in rows]), "splits": json.dumps([split] * len(rows)),
                 "extras": json.dumps([{} for _ in rows]), "suite": "planning", "encoder": encoder.name}
         base = {"latents": torch.stack(lats).contiguous(), "actions": torch.stack(acts).contiguous()}
         shards = {"world_model": base, "critic": {**base, "goal": torch.stack(goals).contiguous(),
-                                                  "costs": torch.stack(costs).contiguous()}}
+                                                  "costs": torch.stack(costs).contiguous(),
+                                                  "positions": torch.stack(pos).contiguous(),
+                                                  "goal_position": torch.tensor(gxy, dtype=torch.float32)}}
         for sub, tensors in shards.items():
             (out / sub).mkdir(parents=True, exist_ok=True)
             tmp = out / sub / f".{split}.safetensors.tmp"

@@ -16,9 +16,19 @@ class CostConfig:
     surprise_weight: float = 0.0  # weight of mean surprise (prefer predictable futures)
     critic_weight: float = 0.0  # weight of the critic's cost-to-go at the trajectory's last step
     constraint_weight: float = 1.0  # weight of caller-supplied constraint terms (e.g. leaving the table)
-    # critic: MLP(LN(z), LN(goal)) -> predicted discounted future cost
+    # critic: "mlp": MLP(LN(pooled z), LN(pooled goal)) -> predicted discounted future cost;
+    # "keypoint": a soft-argmax keypoint over each step's token grid, value = a |kp(z) - kp(goal)| + b
+    # (needs square token grids; for costs that are distances, e.g. gamma = 0 on the puck-goal distance)
+    critic_arch: str = "mlp"
     critic_hidden: int = 256
     critic_depth: int = 2
+    # Hindsight goal relabelling: this fraction of training episodes gets another episode's goal
+    # (needs `positions` and `goal_position` in the shards; costs must be |position - goal|).
+    relabel: float = 0.0
+    # Keypoint critic only: weight of an L1 loss pulling the keypoint onto the true agent position
+    # (shards' `positions` / `goal_position`, the environment's state). Cost regression alone finds
+    # the puck for some seeds and latches onto other features for others (docs/benchmarks.md).
+    keypoint_weight: float = 0.0
     gamma: float = 0.9
     target: str = "td_lambda"  # critic targets: "mc" (Monte-Carlo returns) | "td_lambda"
     lam: float = 0.8  # lambda of TD(lambda) (Sutton & Barto 2018, Ch. 12)
@@ -30,8 +40,14 @@ class CostConfig:
             raise ConfigError(f"cost.distance must be 'l1', 'l2' or 'cosine', got {self.distance!r}")
         if self.goal_reduce not in ("final", "mean"):
             raise ConfigError(f"cost.goal_reduce must be 'final' or 'mean', got {self.goal_reduce!r}")
+        if self.critic_arch not in ("mlp", "keypoint"):
+            raise ConfigError(f"cost.critic_arch must be 'mlp' or 'keypoint', got {self.critic_arch!r}")
         if self.target not in ("mc", "td_lambda"):
             raise ConfigError(f"cost.target must be 'mc' or 'td_lambda', got {self.target!r}")
+        if self.keypoint_weight < 0:
+            raise ConfigError(f"cost.keypoint_weight must be >= 0, got {self.keypoint_weight}")
+        if not 0.0 <= self.relabel <= 1.0:
+            raise ConfigError(f"cost.relabel must be in [0, 1], got {self.relabel}")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.lam <= 1.0:
             raise ConfigError("cost.gamma and cost.lam must be in [0, 1]")
 

@@ -5,7 +5,8 @@ trainable critic), all per batch element:
   goal       distance of (predicted) latents to a goal latent in layer-normed latent space
              (L1 by default, the V-JEPA 2-AC planning energy);
   surprise   mean world-model surprise (prefers futures the model finds predictable);
-  critic     an MLP's estimate of discounted future cost from the last latent (trained by
+  critic     a learned estimate of discounted future cost from the last latent (an MLP on pooled
+             latents, or a soft-argmax keypoint metric on token grids; trained by
              Monte-Carlo or TD(lambda) returns on planning episodes, see forward());
   <name>     caller-supplied constraint terms (e.g. leaving the table), weighted by
              constraint_weight.
@@ -101,6 +102,43 @@ class Critic(nn.Module):
         return self.net(torch.cat([zn, gn], dim=-1)).squeeze(-1)
 
 
+class KeypointCritic(nn.Module):
+    """a * |kp(z) - kp(goal)| + b, kp = a learned soft-argmax keypoint over a step's token grid.
+
+    Spatial soft-argmax (Levine et al. 2016, "End-to-end training of deep visuomotor policies";
+    Finn et al. 2016, "Deep spatial autoencoders"): each token scores itself, the softmax over the
+    grid weights the tokens' cell centres plus a learned in-cell offset, giving a 2-D point. Trained
+    only on costs (e.g. the puck-goal distance), the point is free to be any position-like feature
+    the cost depends on. A pooled MLP critic must recover WHERE from a mean over the grid, which a
+    small object barely moves (docs/benchmarks.md: planning).
+    """
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.score = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        self.offset = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, 2))
+        self.scale = nn.Parameter(torch.ones(()))
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def keypoint(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [..., P, D] (P = side * side, row-major) -> [..., 2] (x, y) in [0, 1] grid units."""
+        P = tokens.shape[-2]
+        side = int(round(P**0.5))
+        if side * side != P:
+            raise UserError(f"the keypoint critic needs a square token grid, got {P} tokens per step")
+        gy, gx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+        centres = torch.stack([gx.flatten(), gy.flatten()], dim=-1).to(tokens).add(0.5).div(side)  # [P, 2]
+        h = self.norm(tokens)
+        w = self.score(h).squeeze(-1).softmax(dim=-1)  # [..., P]
+        points = centres + torch.tanh(self.offset(h)) * (0.5 / side)  # [..., P, 2]: within the cell
+        return (w.unsqueeze(-1) * points).sum(dim=-2)
+
+    def forward(self, z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """z: [..., P, D], goal: [..., P, D] -> [...]."""
+        return self.scale * (self.keypoint(z) - self.keypoint(goal)).norm(dim=-1) + self.bias
+
+
 class CostModel(nn.Module):
     """Energy terms + critic (see the file docstring)."""
 
@@ -112,7 +150,10 @@ class CostModel(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        self.critic = Critic(config.latent_dim, config.critic_hidden, config.critic_depth)
+        if config.critic_arch == "keypoint":
+            self.critic = KeypointCritic(config.latent_dim, config.critic_hidden)
+        else:
+            self.critic = Critic(config.latent_dim, config.critic_hidden, config.critic_depth)
 
     # ---------------------------------------------------------------- energy terms
     def goal_distance(self, states: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
@@ -132,6 +173,9 @@ class CostModel(nn.Module):
 
     def critic_value(self, states: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         """Critic's predicted future cost per step: states [B, H, (P,) D], goal -> [B, H]."""
+        if self.config.critic_arch == "keypoint":  # reads the token grids themselves
+            z, g = _steps(states, "state latents"), _goal(goal)  # [B, H, P, D], [B, P, D]
+            return self.critic(z, g.unsqueeze(1).expand_as(z))
         z = _steps(states, "state latents").mean(dim=2)  # [B, H, D]
         g = _goal(goal).mean(dim=1, keepdim=True).expand(-1, z.shape[1], -1)
         return self.critic(z, g)
@@ -183,6 +227,9 @@ class CostModel(nn.Module):
         mask = batch.get("mask")
         m = mask.float() if mask is not None else None
         costs = batch.get("costs")
+        aux = self._keypoint_loss(z, goal, batch) if self.config.keypoint_weight > 0 else None
+        if self.training and self.config.relabel > 0 and "positions" in batch and "goal_position" in batch:
+            goal, costs = self._relabel(goal, batch["positions"].float(), batch["goal_position"].float(), costs)
         if costs is None:
             with torch.no_grad():
                 costs = self.goal_distance(z, goal)
@@ -194,7 +241,34 @@ class CostModel(nn.Module):
             target = lambda_returns(costs, v.detach(), self.config.gamma, self.config.lam, m)
         err = (v - target).pow(2)
         loss = (err * m).sum() / m.sum().clamp(min=1) if m is not None else err.mean()
-        return loss, {"loss": float(loss.detach()), "target_mean": float(target.mean())}
+        metrics = {"target_mean": float(target.mean())}
+        if aux is not None:
+            metrics["value_loss"], metrics["keypoint_l1"] = float(loss.detach()), float(aux.detach())
+            loss = loss + self.config.keypoint_weight * aux
+        return loss, {"loss": float(loss.detach()), **metrics}
+
+    def _keypoint_loss(self, z: torch.Tensor, goal: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """L1 of the keypoints of states [B, T, P, D] and goals [B, P, D] to the true positions."""
+        if self.config.critic_arch != "keypoint" or "positions" not in batch or "goal_position" not in batch:
+            raise UserError("cost.keypoint_weight > 0 needs critic_arch=keypoint and shards with positions/goal_position")
+        kp_z, kp_g = self.critic.keypoint(_steps(z, "state latents")), self.critic.keypoint(_goal(goal))
+        return 0.5 * ((kp_z - batch["positions"].float()).abs().mean() + (kp_g - batch["goal_position"].float()).abs().mean())
+
+    def _relabel(self, goal: torch.Tensor, pos: torch.Tensor, goal_pos: torch.Tensor, costs: torch.Tensor | None):
+        """Hindsight goal relabelling (Andrychowicz et al. 2017, HER): a `relabel` fraction of the
+        episodes get another episode's goal, and their per-step cost becomes the distance of their
+        true positions [B, T, 2] to that goal's position [B, 2] (the cost = |position - goal| that
+        the shards' costs hold). Each episode has one goal; relabelling shows the critic many goals
+        per trajectory, so it cannot lean on which goal goes with which table."""
+        B = goal.shape[0]
+        if B < 2:
+            return goal, costs
+        other = (torch.arange(B) + torch.randint(1, B, (B,))) % B  # never the episode's own goal
+        pick = torch.rand(B) < self.config.relabel
+        new_goal = torch.where(pick.view(B, *([1] * (goal.dim() - 1))), goal[other], goal)
+        new_costs = (pos - goal_pos[other].unsqueeze(1)).norm(dim=-1)  # [B, T]
+        old = costs.float() if costs is not None else new_costs
+        return new_goal, torch.where(pick[:, None], new_costs, old)
 
     # ---------------------------------------------------------------- bus
     @torch.no_grad()

@@ -8,6 +8,8 @@ perception features from feature shards written by cogarch core (`cogarch/featur
               goal     float [N, P, D] or [N, D]           the goal latent (encoded goal image)
               costs    float [N, T']  optional              per-step cost; default: goal distance
               mask     uint8 [N, T']  optional              1 on real steps (episodes padded to T')
+              positions     float [N, T', 2]  optional  true agent position per step (costs' units)
+              goal_position float [N, 2]      optional  the goal's position (for model.relabel)
     metadata  clip_ids / splits JSON lists of N str; suite "planning"
 
 Only training-split episodes are used (evaluation splits are refused by config validation).
@@ -86,6 +88,9 @@ class EpisodeFeatures(torch.utils.data.Dataset):
                     item["costs"] = t["costs"][i].float()
                 if "mask" in t:
                     item["mask"] = t["mask"][i].bool()
+                for key in ("positions", "goal_position"):  # for hindsight relabelling (model.relabel)
+                    if key in t:
+                        item[key] = t[key][i].float()
                 self.items.append(item)
         if not self.items:
             raise UserError(f"no training episodes in {folder!r} for splits {train_splits}")

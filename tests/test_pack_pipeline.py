@@ -1,0 +1,71 @@
+"""`cogarch train pack` end to end at toy sizes: every stage runs, the pack holds every module
+(planning included), its pack.json records the evaluations, and a re-run skips every stage.
+
+Sizes are minimal (2 optimizer steps per stage, a few dozen clips): this checks the wiring of the
+pipeline, not what it learns; the measured default pack is in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cogarch.config import load_config
+from cogarch.pack_train import Config, run
+
+TINY = {
+    "physqa_n": 40, "voe_n": 8, "planning_n": 20, "planning_eval_limit": 2, "eval_limit": 20,
+    "perception_overrides": ["trainer.max_steps=2", "model.pool_grid=4", "trainer.ckpt_every=0", "trainer.batch_size=2"],
+    "world_model_overrides": ["trainer.max_steps=2", "trainer.batch_size=4", "trainer.ckpt_every=0"],
+    "planning_world_model_overrides": ["trainer.max_steps=2", "trainer.batch_size=4", "trainer.ckpt_every=0", "data.window=8"],
+    "critic_overrides": ["model.critic_arch=keypoint", "model.keypoint_weight=1.0", "model.relabel=1.0", "model.gamma=0.0", "model.target=mc", "trainer.max_steps=2", "trainer.batch_size=4",
+                         "model.critic_weight=1.0", "model.goal_weight=0.0"],
+    "language_pretrain_overrides": ["trainer.max_steps=2", "trainer.ckpt_every=0"],
+    "stage1_overrides": ["trainer.max_steps=2", "model.pool=grid", "model.grid=4", "model.max_tokens=64", "trainer.ckpt_every=0"],
+    "stage2_overrides": ["trainer.max_steps=2", "model.pool=grid", "model.grid=4", "model.max_tokens=64", "trainer.ckpt_every=0"],
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_pack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Path]:
+    out = tmp_path_factory.mktemp("pack")
+    overrides = [f"out_dir={out}"] + [f"{k}={json.dumps(v)}" for k, v in TINY.items()]
+    cfg = load_config(Config, "configs/pack/default.yaml", overrides)
+    return cfg, run(cfg)
+
+
+def test_pipeline_builds_a_complete_pack(tiny_pack: tuple[Config, Path]) -> None:
+    cfg, pack = tiny_pack
+    for sub in ("perception", "world_model", "language", "language_blind", "memory", "planning/world_model", "planning/cost"):
+        assert (pack / sub).is_dir(), sub
+    meta = json.loads((pack / "pack.json").read_text())
+    assert set(meta["eval"]) == {"physqa", "voe", "planning"}
+    plan = meta["eval"]["planning"]
+    assert plan["n"] == 2 and 0.0 <= plan["metrics"]["overall"]["success_rate"] <= 1.0
+    assert "chance" in plan["baselines"] and plan["metrics"]["overall"]["plan_s_per_action"] > 0
+    stages = json.loads((Path(cfg.out_dir) / "pipeline.json").read_text())["stages"]
+    assert {"generate planning", "planning features", "planning world model", "critic"} <= set(stages)
+    planning = json.loads((pack / "planning" / "planning.json").read_text())
+    assert planning["encoder"] == "perception:../perception" and planning["grid"] == cfg.planning_grid
+    assert planning["trained_on"]["splits"] == {"train": 14}  # only the train episodes reach training
+
+
+def test_rerun_skips_every_stage(tiny_pack: tuple[Config, Path], capsys: pytest.CaptureFixture) -> None:
+    cfg, pack = tiny_pack
+    before = (pack / "pack.json").read_bytes()
+    run(cfg)
+    printed = capsys.readouterr().out
+    assert "running" not in printed and printed.count("skipping") >= 15
+    assert (pack / "pack.json").read_bytes() == before
+
+
+def test_pack_plans_through_the_cli(tiny_pack: tuple[Config, Path], tmp_path: Path) -> None:
+    from cogarch.cli import main
+
+    cfg, pack = tiny_pack
+    png = tmp_path / "strip.png"
+    assert main(["plan", "--goal", "near", "--model", str(pack), "--out", str(png), "--seed", "1"]) == 0
+    assert png.stat().st_size > 0
+    assert main(["plan", "--goal", "near", "--model", str(tmp_path), "--out", str(png)]) == 2  # not a planning model
