@@ -40,9 +40,9 @@ def test_mask_pattern():
     assert m.sum() == 4 + 8 + 12  # step t sees (t+1)*2 keys per query, 2 queries per step
 
 
-@pytest.mark.parametrize("action_dim", [0, 2])
-def test_no_step_sees_the_future_gradients(action_dim):
-    wm = tiny(action_dim=action_dim)
+@pytest.mark.parametrize("action_dim,to_tokens", [(0, False), (2, False), (2, True)])
+def test_no_step_sees_the_future_gradients(action_dim, to_tokens):
+    wm = tiny(action_dim=action_dim, action_to_tokens=to_tokens)
     z = torch.randn(1, 5, 3, 8, requires_grad=True)
     a = torch.randn(1, 5, 2, requires_grad=True) if action_dim else None
     out = wm.predict(z, a)  # [1, 5, 3, 8]
@@ -66,6 +66,33 @@ def test_action_conditioning_changes_predictions():
     # an unconditioned model ignores actions entirely
     wm0 = tiny()
     assert torch.equal(wm0.rollout(z, 2, actions=a1[:, :2]), wm0.rollout(z, 2, actions=a2[:, :2]))
+
+
+def test_change_weighted_loss():
+    """change_weight=0 is plain L1; > 0 weights tokens by their true change, so an error on the
+    one token that moves costs more than the same error on a static token."""
+    torch.manual_seed(0)
+    target, prev = torch.randn(2, 3, 4, 8), torch.randn(2, 3, 4, 8)
+    prev[:, :, 1:] = target[:, :, 1:]  # only token 0 changes
+    on_moving, on_static = target.clone(), target.clone()
+    on_moving[:, :, 0] += 1.0
+    on_static[:, :, 1] += 1.0
+    plain, weighted = tiny(), tiny(change_weight=4.0)
+    assert torch.allclose(plain._loss(on_moving, target, prev), (on_moving - target).abs().mean())
+    assert torch.allclose(plain._loss(on_moving, target, prev), plain._loss(on_static, target, prev))
+    # weights: moving token 1 + 4 * 4 = 17, static tokens 1 -> weighted mean over 17 + 3 = 20
+    assert torch.allclose(weighted._loss(on_moving, target, prev), torch.tensor(17 / 20))
+    assert torch.allclose(weighted._loss(on_static, target, prev), torch.tensor(1 / 20))
+    l2 = tiny(loss="l2")
+    twice = target.clone()
+    twice[:, :, 0] += 2.0
+    assert torch.allclose(l2._loss(twice, target, prev), torch.tensor(4.0 / 4))  # (2^2 on 1 of 4 tokens)
+    with pytest.raises(ConfigError, match="loss"):
+        WorldModelConfig(loss="huber").validate()
+    with pytest.raises(ConfigError, match="change_weight"):
+        WorldModelConfig(change_weight=-1).validate()
+    with pytest.raises(ConfigError, match="action_to_tokens"):
+        WorldModelConfig(action_to_tokens=True).validate()
 
 
 def test_rollout_sliding_window_and_surprise_shapes():

@@ -9,6 +9,11 @@
     # (no world model: isolates the cost from the dynamics)
     python -m cogarch.evals.bench.planning_critic critic --pack runs/pack/pack --data runs/pack/data/planning
 
+    # the world model as the planner sees it, read through the critic's keypoint: how far the puck
+    # of a rollout is from the true puck (px) at horizons 1..5 against copy-last, and whether a push
+    # moves the predicted puck the way the simulator moves it (opposite pushes from the same state)
+    python -m cogarch.evals.bench.planning_critic dynamics --pack runs/pack/pack --data runs/pack/data/planning
+
 Numbers and their reading: docs/benchmarks.md (planning).
 """
 
@@ -94,6 +99,76 @@ def critic(pack: str, data: str, episodes: int = 20) -> dict:
             "critic_abs_err_px_median": round(float(np.median(errs)), 2), "critic_abs_err_px_mean": round(float(np.mean(errs)), 2)}
 
 
+@torch.no_grad()
+def dynamics(pack: str, data: str, episodes: int = 50, split: str = "val", world_model: str | None = None,
+             horizons: int = 5, seed: int = 0) -> dict:
+    """Rollout keypoint error vs copy-last, and the response to opposite pushes, on stored episodes.
+
+    For each episode and each start t with C observed steps, the world model rolls out the stored
+    actions; the critic's keypoint of step t+h is compared with the true puck position (px). The
+    keypoint of the TRUE latent is the readout floor. Response: from each state, one random push u
+    (|u| = a_max) and its opposite -u are simulated and rolled out one step; cosine and ratio of the
+    predicted keypoint difference kp(u) - kp(-u) against the true one.
+    """
+    import datasets
+
+    from cogarch.evals.world.planning import env_from_row
+    from cogarch.registry import module_class
+
+    learned = load_learned(pack)
+    wm = module_class("world_model").from_pretrained(world_model).eval() if world_model else learned.world_model
+    if not hasattr(learned.cost.critic, "keypoint"):
+        raise SystemExit("dynamics needs a keypoint critic (model.critic_arch=keypoint)")
+    enc, kp, C = learned.encoder, learned.cost.critic.keypoint, learned.context
+    rows = sorted((dict(r) for r in datasets.load_from_disk(str(Path(data) / "episodes"))[split]),
+                  key=lambda r: r["episode_id"])[:episodes]
+    rng = np.random.default_rng(seed)
+    err = {k: [[] for _ in range(horizons)] for k in ("model", "copy_last", "true_latent")}
+    cos, ratio, true_sep, pred_sep = [], [], [], []
+    for r in rows:
+        env = env_from_row(r)
+        size, stored = float(env.size), json.loads(r["actions"])
+        lat, pos, acts, states = [enc(env.frames)], [env.state()[:2]], [], [env.clone_state()]
+        for a in stored:
+            env.step(np.asarray(a))
+            lat.append(enc(env.frames)); pos.append(env.state()[:2]); acts.append(torch.tensor(a) / env.a_max)
+            states.append(env.clone_state())
+        z = wm.normalize(torch.stack(lat))  # [T, P, D]
+        A = torch.stack(acts).float() if acts else torch.zeros(0, 2)  # [T-1, 2]
+        T = z.shape[0]
+        for t in range(C - 1, T - 1):
+            H = min(horizons, T - 1 - t)
+            ctx = z[t - C + 1 : t + 1][None]
+            pred = wm.rollout(ctx, H, actions=A[t : t + H][None], past_actions=A[t - C + 1 : t][None])[0]
+            kp_pred, kp_true_lat, kp_last = kp(pred) * size, kp(z[t + 1 : t + 1 + H]) * size, kp(z[t]) * size
+            for h in range(H):
+                truth = torch.as_tensor(pos[t + 1 + h])
+                err["model"][h].append(float((kp_pred[h] - truth).norm()))
+                err["copy_last"][h].append(float((kp_last - truth).norm()))
+                err["true_latent"][h].append(float((kp_true_lat[h] - truth).norm()))
+            # Opposite pushes from the state after step t (the simulator gives the true effect).
+            u = rng.normal(size=2)
+            u /= np.linalg.norm(u)
+            kp_u, xy_u = [], []
+            for sgn in (1.0, -1.0):
+                env.restore_state(states[t])
+                n0 = len(env.frames)
+                env.step(sgn * u * env.a_max)
+                xy_u.append(env.state()[:2])
+                del env.frames[n0:]
+                act = torch.as_tensor(sgn * u, dtype=torch.float32)[None, None]
+                kp_u.append(kp(wm.rollout(ctx, 1, actions=act, past_actions=A[t - C + 1 : t][None])[0, 0]) * size)
+            d_true, d_pred = torch.as_tensor(xy_u[0] - xy_u[1]), kp_u[0] - kp_u[1]
+            true_sep.append(float(d_true.norm())); pred_sep.append(float(d_pred.norm()))
+            cos.append(float(torch.nn.functional.cosine_similarity(d_pred[None], d_true[None].float())[0]))
+            ratio.append(float(d_pred.norm() / d_true.norm().clamp(min=1e-6)))
+    med = lambda v: round(float(np.median(v)), 2) if v else None  # noqa: E731
+    return {"episodes": len(rows), "split": split, "context": C,
+            "keypoint_err_px_median": {k: [med(v[h]) for h in range(horizons)] for k, v in err.items()},
+            "push_response": {"cosine_mean": round(float(np.mean(cos)), 3), "predicted_sep_px_median": med(pred_sep),
+                              "true_sep_px_median": med(true_sep), "ratio_median": med(ratio), "n": len(cos)}}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -104,8 +179,19 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--pack", required=True, help="a pack (its planning/) or a planning model folder")
     c.add_argument("--data", required=True, help="the generated planning suite")
     c.add_argument("--episodes", type=int, default=20)
+    d = sub.add_parser("dynamics")
+    d.add_argument("--pack", required=True, help="a pack (its planning/) or a planning model folder")
+    d.add_argument("--data", required=True, help="the generated planning suite")
+    d.add_argument("--world-model", default=None, help="score this world model folder instead of the pack's")
+    d.add_argument("--split", default="val", choices=["val", "test", "test_ood"])
+    d.add_argument("--episodes", type=int, default=50)
     args = ap.parse_args(argv)
-    res = geometry(args.perception, args.grid) if args.cmd == "geometry" else critic(args.pack, args.data, args.episodes)
+    if args.cmd == "geometry":
+        res = geometry(args.perception, args.grid)
+    elif args.cmd == "critic":
+        res = critic(args.pack, args.data, args.episodes)
+    else:
+        res = dynamics(args.pack, args.data, args.episodes, args.split, args.world_model)
     print(json.dumps(res))
     return 0
 

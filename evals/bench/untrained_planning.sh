@@ -7,12 +7,17 @@ set -e
 cd "$(dirname "$0")/../.."
 R=${1:-runs/untrained_plan}
 export OMP_NUM_THREADS=2
+# The world model's and critic's overrides come from the default pack's recipe, so the baseline
+# follows it when the recipe changes.
+ovr() { .venv/bin/python -c "import yaml; print(' '.join(yaml.safe_load(open('configs/pack/default.yaml'))['$1']))"; }
+WM_OVR=$(ovr planning_world_model_overrides)
+CRITIC_OVR=$(ovr critic_overrides)
 .venv/bin/cogarch train perception --config configs/perception/tiny.yaml data.data_dir=runs/pack/data/physqa trainer.out_dir=$R/perception trainer.seed=0 trainer.max_steps=1 optim.lr=1.0e-12 optim.warmup_steps=0 model.pool_grid=4 trainer.ckpt_every=0 trainer.progress=false
 .venv/bin/python -c "
 from cogarch.modules.cost.cli import PerceptionEncoder, write_planning_features
 write_planning_features('runs/pack/data/planning', PerceptionEncoder('$R/perception/final', 4, tokens=True), '$R/features', progress=False)"
-.venv/bin/cogarch train world_model --config configs/world_model/tiny.yaml data.features_dir=$R/features/world_model model.latent_dim=192 model.action_dim=2 trainer.out_dir=$R/planning_world_model trainer.seed=0 trainer.max_steps=600 trainer.ckpt_every=200 data.window=8 trainer.progress=false
-.venv/bin/cogarch train critic --config configs/critic/tiny.yaml data.features_dir=$R/features/critic model.latent_dim=192 trainer.out_dir=$R/critic trainer.seed=0 model.critic_arch=keypoint model.keypoint_weight=1.0 model.relabel=1.0 model.gamma=0.0 model.target=mc model.critic_hidden=64 trainer.max_steps=4000 model.critic_weight=1.0 model.goal_weight=0.0 trainer.progress=false
+.venv/bin/cogarch train world_model --config configs/world_model/tiny.yaml data.features_dir=$R/features/world_model model.latent_dim=192 model.action_dim=2 trainer.out_dir=$R/planning_world_model trainer.seed=0 $WM_OVR trainer.progress=false
+.venv/bin/cogarch train critic --config configs/critic/tiny.yaml data.features_dir=$R/features/critic model.latent_dim=192 trainer.out_dir=$R/critic trainer.seed=0 $CRITIC_OVR trainer.progress=false
 rm -rf $R/pack && mkdir -p $R/pack/planning
 .venv/bin/python -c "
 from cogarch.registry import module_class

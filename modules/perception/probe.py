@@ -10,6 +10,12 @@ Here one pooler carries one query token PER TARGET (queries do not interact in c
 each target has its own pooled vector and classifier, while the key/value projections are shared;
 that makes probing 5 targets cost about one, which matters on a 2-core CPU).
 
+Positions (`position=sincos`, default): the encoder's output tokens carry no explicit position
+(V-JEPA 2 uses RoPE inside attention only), and cross-attention pooling is permutation-invariant,
+so a probe without positions can read WHAT is in a clip but only indirectly WHERE and WHEN. The
+probe adds a learned MLP map of a fixed 3-D sin-cos code of each token's (t, h, w) to its
+keys/values (the same for every encoder probed). `position=none` is the plain pooler.
+
 Targets are derived from the clips' ground truth (`objects` / `annotations` JSON, see
 /tmp/schema.md and evals/world/truth.py) over the frames the encoder sees:
   num_objects    objects visible in any observed frame                        (static)
@@ -57,6 +63,7 @@ class Config:
     targets: list[str] = field(default_factory=lambda: list(TARGETS))
     move_px: float = 2.0
     pooler_heads: int = 4
+    position: str = "sincos"  # "sincos": add a learned map of 3-D sin-cos token positions; "none"
     epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-3
@@ -69,6 +76,8 @@ class Config:
         bad = [t for t in self.targets if t not in TARGETS]
         if bad or not self.targets:
             raise ConfigError(f"probe: unknown targets {bad}; choose from {', '.join(TARGETS)}")
+        if self.position not in ("sincos", "none"):
+            raise ConfigError(f"probe: position must be 'sincos' or 'none', got {self.position!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError("probe: epochs, batch_size must be >= 1 and lr > 0")
 
@@ -116,10 +125,25 @@ def clip_targets(objects: list[dict], ann: dict, frames: int, move_px: float = 2
 
 
 # ---------------------------------------------------------------------------------------- probe
-class MultiQueryProbe(nn.Module):
-    """One learned query per target cross-attends to frozen tokens; one linear classifier per target."""
+def sincos_3d(grid: tuple[int, int, int], freqs: int = 8) -> torch.Tensor:
+    """[T*H*W, 6 * freqs] sin-cos code of each token's (t, h, w), time-major like the encoder's tokens."""
+    axes = torch.meshgrid(*(torch.arange(n, dtype=torch.float32) / max(1, n) for n in grid), indexing="ij")
+    scales = 2.0 ** torch.arange(freqs, dtype=torch.float32) * math.pi  # [F]
+    parts = []
+    for a in axes:
+        ang = a.flatten()[:, None] * scales  # [L, F]
+        parts += [ang.sin(), ang.cos()]
+    return torch.cat(parts, dim=-1)
 
-    def __init__(self, dim: int, heads: int, classes: list[int]) -> None:
+
+class MultiQueryProbe(nn.Module):
+    """One learned query per target cross-attends to frozen tokens; one linear classifier per target.
+
+    grid: the tokens' (T', H', W') layout; given, a learned linear map of their sin-cos positions is
+    added to the tokens before pooling (see the file docstring); None: no positions.
+    """
+
+    def __init__(self, dim: int, heads: int, classes: list[int], grid: tuple[int, int, int] | None = None) -> None:
         super().__init__()
         from transformers import VJEPA2Config
         from transformers.models.vjepa2.modeling_vjepa2 import VJEPA2PoolerCrossAttentionLayer
@@ -131,9 +155,22 @@ class MultiQueryProbe(nn.Module):
         self.queries = nn.Parameter(torch.randn(1, len(classes), dim) * 0.02)
         self.cross = VJEPA2PoolerCrossAttentionLayer(pcfg)
         self.heads = nn.ModuleList([nn.Linear(dim, c) for c in classes])
+        if grid is not None:
+            self.register_buffer("pos_code", sincos_3d(grid), persistent=False)  # [N, 6F]
+            # An MLP, not a linear map: reading a direction needs features like "row x sign(t - T/2)"
+            # (where an object is early vs late), products of position codes a linear map cannot form.
+            self.pos_proj = nn.Sequential(nn.Linear(self.pos_code.shape[1], 64), nn.GELU(), nn.Linear(64, dim))
+            nn.init.normal_(self.pos_proj[2].weight, std=0.02)
+            nn.init.zeros_(self.pos_proj[2].bias)
+        else:
+            self.pos_proj = None
 
     def forward(self, tokens: torch.Tensor) -> list[torch.Tensor]:
         """tokens [B, N, D] -> logits per target [B, C_k]."""
+        if self.pos_proj is not None:
+            if tokens.shape[1] != self.pos_code.shape[0]:
+                raise UserError(f"probe: {tokens.shape[1]} tokens per clip, but the position grid has {self.pos_code.shape[0]}")
+            tokens = tokens + self.pos_proj(self.pos_code)  # [B, N, D]
         q = self.queries.expand(tokens.shape[0], -1, -1)
         pooled = self.cross(q, tokens)[0]  # [B, K, D]
         return [head(pooled[:, k]) for k, head in enumerate(self.heads)]
@@ -220,7 +257,9 @@ def run(cfg: Config, resume: bool = False) -> Path:
 
     y = {role: encode_labels(labels[role]) for role in splits}
     torch.manual_seed(cfg.seed)
-    probe = MultiQueryProbe(feats["train"].shape[-1], cfg.pooler_heads, [max(2, len(classes[t])) for t in cfg.targets])
+    grid = tuple(encoder.config.grid)  # (T', H', W'): the order of encode()'s tokens
+    probe = MultiQueryProbe(feats["train"].shape[-1], cfg.pooler_heads, [max(2, len(classes[t])) for t in cfg.targets],
+                            grid if cfg.position == "sincos" else None)
     opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = feats["train"].shape[0]
     steps = cfg.epochs * math.ceil(n / cfg.batch_size)

@@ -23,6 +23,11 @@ class WorldModelConfig:
     max_patches: int = 64  # largest P (tokens per step); 1 for pooled latents
     action_dim: int = 0  # 0: not action-conditioned; else one action token per step (V-JEPA 2-AC)
     state_dim: int = 0  # 0: no proprioceptive state token; else one state token per step
+    # Also add the step's action embedding to each of its latent tokens (FiLM-like, our choice on
+    # top of V-JEPA 2-AC's separate action token): the change of a token is a function of that
+    # token and the action, which a per-token path learns without first learning to attend to the
+    # action token (docs/benchmarks.md, planning: with the token alone the model ignored actions).
+    action_to_tokens: bool = False
     # Predict the change from the current step (out_t = z_t + f(z_<=t)) instead of z_{t+1} itself:
     # copying the last step is then the zero function, so the model starts at the copy-last
     # baseline and learns only the motion. (Our choice; V-JEPA 2-AC predicts z_{t+1} directly.)
@@ -31,6 +36,14 @@ class WorldModelConfig:
     # teacher-forced next-step loss + autoregressive rollout loss over `rollout_steps` steps.
     rollout_steps: int = 2  # 0 disables the rollout loss
     rollout_weight: float = 1.0
+    # Per-element loss: "l1" (V-JEPA 2-AC) or "l2". L1's optimum is the per-dimension median of
+    # the next latent, which is "no change" for every dimension the model is unsure about; L2's is
+    # the mean, which keeps the expected motion of a small object (docs/benchmarks.md, planning).
+    loss: str = "l1"
+    # Weight each token's loss by 1 + change_weight * (its true change / the mean change of the
+    # step's tokens). 0 = plain L1. When one small object moves, copying the frame already
+    # minimises most of a plain L1; this puts the loss where the frame changes.
+    change_weight: float = 0.0
     # VoE clip score from per-step surprise: "max" or "topk_mean" (mean of the k largest steps).
     clip_score: str = "topk_mean"
     clip_score_k: int = 2
@@ -46,6 +59,12 @@ class WorldModelConfig:
             raise ConfigError(f"world_model.hidden_dim={self.hidden_dim} is not divisible by heads={self.heads}")
         if self.action_dim < 0 or self.state_dim < 0:
             raise ConfigError("world_model.action_dim and state_dim must be >= 0")
+        if self.loss not in ("l1", "l2"):
+            raise ConfigError(f"world_model.loss must be 'l1' or 'l2', got {self.loss!r}")
+        if self.change_weight < 0:
+            raise ConfigError(f"world_model.change_weight must be >= 0, got {self.change_weight}")
+        if self.action_to_tokens and not self.action_dim:
+            raise ConfigError("world_model.action_to_tokens needs action_dim > 0")
         if self.rollout_steps < 0:
             raise ConfigError(f"world_model.rollout_steps must be >= 0, got {self.rollout_steps}")
         if self.clip_score not in ("max", "topk_mean"):

@@ -169,13 +169,16 @@ class WorldModel(nn.Module):
         if T > c.max_steps:
             raise UserError(f"world model accepts at most {c.max_steps} steps, got {T}")
         parts = []
+        lat = self.in_proj(z) + self.patch_embed[:P] + self.type_embed[TYPE_LATENT]  # [B, T, P, H]
         if self.action_proj is not None:
             a = actions if actions is not None else z.new_zeros(B, T, c.action_dim)
-            parts.append((self.action_proj(a[:, :T].to(z.dtype)) + self.type_embed[TYPE_ACTION]).unsqueeze(2))
+            emb = self.action_proj(a[:, :T].to(z.dtype))  # [B, T, H]
+            parts.append((emb + self.type_embed[TYPE_ACTION]).unsqueeze(2))
+            if c.action_to_tokens:
+                lat = lat + emb.unsqueeze(2)
         if self.state_proj is not None:
             s = states if states is not None else z.new_zeros(B, T, c.state_dim)
             parts.append((self.state_proj(s[:, :T].to(z.dtype)) + self.type_embed[TYPE_STATE]).unsqueeze(2))
-        lat = self.in_proj(z) + self.patch_embed[:P] + self.type_embed[TYPE_LATENT]  # [B, T, P, H]
         x = torch.cat(parts + [lat], dim=2) + self.step_embed[:T, None]  # [B, T, K+P, H]
         K = self.n_extra
         x = x.reshape(B, T * (K + P), c.hidden_dim)
@@ -294,8 +297,22 @@ class WorldModel(nn.Module):
         return float(self.clip_score(s, v)[0])
 
     # ---------------------------------------------------------------- training objective
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        """Mean L1 (or L2) [B, T, P, D], each token weighted by 1 + change_weight * its relative change.
+
+        prev: the observed step before each target; a token's change is |target - prev| averaged
+        over D, relative to the mean over the step's P tokens (so the weights' scale is fixed).
+        """
+        err = (pred - target).abs() if self.config.loss == "l1" else (pred - target).square()
+        w = self.config.change_weight
+        if not w:
+            return err.mean()
+        change = (target - prev).abs().mean(dim=-1)  # [B, T, P]
+        weight = 1.0 + w * change / change.mean(dim=-1, keepdim=True).clamp(min=1e-6)
+        return (err.mean(dim=-1) * weight).sum() / weight.sum()
+
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Teacher-forced next-step L1 + autoregressive rollout L1 (V-JEPA 2-AC objective).
+        """Teacher-forced next-step L1 + autoregressive rollout L1 (V-JEPA 2-AC objective; see `_loss`).
 
         batch: latents [B, T, (P,) D], optional actions [B, T, A], states [B, T, S].
         The rollout starts from a random context length c in [1, T-k] and predicts k =
@@ -309,7 +326,7 @@ class WorldModel(nn.Module):
         if T < 2:
             raise UserError("world model training needs clips of at least 2 latent steps")
         pred = self.predict(z, actions, states)
-        tf = (pred[:, :-1] - z[:, 1:]).abs().mean()
+        tf = self._loss(pred[:, :-1], z[:, 1:], z[:, :-1])
         metrics = {"loss_tf": float(tf.detach())}
         loss = tf
         k = min(self.config.rollout_steps, T - 1)
@@ -318,7 +335,7 @@ class WorldModel(nn.Module):
             a = actions[:, : c + k - 1] if actions is not None else None
             s = states[:, :c] if states is not None else None
             ro = self._rollout_normed(z[:, :c], k, a, s)
-            ro_loss = (ro - z[:, c : c + k]).abs().mean()
+            ro_loss = self._loss(ro, z[:, c : c + k], z[:, c - 1 : c + k - 1])
             loss = loss + self.config.rollout_weight * ro_loss
             metrics["loss_rollout"] = float(ro_loss.detach())
         metrics["loss"] = float(loss.detach())
