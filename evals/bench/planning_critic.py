@@ -120,8 +120,10 @@ def dynamics(pack: str, data: str, episodes: int = 50, split: str = "val", world
     if not hasattr(learned.cost.critic, "keypoint"):
         raise SystemExit("dynamics needs a keypoint critic (model.critic_arch=keypoint)")
     enc, kp, C = learned.encoder, learned.cost.critic.keypoint, learned.context
-    rows = sorted((dict(r) for r in datasets.load_from_disk(str(Path(data) / "episodes"))[split]),
-                  key=lambda r: r["episode_id"])[:episodes]
+    eps = datasets.load_from_disk(str(Path(data) / "episodes"))
+    if split not in eps:
+        raise SystemExit(f"{data}: the planning suite has no {split!r} split")
+    rows = sorted((dict(r) for r in eps[split]), key=lambda r: r["episode_id"])[:episodes]
     rng = np.random.default_rng(seed)
     err = {k: [[] for _ in range(horizons)] for k in ("model", "copy_last", "true_latent")}
     cos, ratio, true_sep, pred_sep = [], [], [], []

@@ -139,7 +139,7 @@ def sincos_3d(grid: tuple[int, int, int], freqs: int = 8) -> torch.Tensor:
 class MultiQueryProbe(nn.Module):
     """One learned query per target cross-attends to frozen tokens; one linear classifier per target.
 
-    grid: the tokens' (T', H', W') layout; given, a learned linear map of their sin-cos positions is
+    grid: the tokens' (T', H', W') layout; given, a learned MLP of their sin-cos positions is
     added to the tokens before pooling (see the file docstring); None: no positions.
     """
 
