@@ -153,6 +153,7 @@ class Pipeline:
                    lambda: self.assemble(pack, perc, wm, s2, blind if c.train_blind else None, (plan_wm, critic)))
         self.stage("evaluate", r / "eval" / "done.json", lambda: self.evaluate(pack, data))
         self.stage("check set", r / "eval" / "check" / "results.json", lambda: self.check(pack))
+        self.record_stages(pack)
         if c.ship_to:
             self.ship(pack, Path(c.ship_to))
         return pack
@@ -257,6 +258,14 @@ class Pipeline:
         meta = json.loads((pack / "pack.json").read_text())
         meta["check"] = dict(spec, metrics=res["metrics"]["overall"])
         atomic_write_json(pack / "pack.json", meta)
+
+    def record_stages(self, pack: Path) -> None:
+        """Copy the final stage times into pack.json. Assembly snapshots them before evaluate and
+        the check set run, so without this a re-run pack would carry the previous run's times."""
+        meta = json.loads((pack / "pack.json").read_text())
+        if meta.get("stages") != self.log["stages"]:
+            meta["stages"] = self.log["stages"]
+            atomic_write_json(pack / "pack.json", meta)
 
     def ship(self, pack: Path, dest: Path) -> None:
         with atomic_dir(dest) as tmp:

@@ -47,6 +47,7 @@ def test_pipeline_builds_a_complete_pack(tiny_pack: tuple[Config, Path]) -> None
     assert "chance" in plan["baselines"] and plan["metrics"]["overall"]["plan_s_per_action"] > 0
     stages = json.loads((Path(cfg.out_dir) / "pipeline.json").read_text())["stages"]
     assert {"generate planning", "planning features", "planning world model", "critic"} <= set(stages)
+    assert meta["stages"] == stages  # pack.json times every stage, evaluate and check set included
     planning = json.loads((pack / "planning" / "planning.json").read_text())
     assert planning["encoder"] == "perception:../perception" and planning["grid"] == cfg.planning_grid
     assert planning["trained_on"]["splits"] == {"train": 14}  # only the train episodes reach training

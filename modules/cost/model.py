@@ -19,6 +19,8 @@ meta {"terms": [...]}).
 
 from __future__ import annotations
 
+import functools
+
 import os
 from typing import ClassVar
 
@@ -102,6 +104,14 @@ class Critic(nn.Module):
         return self.net(torch.cat([zn, gn], dim=-1)).squeeze(-1)
 
 
+@functools.lru_cache(maxsize=8)
+def _cell_centres(side: int) -> torch.Tensor:
+    """[side * side, 2] (x, y) centres of a row-major side x side grid, in [0, 1] units (built once:
+    the planner calls the critic for every candidate of every CEM iteration)."""
+    gy, gx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    return torch.stack([gx.flatten(), gy.flatten()], dim=-1).float().add(0.5).div(side)
+
+
 class KeypointCritic(nn.Module):
     """a * |kp(z) - kp(goal)| + b, kp = a learned soft-argmax keypoint over a step's token grid.
 
@@ -127,8 +137,7 @@ class KeypointCritic(nn.Module):
         side = int(round(P**0.5))
         if side * side != P:
             raise UserError(f"the keypoint critic needs a square token grid, got {P} tokens per step")
-        gy, gx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
-        centres = torch.stack([gx.flatten(), gy.flatten()], dim=-1).to(tokens).add(0.5).div(side)  # [P, 2]
+        centres = _cell_centres(side).to(tokens)  # [P, 2]
         h = self.norm(tokens)
         w = self.score(h).squeeze(-1).softmax(dim=-1)  # [..., P]
         points = centres + torch.tanh(self.offset(h)) * (0.5 / side)  # [..., P, 2]: within the cell
