@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cogarch.errors import UserError
+from cogarch.errors import ConfigError, UserError
 from cogarch.modules.perception.config import IMAGENET_MEAN, IMAGENET_STD, PerceptionConfig, vjepa2_mask_sets
 from cogarch.modules.perception.data import ClipDataset
 from cogarch.modules.perception.probe import Config as ProbeConfig
@@ -170,3 +170,37 @@ def test_probe_positions_read_where(grid):
         assert acc > 0.9
     else:
         assert acc < 0.7
+
+
+def test_pixel_baseline_is_the_encoders_input():
+    """encoder=pixels: each token is the tubelet the encoder embeds, in the encoder's token order,
+    so the tubelet embedding (a stride = kernel Conv3d) is exactly a linear map of it."""
+    from cogarch.modules.perception.model import PerceptionModule
+    from cogarch.modules.perception.probe import PixelTubelets
+
+    torch.manual_seed(0)
+    model = PerceptionModule(micro()).eval()
+    c = model.config
+    frames = torch.randn(2, c.num_frames, 3, c.img_size, c.img_size)
+    pix = PixelTubelets(c).encode(frames)  # [B, N, tt*3*p*p]
+    emb = model.target_encoder.embeddings(frames)  # [B, N, D]
+    proj = model.target_encoder.embeddings.patch_embeddings.proj
+    w = proj.weight.permute(0, 2, 1, 3, 4).reshape(proj.weight.shape[0], -1)  # [D, tt*C*p*p]
+    assert pix.shape[:2] == emb.shape[:2] == (2, c.grid[0] * c.grid[1] * c.grid[2])
+    torch.testing.assert_close(pix @ w.T + proj.bias, emb, atol=1e-5, rtol=1e-5)
+
+
+def test_probe_blocks_see_all_tokens():
+    """blocks=1: a self-attention block before the pooler; every token reaches every target's logits."""
+    from cogarch.modules.perception.probe import MultiQueryProbe
+
+    torch.manual_seed(0)
+    probe = MultiQueryProbe(16, 2, [3, 2], (2, 2, 2), blocks=1)
+    assert len(probe.blocks) == 1
+    x = torch.randn(4, 8, 16, requires_grad=True)
+    logits = probe(x)
+    assert [tuple(lg.shape) for lg in logits] == [(4, 3), (4, 2)]
+    logits[0][0].sum().backward()
+    assert x.grad[0].abs().sum(-1).gt(0).all() and x.grad[1:].abs().sum() == 0  # clips stay independent
+    with pytest.raises(ConfigError):
+        ProbeConfig(blocks=-1).validate()

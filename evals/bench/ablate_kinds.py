@@ -18,6 +18,7 @@ import json
 
 from cogarch.evalglue import PackScorer
 from cogarch.evals.runner import run_eval
+from cogarch.evals.bench import cli
 
 
 def main() -> None:
@@ -49,4 +50,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

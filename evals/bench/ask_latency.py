@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
+from cogarch.evals.bench import cli
 
 
 def cold(pack: str | None, clip: str, question: str) -> float:
@@ -59,4 +60,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

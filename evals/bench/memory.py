@@ -36,6 +36,7 @@ from usearch.index import Index
 from cogarch.config import load_config
 from cogarch.modules.memory.config import MemoryConfig
 from cogarch.modules.memory.store import EpisodeStore
+from cogarch.evals.bench import cli
 
 
 def make_centres(clusters: int, dim: int, rng: np.random.Generator) -> np.ndarray:
@@ -247,4 +248,4 @@ def _report(lines: list[str], store_rows: list[str], cfg: MemoryConfig, footer: 
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli(main)

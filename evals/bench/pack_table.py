@@ -16,6 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
+from cogarch.errors import UserError
+
 
 def _pct(x) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
@@ -71,10 +73,18 @@ def planning_table(res: dict, untrained: dict | None = None) -> list[str]:
 TABLES = {"physqa": physqa_table, "voe": voe_table, "planning": planning_table}
 
 
+def _pack_json(pack: str | Path) -> dict:
+    path = Path(pack) / "pack.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: not a readable pack.json ({e.__class__.__name__})") from None
+
+
 def render(pack: str | Path, untrained: str | Path | None = None) -> str:
-    meta = json.loads((Path(pack) / "pack.json").read_text())
+    meta = _pack_json(pack)
     ev = meta.get("eval", {})
-    other = json.loads((Path(untrained) / "pack.json").read_text()).get("eval", {}) if untrained else {}
+    other = _pack_json(untrained).get("eval", {}) if untrained else {}
     out = []
     for suite, table in TABLES.items():
         if suite in ev:
@@ -85,9 +95,16 @@ def render(pack: str | Path, untrained: str | Path | None = None) -> str:
     return "\n".join(out)
 
 
-if __name__ == "__main__":
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("pack", nargs="?", default="cogarch/assets/default_pack")
     ap.add_argument("--untrained", help="a pack trained by configs/pack/untrained_encoder.yaml")
     args = ap.parse_args()
     print(render(args.pack, args.untrained))
+    return 0
+
+
+if __name__ == "__main__":
+    from cogarch.evals.bench import cli
+
+    cli(main)

@@ -32,6 +32,7 @@ import torch
 from cogarch.modules.perception.config import vjepa_tiny
 from cogarch.modules.perception.masking import MaskCollator
 from cogarch.modules.perception.model import PerceptionModule
+from cogarch.evals.bench import cli
 
 
 def _rss_mb() -> float:
@@ -124,4 +125,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli(main)

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 from cogarch.modules.cost.cli import PerceptionEncoder, goal_frames, load_learned
+from cogarch.errors import UserError
+from cogarch.evals.bench import cli
 
 
 def _spearman(a: list[float], b: list[float]) -> float:
@@ -118,11 +120,11 @@ def dynamics(pack: str, data: str, episodes: int = 50, split: str = "val", world
     learned = load_learned(pack)
     wm = module_class("world_model").from_pretrained(world_model).eval() if world_model else learned.world_model
     if not hasattr(learned.cost.critic, "keypoint"):
-        raise SystemExit("dynamics needs a keypoint critic (model.critic_arch=keypoint)")
+        raise UserError("dynamics needs a keypoint critic (model.critic_arch=keypoint)")
     enc, kp, C = learned.encoder, learned.cost.critic.keypoint, learned.context
     eps = datasets.load_from_disk(str(Path(data) / "episodes"))
     if split not in eps:
-        raise SystemExit(f"{data}: the planning suite has no {split!r} split")
+        raise UserError(f"{data}: the planning suite has no {split!r} split")
     rows = sorted((dict(r) for r in eps[split]), key=lambda r: r["episode_id"])[:episodes]
     rng = np.random.default_rng(seed)
     err = {k: [[] for _ in range(horizons)] for k in ("model", "copy_last", "true_latent")}
@@ -199,4 +201,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli(main)

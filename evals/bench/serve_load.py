@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from cogarch.evals.bench import cli
 
 QUESTIONS = [
     "How many pairs of objects collide?",
@@ -185,4 +186,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli(main)

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from cogarch.fsutil import atomic_write_json
+from cogarch.errors import UserError
+from cogarch.evals.bench import cli
 
 
 # ------------------------------------------------------------------------------------------ encoders
@@ -70,7 +72,7 @@ def make_clip_encoder(spec: str) -> Any:
         return FramePixels()
     if spec.startswith("perception:"):
         return PerceptionClips(spec.split(":", 1)[1])
-    raise SystemExit(f"unknown encoder {spec!r}: use blur-pixels or perception:<folder>")
+    raise UserError(f"unknown encoder {spec!r}: use blur-pixels or perception:<folder>")
 
 
 def baseline_world_model(spec: str) -> Any:
@@ -138,7 +140,7 @@ def rollout_l1(wm: Any, latents: torch.Tensor, actions: torch.Tensor | None, con
         c_err += (zn[:, s + context - 1 : s + context] - tgt).abs().mean(dim=(2, 3))
         count += 1
     if count == 0:
-        raise SystemExit(f"clips of {T} steps are too short for context {context} + horizon {horizon}")
+        raise UserError(f"clips of {T} steps are too short for context {context} + horizon {horizon}")
     m_err, c_err = m_err / count, c_err / count  # [N, h]
     diff = m_err - c_err
     g = torch.Generator().manual_seed(seed)
@@ -163,7 +165,7 @@ def read_split_shards(folder: Path, splits: set[str]) -> dict[str, torch.Tensor]
             if "actions" in fh.keys():
                 act.append(fh.get_tensor("actions")[keep])
     if not lat:
-        raise SystemExit(f"no clips of splits {sorted(splits)} in {folder}")
+        raise UserError(f"no clips of splits {sorted(splits)} in {folder}")
     return {"latents": torch.cat(lat), "actions": torch.cat(act) if act else None}
 
 
@@ -272,4 +274,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli(main)

@@ -2,6 +2,7 @@
 
     cogarch train probe --config configs/probe/tiny.yaml encoder=runs/perception/tiny/final
     cogarch train probe --config configs/probe/tiny.yaml encoder=random      # random-init baseline
+    cogarch train probe --config configs/probe/tiny.yaml encoder=pixels      # the encoder's own input
 
 The standard V-JEPA evaluation (Bardes et al. 2024, Sec. 4; V-JEPA 2 App.): the encoder is frozen,
 its tokens [B, T'H'W', D] are read by a small attentive pooler (learned queries cross-attending to
@@ -15,6 +16,15 @@ Positions (`position=sincos`, default): the encoder's output tokens carry no exp
 so a probe without positions can read WHAT is in a clip but only indirectly WHERE and WHEN. The
 probe adds a learned MLP map of a fixed 3-D sin-cos code of each token's (t, h, w) to its
 keys/values (the same for every encoder probed). `position=none` is the plain pooler.
+
+Blocks (`blocks=N`): N pre-norm self-attention blocks over the tokens before the pooler. V-JEPA 2's
+attentive probe is 4 layers deep (3 self-attention blocks + the cross-attention pooler, V-JEPA 2
+App. "attentive probe"); one cross-attention alone cannot first find an object and then compare
+where it is early and late, which a direction needs. `blocks=0` is the single pooler.
+
+`encoder=pixels` probes the encoder's own input: each token is its normalised 2 x p x p x 3 tubelet
+of pixels, in the same (t', h', w') grid as the `random_arch` encoder's tokens. It says what the
+probe can read when nothing is lost, the ceiling an encoder's features are measured against.
 
 Targets are derived from the clips' ground truth (`objects` / `annotations` JSON, see
 /tmp/schema.md and evals/world/truth.py) over the frames the encoder sees:
@@ -53,7 +63,7 @@ MOTION_TARGETS = ("num_moving", "fastest_color", "direction", "collision")
 
 @dataclass
 class Config:
-    encoder: str = "random"  # saved perception module | HF V-JEPA 2 folder | "random"
+    encoder: str = "random"  # saved perception module | HF V-JEPA 2 folder | "random" | "pixels"
     random_arch: str = "tiny"  # builder for encoder=random (config.BUILDERS)
     data_dir: str = "data/physqa"
     train_split: str = "train"
@@ -64,6 +74,7 @@ class Config:
     move_px: float = 2.0
     pooler_heads: int = 4
     position: str = "sincos"  # "sincos": add a learned map of 3-D sin-cos token positions; "none"
+    blocks: int = 0  # self-attention blocks before the pooler (V-JEPA 2's probe: 3)
     epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-3
@@ -78,6 +89,8 @@ class Config:
             raise ConfigError(f"probe: unknown targets {bad}; choose from {', '.join(TARGETS)}")
         if self.position not in ("sincos", "none"):
             raise ConfigError(f"probe: position must be 'sincos' or 'none', got {self.position!r}")
+        if self.blocks < 0:
+            raise ConfigError(f"probe: blocks must be >= 0, got {self.blocks}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError("probe: epochs, batch_size must be >= 1 and lr > 0")
 
@@ -141,9 +154,11 @@ class MultiQueryProbe(nn.Module):
 
     grid: the tokens' (T', H', W') layout; given, a learned MLP of their sin-cos positions is
     added to the tokens before pooling (see the file docstring); None: no positions.
+    blocks: pre-norm self-attention blocks (width 4x MLP, GELU) run over the tokens before pooling.
     """
 
-    def __init__(self, dim: int, heads: int, classes: list[int], grid: tuple[int, int, int] | None = None) -> None:
+    def __init__(self, dim: int, heads: int, classes: list[int], grid: tuple[int, int, int] | None = None,
+                 blocks: int = 0) -> None:
         super().__init__()
         from transformers import VJEPA2Config
         from transformers.models.vjepa2.modeling_vjepa2 import VJEPA2PoolerCrossAttentionLayer
@@ -164,6 +179,10 @@ class MultiQueryProbe(nn.Module):
             nn.init.zeros_(self.pos_proj[2].bias)
         else:
             self.pos_proj = None
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+            for _ in range(blocks)
+        )
 
     def forward(self, tokens: torch.Tensor) -> list[torch.Tensor]:
         """tokens [B, N, D] -> logits per target [B, C_k]."""
@@ -171,9 +190,32 @@ class MultiQueryProbe(nn.Module):
             if tokens.shape[1] != self.pos_code.shape[0]:
                 raise UserError(f"probe: {tokens.shape[1]} tokens per clip, but the position grid has {self.pos_code.shape[0]}")
             tokens = tokens + self.pos_proj(self.pos_code)  # [B, N, D]
+        for block in self.blocks:
+            tokens = block(tokens)  # [B, N, D]
         q = self.queries.expand(tokens.shape[0], -1, -1)
         pooled = self.cross(q, tokens)[0]  # [B, K, D]
         return [head(pooled[:, k]) for k, head in enumerate(self.heads)]
+
+
+class PixelTubelets(nn.Module):
+    """The `encoder=pixels` baseline: tokens are the raw (normalised) tubelets the encoder embeds."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.config = config
+
+    def encode(self, frames: torch.Tensor, normalized: bool = True) -> torch.Tensor:
+        """frames [B, T, 3, H, W] -> [B, T'*H'*W', tubelet*p*p*3], (t', h', w') row-major like encode()."""
+        if not normalized:
+            raise UserError("probe: the pixels baseline reads the data set's normalised frames")
+        c = self.config
+        tt, p = c.tubelet_size, c.patch_size
+        if frames.shape[1] < tt:  # one image: repeated to fill a tubelet, as the encoder's embedding does
+            frames = frames.repeat(1, tt, 1, 1, 1)
+        B, T, C, H, W = frames.shape
+        x = frames.reshape(B, T // tt, tt, C, H // p, p, W // p, p)
+        x = x.permute(0, 1, 4, 6, 2, 3, 5, 7)  # [B, T', H', W', tt, C, p, p]
+        return x.reshape(B, (T // tt) * (H // p) * (W // p), tt * C * p * p)
 
 
 def load_encoder(spec: str, random_arch: str = "tiny", seed: int = 0):
@@ -181,6 +223,8 @@ def load_encoder(spec: str, random_arch: str = "tiny", seed: int = 0):
     from cogarch.modules.perception.hf_interop import is_hf_folder, load_hf_pretrained
     from cogarch.modules.perception.model import PerceptionModule
 
+    if spec == "pixels":
+        return PixelTubelets(build_config(random_arch))
     if spec == "random":
         torch.manual_seed(seed)
         return PerceptionModule(build_config(random_arch))
@@ -188,7 +232,7 @@ def load_encoder(spec: str, random_arch: str = "tiny", seed: int = 0):
     if is_hf_folder(path):
         return load_hf_pretrained(path)
     if not path.is_dir():
-        raise UserError(f"probe: encoder {spec!r} is neither 'random' nor a folder")
+        raise UserError(f"probe: encoder {spec!r} is neither 'random', 'pixels' nor a folder")
     if (path / "state.json").is_file() and not (path / "config.json").is_file():
         return _from_training_checkpoint(path)
     return PerceptionModule.from_pretrained(path)
@@ -259,7 +303,7 @@ def run(cfg: Config, resume: bool = False) -> Path:
     torch.manual_seed(cfg.seed)
     grid = tuple(encoder.config.grid)  # (T', H', W'): the order of encode()'s tokens
     probe = MultiQueryProbe(feats["train"].shape[-1], cfg.pooler_heads, [max(2, len(classes[t])) for t in cfg.targets],
-                            grid if cfg.position == "sincos" else None)
+                            grid if cfg.position == "sincos" else None, cfg.blocks)
     opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = feats["train"].shape[0]
     steps = cfg.epochs * math.ceil(n / cfg.batch_size)
