@@ -240,7 +240,8 @@ def write_planning_features(data_dir: str | Path, encoder: Any, out: str | Path,
     episode that reached the goal early is continued with zero actions (no push) up to the suite's
     action budget, so every episode has T = max_steps + 1 steps (real physics, a do-nothing policy).
     Writes <out>/world_model/<split>.safetensors (latents [N, T, D], actions [N, T, 2] in units of
-    a_max, the last step without action) and <out>/critic/<split>.safetensors (+ goal [N, D],
+    a_max, the last step without action; positions [N, T, 2], the puck / table size, a training-only
+    target of the world model) and <out>/critic/<split>.safetensors (+ goal [N, D],
     costs [N, T] = the true puck-goal distance / table size: the environment's cost signal, which
     the critic learns to predict from latents; positions [N, T, 2] and goal_position [N, 2] in the
     same units, for hindsight goal relabelling). A latent is [D], or [P, D] for token grids.
@@ -280,10 +281,10 @@ def write_planning_features(data_dir: str | Path, encoder: Any, out: str | Path,
             gxy.append([env.goal[0] / env.size, env.goal[1] / env.size])
         meta = {"clip_ids": json.dumps([r["episode_id"] for r in rows]), "splits": json.dumps([split] * len(rows)),
                 "extras": json.dumps([{} for _ in rows]), "suite": "planning", "encoder": encoder.name}
-        base = {"latents": torch.stack(lats).contiguous(), "actions": torch.stack(acts).contiguous()}
+        base = {"latents": torch.stack(lats).contiguous(), "actions": torch.stack(acts).contiguous(),
+                "positions": torch.stack(pos).contiguous()}
         shards = {"world_model": base, "critic": {**base, "goal": torch.stack(goals).contiguous(),
                                                   "costs": torch.stack(costs).contiguous(),
-                                                  "positions": torch.stack(pos).contiguous(),
                                                   "goal_position": torch.tensor(gxy, dtype=torch.float32)}}
         for sub, tensors in shards.items():
             (out / sub).mkdir(parents=True, exist_ok=True)

@@ -44,6 +44,15 @@ class WorldModelConfig:
     # step's tokens). 0 = plain L1. When one small object moves, copying the frame already
     # minimises most of a plain L1; this puts the loss where the frame changes.
     change_weight: float = 0.0
+    # Auxiliary target during training only (never an input): an object position per step
+    # (`positions` [N, T, position_dim] in the feature shards, e.g. the puck on the planning table).
+    # A soft-argmax head reads the position from the TRUE next latents and, with its weights
+    # frozen for that term, from the PREDICTED ones; the WM is trained so that the two agree.
+    # So the prediction must move where the world moved, in the directions the true latents use,
+    # which a per-element latent loss leaves to a small object's handful of tokens
+    # (docs/benchmarks.md, planning). 0 = off.
+    position_weight: float = 0.0
+    position_dim: int = 2
     # VoE clip score from per-step surprise: "max" or "topk_mean" (mean of the k largest steps).
     clip_score: str = "topk_mean"
     clip_score_k: int = 2
@@ -61,6 +70,8 @@ class WorldModelConfig:
             raise ConfigError("world_model.action_dim and state_dim must be >= 0")
         if self.loss not in ("l1", "l2"):
             raise ConfigError(f"world_model.loss must be 'l1' or 'l2', got {self.loss!r}")
+        if self.position_weight < 0 or self.position_dim < 1:
+            raise ConfigError("world_model.position_weight must be >= 0 and position_dim >= 1")
         if self.change_weight < 0:
             raise ConfigError(f"world_model.change_weight must be >= 0, got {self.change_weight}")
         if self.action_to_tokens and not self.action_dim:

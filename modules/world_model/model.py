@@ -96,6 +96,26 @@ def step_times(msg: Message, steps: int) -> torch.Tensor:
     return t.reshape(B, steps, -1)[:, :, 0]
 
 
+class PositionHead(nn.Module):
+    """Soft-argmax position readout of one step's tokens [..., P, D] -> [..., position_dim].
+
+    Each token slot p has a learned anchor c_p (for a token grid: its cell centre, learned); a token
+    scores how much the object is in it and proposes an offset o(z_p) from its anchor, and the
+    position is sum_p softmax(score)_p * (c_p + o(z_p)). It works for any P <= max_patches.
+    """
+
+    def __init__(self, dim: int, max_patches: int, out_dim: int) -> None:
+        super().__init__()
+        self.score = nn.Linear(dim, 1)
+        self.offset = nn.Linear(dim, out_dim)
+        self.anchor = nn.Parameter(torch.rand(max_patches, out_dim))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        P = z.shape[-2]
+        w = self.score(z).squeeze(-1).softmax(dim=-1)  # [..., P]
+        return (w.unsqueeze(-1) * (self.anchor[:P] + self.offset(z))).sum(dim=-2)
+
+
 class WorldModel(nn.Module):
     """Block-causal latent predictor (see the file docstring)."""
 
@@ -118,9 +138,10 @@ class WorldModel(nn.Module):
         self.blocks = nn.ModuleList(Block(c.hidden_dim, c.heads, c.mlp_ratio, c.dropout) for _ in range(c.depth))
         self.norm = nn.LayerNorm(c.hidden_dim)
         self.out_proj = nn.Linear(c.hidden_dim, c.latent_dim)
+        self.position_head = PositionHead(c.latent_dim, c.max_patches, c.position_dim) if c.position_weight else None
         for p in (self.step_embed, self.patch_embed, self.type_embed):
             nn.init.trunc_normal_(p, std=0.02)
-        self.apply(self._init)
+        self.apply(self._init)  # (the head's anchors keep their uniform init: Linear only)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -338,8 +359,24 @@ class WorldModel(nn.Module):
             ro_loss = self._loss(ro, z[:, c : c + k], z[:, c - 1 : c + k - 1])
             loss = loss + self.config.rollout_weight * ro_loss
             metrics["loss_rollout"] = float(ro_loss.detach())
+        if self.position_head is not None:
+            pos = batch.get("positions")
+            if pos is None:
+                raise UserError("world_model.position_weight > 0 but the batch has no 'positions' (feature shards lack them)")
+            pos_loss = self._position_loss(pred[:, :-1], z[:, 1:], pos[:, 1:].to(z.dtype))
+            loss = loss + self.config.position_weight * pos_loss
+            metrics["loss_position"] = float(pos_loss.detach())
         metrics["loss"] = float(loss.detach())
         return loss, metrics
+
+    def _position_loss(self, pred: torch.Tensor, target: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """L1 of the head on the true latents (trains the head) + on the predictions through the
+        head's frozen weights (trains only the world model). pred, target [B, T, P, D]; pos [B, T, k]."""
+        head = self.position_head
+        true_term = (head(target) - pos).abs().mean()
+        frozen = {k: v.detach() for k, v in head.named_parameters()}
+        pred_term = (torch.func.functional_call(head, frozen, (pred,)) - pos).abs().mean()
+        return true_term + pred_term
 
     # ---------------------------------------------------------------- bus
     @torch.no_grad()

@@ -9,6 +9,7 @@ Feature shard format (one or more `*.safetensors` files in `features_dir`):
               actions  float [N, T', A]  optional; actions[n, t] moves step t to t+1 (summed over
                                          the frames of a tubelet when perception merges frames)
               states   float [N, T', S]  optional proprioceptive state per step
+              positions float [N, T', k] optional; a training-only target (model.position_weight)
     metadata  clip_ids JSON list of N str
               splits   JSON list of N str ("train" | "val" | "test" | "test_ood")
               extras   JSON list of N dicts (the clip's `extra`, e.g. {"possible": true} for voe)
@@ -165,7 +166,7 @@ class FeatureWindows(torch.utils.data.Dataset):
         si, i, s, w = self.items[idx]
         t = self.shards[si].tensors
         out: dict[str, Any] = {"latents": t["latents"][i, s : s + w].float()}
-        for key in ("actions", "states"):
+        for key in ("actions", "states", "positions"):
             if key in t:
                 out[key] = t[key][i, s : s + w].float()
         return out
