@@ -19,7 +19,8 @@ TINY = {
     "physqa_n": 40, "voe_n": 8, "planning_n": 20, "planning_eval_limit": 2, "eval_limit": 20,
     "perception_overrides": ["trainer.max_steps=2", "model.pool_grid=4", "trainer.ckpt_every=0", "trainer.batch_size=2"],
     "world_model_overrides": ["trainer.max_steps=2", "trainer.batch_size=4", "trainer.ckpt_every=0"],
-    "planning_world_model_overrides": ["trainer.max_steps=2", "trainer.batch_size=4", "trainer.ckpt_every=0", "data.window=8"],
+    "planning_world_model_overrides": ["trainer.max_steps=2", "trainer.batch_size=4", "trainer.ckpt_every=0", "data.window=8",
+                                       "model.position_weight=0.1"],
     "critic_overrides": ["model.critic_arch=keypoint", "model.keypoint_weight=1.0", "model.relabel=1.0", "model.gamma=0.0", "model.target=mc", "trainer.max_steps=2", "trainer.batch_size=4",
                          "model.critic_weight=1.0", "model.goal_weight=0.0"],
     "language_pretrain_overrides": ["trainer.max_steps=2", "trainer.ckpt_every=0"],
@@ -51,6 +52,9 @@ def test_pipeline_builds_a_complete_pack(tiny_pack: tuple[Config, Path]) -> None
     planning = json.loads((pack / "planning" / "planning.json").read_text())
     assert planning["encoder"] == "perception:../perception" and planning["grid"] == cfg.planning_grid
     assert planning["trained_on"]["splits"] == {"train": 14}  # only the train episodes reach training
+    # the planning world model trained with the puck-position target the planning features carry
+    header = (Path(cfg.out_dir) / "planning_world_model" / "metrics.csv").read_text().splitlines()[0]
+    assert "loss_position" in header.split(",")
 
 
 def test_rerun_skips_every_stage(tiny_pack: tuple[Config, Path], capsys: pytest.CaptureFixture) -> None:
