@@ -1,4 +1,4 @@
-"""The eval runner on small generated-format suites written here in the /tmp/schema.md layout.
+"""The eval runner on small generated-format suites written here (layout: docs/vocabulary.md).
 
 Baseline rows are checked against values computed by hand from the fixture; a test-double Scorer
 checks acc vs acc_norm, VoE pair accuracy / AUROC and the output files.

@@ -1,4 +1,4 @@
-"""Readers for the suites our physics world generates (physqa, voe, planning; /tmp/schema.md).
+"""Readers for the suites our physics world generates (physqa, voe, planning; docs/vocabulary.md).
 
 `cogarch generate --suite S --out DIR` writes DIR/manifest.json, DIR/videos/, DIR/clips/,
 DIR/questions/ (a DatasetDict: train/val/test/test_ood) and, for planning, DIR/episodes/. The

@@ -10,7 +10,7 @@ digit before the underscore picks the pair, so pair = (SceneIndex, digit). HeldO
 labels, so it cannot be scored. The data folder may be the release root (split chosen by name:
 test = Main, val = Debug) or one split folder itself.
 
-Rows follow our VoE convention (/tmp/schema.md): one row per clip, question "", choices [],
+Rows follow our VoE convention (docs/vocabulary.md): one row per clip, question "", choices [],
 answer "possible"/"impossible", category = condition, pair_id links the matched clips.
 """
 

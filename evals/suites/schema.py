@@ -2,7 +2,7 @@
 
 Every loader (our generated suites and the public ones) returns a `datasets.Dataset` with exactly
 these columns, so the runner scores CLEVRER, IntPhys 2, PIQA, MVPBench and Perception Test the
-same way it scores our own physics world (/tmp/schema.md is the contract with the generator):
+same way it scores our own physics world (docs/vocabulary.md and evals/world/generate.py are the contract with the generator):
 
   qid str, clip_id str, video str (absolute, or relative to the data dir; "" = text only),
   category str, template str, question str, choices list[str] ("" list = open-ended),

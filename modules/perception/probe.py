@@ -27,7 +27,7 @@ of pixels, in the same (t', h', w') grid as the `random_arch` encoder's tokens. 
 probe can read when nothing is lost, the ceiling an encoder's features are measured against.
 
 Targets are derived from the clips' ground truth (`objects` / `annotations` JSON, see
-/tmp/schema.md and evals/world/truth.py) over the frames the encoder sees:
+docs/vocabulary.md and evals/world/truth.py) over the frames the encoder sees:
   num_objects    objects visible in any observed frame                        (static)
   num_moving     objects whose in-view position moves > `move_px` px          (motion)
   fastest_color  colour of the object with the largest mean in-view speed     (motion)
