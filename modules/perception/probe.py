@@ -51,6 +51,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from cogarch.errors import ConfigError, UserError
 from cogarch.fsutil import atomic_write_json
@@ -81,6 +82,7 @@ class Config:
     weight_decay: float = 0.01
     seed: int = 0
     encode_batch: int = 16
+    progress: bool = True  # progress bars (stderr) for feature extraction and the probe's epochs
     out: str = "runs/probe/results.json"
 
     def validate(self) -> None:
@@ -257,7 +259,7 @@ def _from_training_checkpoint(path: Path):
 
 
 @torch.no_grad()
-def extract(encoder, data_dir: str, split: str, max_clips: int, batch: int, move_px: float):
+def extract(encoder, data_dir: str, split: str, max_clips: int, batch: int, move_px: float, progress: bool = False):
     """Frozen target-encoder tokens [N, L, D] (fp16) and label dicts of one split."""
     from cogarch.modules.perception.data import ClipDataset
 
@@ -265,7 +267,7 @@ def extract(encoder, data_dir: str, split: str, max_clips: int, batch: int, move
     ds = ClipDataset(data_dir, split, c.num_frames, c.img_size, max_clips=max_clips, cache=True, with_index=True)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=False)
     feats = []
-    for b in loader:
+    for b in tqdm(loader, desc=f"probe features {split}", disable=not progress):
         feats.append(encoder.encode(b["frames"], normalized=True).to(torch.float16))
     labels = [clip_targets(ds.objects(i), ds.annotations(i), c.num_frames, move_px) for i in range(len(ds))]
     return torch.cat(feats), labels
@@ -291,7 +293,8 @@ def run(cfg: Config, resume: bool = False) -> Path:
     splits = {"train": cfg.train_split, "val": cfg.val_split, "test": cfg.test_split}
     feats, labels = {}, {}
     for role, sp in splits.items():
-        feats[role], labels[role] = extract(encoder, cfg.data_dir, sp, cfg.max_clips, cfg.encode_batch, cfg.move_px)
+        feats[role], labels[role] = extract(encoder, cfg.data_dir, sp, cfg.max_clips, cfg.encode_batch, cfg.move_px,
+                                            cfg.progress)
         log.info("probe: %s features %s", sp, tuple(feats[role].shape))
     t_feat = time.perf_counter() - t0
     classes = {t: sorted({lab[t] for lab in labels["train"]}) for t in cfg.targets}
@@ -310,7 +313,8 @@ def run(cfg: Config, resume: bool = False) -> Path:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
     best = {t: {"val": -1.0, "test": 0.0, "epoch": -1} for t in cfg.targets}
     gen = torch.Generator().manual_seed(cfg.seed)
-    for epoch in range(cfg.epochs):
+    bar = tqdm(range(cfg.epochs), desc="probe epochs", disable=not cfg.progress)
+    for epoch in bar:
         perm = torch.randperm(n, generator=gen)
         for s in range(0, n, cfg.batch_size):
             idx = perm[s : s + cfg.batch_size]
@@ -326,6 +330,7 @@ def run(cfg: Config, resume: bool = False) -> Path:
             if acc_val[k] > best[t]["val"]:
                 best[t] = {"val": acc_val[k], "test": acc_test[k], "epoch": epoch}
         log.info("probe epoch %d: loss %.4f val %s", epoch, float(loss.detach()), [round(a, 3) for a in acc_val])
+        bar.set_postfix(loss=round(float(loss.detach()), 4), val=" ".join(f"{a:.2f}" for a in acc_val))
     results = {"encoder": cfg.encoder, "data_dir": cfg.data_dir, "splits": splits,
                "n": {role: int(feats[role].shape[0]) for role in splits}, "targets": {},
                "feature_shape": list(feats["train"].shape[1:]), "seconds": {"features": round(t_feat, 1),
