@@ -17,8 +17,8 @@ import argparse
 import json
 
 from cogarch.evalglue import PackScorer
-from cogarch.evals.runner import run_eval
 from cogarch.evals.bench import cli
+from cogarch.evals.runner import run_eval
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
+
 from cogarch.evals.bench import cli
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from cogarch.evals.bench import cli
 
 COLORS = ["brown", "gray", "purple", "cyan", "blue", "yellow", "red", "green"]

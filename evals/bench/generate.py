@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+
 from cogarch.evals.bench import cli
 
 

@@ -34,9 +34,9 @@ import torch
 from usearch.index import Index
 
 from cogarch.config import load_config
+from cogarch.evals.bench import cli
 from cogarch.modules.memory.config import MemoryConfig
 from cogarch.modules.memory.store import EpisodeStore
-from cogarch.evals.bench import cli
 
 
 def make_centres(clusters: int, dim: int, rng: np.random.Generator) -> np.ndarray:

@@ -29,10 +29,10 @@ import time
 
 import torch
 
+from cogarch.evals.bench import cli
 from cogarch.modules.perception.config import vjepa_tiny
 from cogarch.modules.perception.masking import MaskCollator
 from cogarch.modules.perception.model import PerceptionModule
-from cogarch.evals.bench import cli
 
 
 def _rss_mb() -> float:

@@ -26,9 +26,9 @@ import torch
 from safetensors.torch import save_file
 
 from cogarch.config import load_config
+from cogarch.evals.bench import cli
 from cogarch.fsutil import atomic_write_json
 from cogarch.modules.cost.cli import goal_frames, load_learned, make_encoder, planner_config, table_push_episode
-from cogarch.evals.bench import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN_SEED0 = 1_000_000

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cogarch.modules.cost.cli import PerceptionEncoder, goal_frames, load_learned
 from cogarch.errors import UserError
 from cogarch.evals.bench import cli
+from cogarch.modules.cost.cli import PerceptionEncoder, goal_frames, load_learned
 
 
 def _spearman(a: list[float], b: list[float]) -> float:

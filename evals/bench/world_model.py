@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from cogarch.fsutil import atomic_write_json
 from cogarch.errors import UserError
 from cogarch.evals.bench import cli
+from cogarch.fsutil import atomic_write_json
 
 
 # ------------------------------------------------------------------------------------------ encoders
