@@ -3,6 +3,7 @@
     cogarch ask CLIP QUESTION [-q QUESTION ...] [--model PACK] [--memory DIR] [--explain] [--trace] [--json]
     cogarch train MODULE --config FILE [key=value ...] [--resume]
     cogarch eval --suite NAME [--model PACK|blind|baseline:chance|baseline:prior] [--data DIR] [--limit N] [--output DIR]
+                 [--planner cem|hier|YAML]    (planning only: replaces the pack's stored planner)
     cogarch generate --suite NAME --n N [--seed S] --out DIR
     cogarch info [PACK]
     cogarch memory list|search|forget|rebuild [TARGET] --store DIR
@@ -37,7 +38,10 @@ EXAMPLES = {
     "eval": """examples:
   cogarch eval --suite physqa --model baseline:prior --data data/physqa --output outputs/physqa-prior
   cogarch eval --suite voe --model runs/pack --limit 200
-  cogarch eval --suite intphys2 --data ~/datasets/IntPhys2/Main --model blind""",
+  cogarch eval --suite intphys2 --data ~/datasets/IntPhys2/Main --model blind
+  cogarch eval --suite planning --model runs/pack/pack --limit 20                  # the pack's own planner
+  cogarch eval --suite planning --model runs/pack/pack --planner hier              # same pack, hierarchical CEM
+  cogarch eval --suite planning --model runs/pack/pack --planner my/plan.yaml      # a PlannerConfig YAML""",
     "generate": """examples:
   cogarch generate --suite physqa --n 2000 --out data/physqa
   cogarch generate --suite voe --n 400 --seed 1 --out data/voe
@@ -105,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, help="evaluate only the first N items (pairs kept whole)")
     e.add_argument("--output", help="output folder (default: outputs/eval-<suite>-<model>)")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--planner", help="planning suite only: plan with this planner instead of the pack's stored one: "
+                                     "a preset in configs/planner/ (random | cem | hier) or a planner YAML file")
 
     g = _sub(subs, "generate", "generate a physics-world suite with exact answers")
     g.add_argument("--suite", required=True, help="physqa | voe | planning")
@@ -169,16 +175,33 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_planner(args: argparse.Namespace) -> dict | None:
+    """The resolved --planner override, checked before any pack or data is loaded."""
+    if args.planner is None:
+        return None
+    if args.suite != "planning":
+        raise UserError(f"--planner applies only to --suite planning, not --suite {args.suite}")
+    from cogarch.evalglue import planner_override
+
+    return planner_override(args.planner)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from cogarch.evalglue import install
     from cogarch.evals.runner import format_table, run_eval
 
+    planner = _eval_planner(args)
     install()
     model = args.model or default_pack_or_error()
     tag = Path(model).name if os.path.sep in model else model.replace(":", "-")
+    if planner is not None:  # its own default folder: never overwrite the pack planner's results
+        tag += "-" + Path(args.planner).stem
     output = args.output or f"outputs/eval-{args.suite}-{tag}"
-    results = run_eval(args.suite, model, args.data, args.limit, output, seed=args.seed, split=args.split)
+    results = run_eval(args.suite, model, args.data, args.limit, output, seed=args.seed, split=args.split,
+                       planner=planner)
     print(format_table(results))
+    if planner is not None:  # the table does not say which planner ran
+        print(f"planner: {planner['name']} (kind {planner['kind']}) in place of the pack's stored planner")
     print(f"wrote {output}/results.json, samples.jsonl, results.md, results.png")
     return 0
 

@@ -7,6 +7,9 @@ module scores options by log-likelihood or generates; VoE uses the world model's
 `blind` is the same evaluation with no clip: if the pack ships a separately trained blind language
 module (`language_blind/`, trained on the same QA with no bus tokens) that one answers, otherwise
 the pack's language module answers with no bus tokens. The runner prints it beside the model.
+
+`plan_episode` plans with the planner stored in the pack's planning.json, or with the one
+`planner_override` resolved from `cogarch eval --planner` (a preset name or a planner YAML).
 """
 
 from __future__ import annotations
@@ -146,17 +149,42 @@ def _planning_model(pack: str):
     return load_learned(str(folder)), cfg
 
 
-def plan_episode(spec: str, row: dict, data_dir: Path) -> dict:
+def planner_override(spec: str) -> dict:
+    """`--planner SPEC` -> the runner's planner override {"name", "kind", "config"}.
+
+    Resolved as `cogarch plan --planner` does (modules/cost/cli.py: resolve_planner), up front, so
+    a bad name or YAML fails before any pack is loaded. Kept JSON-able because results.json
+    records it: the full config too, since a YAML file may change after the run."""
+    from cogarch.config import to_dict
+    from cogarch.modules.cost.cli import resolve_planner
+
+    cfg = resolve_planner(spec)
+    return {"name": spec, "kind": cfg.kind, "config": to_dict(cfg)}
+
+
+@lru_cache(maxsize=4)
+def _override_config(config_json: str):
+    """PlannerConfig of an override's "config" (cached: plan_episode runs once per episode)."""
+    from cogarch.config import from_dict
+    from cogarch.modules.cost.config import PlannerConfig
+
+    return from_dict(PlannerConfig, json.loads(config_json), origin="--planner")
+
+
+def plan_episode(spec: str, row: dict, data_dir: Path, planner: dict | None = None) -> dict:
     """The runner's planner: closed-loop MPC with a pack's planning model on one stored episode.
 
     The env is rebuilt from the row (same table, start, goal and obstacles) and gets the same action
-    budget as the stored random-action episode, so the two successes are paired."""
+    budget as the stored random-action episode, so the two successes are paired. planner: a
+    `planner_override` dict that replaces the pack's stored planner config."""
     from cogarch.evals.world.planning import env_from_row
     from cogarch.modules.cost.cli import table_push_episode
 
     if spec == "blind" or not Path(spec).is_dir():
         raise UserError(f"planning needs a pack folder as --model, got {spec!r}")
     learned, cfg = _planning_model(str(Path(spec).resolve()))
+    if planner is not None:
+        cfg = _override_config(json.dumps(planner["config"], sort_keys=True))
     res = table_push_episode(0, "near", cfg, learned, plan_seed=int(row["seed"]) % 2**31, env=env_from_row(row))
     return {"success": bool(res["success"]), "steps": int(res["steps"]),
             "plan_s_per_action": round(float(res["plan_s_per_action"]), 4),

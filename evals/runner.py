@@ -7,7 +7,8 @@ split, Gao et al. 2021) or a spec string: `baseline:chance`, `baseline:prior`, `
 path. `blind` and packs are resolved by a loader the language module registers with
 `register_model_loader(fn)`; until it does they raise NotBuiltError. The planning suite reports a
 policy's success through `register_planner(fn)`; without it only the stored random-action
-episodes' success (the chance baseline) is reported.
+episodes' success (the chance baseline) is reported. `run_eval(..., planner=OVERRIDE)` hands a
+JSON-able override (e.g. another planner config) to that fn unchanged; the runner never reads it.
 
 Outputs in `output`: results.json (model metrics and baselines kept apart), samples.jsonl (one line
 per scored item of the model), results.md and results.png (`cogarch.evals.report`). Every file is
@@ -67,7 +68,10 @@ def register_model_loader(fn: Callable[[str], Scorer] | None) -> None:
 
 def register_planner(fn: Callable[..., Any] | None) -> None:
     """fn(model_spec, episode_row: dict, data_dir: Path) -> bool success, or a dict with "success"
-    and per-episode extras (e.g. "steps", "plan_s_per_action"), for the planning suite."""
+    and per-episode extras (e.g. "steps", "plan_s_per_action"), for the planning suite.
+
+    With `run_eval(..., planner=OVERRIDE)` it is called as fn(model_spec, row, data_dir,
+    planner=OVERRIDE); without one the keyword is left out, so a three-argument fn keeps working."""
     global _PLANNER
     _PLANNER = fn
 
@@ -241,7 +245,8 @@ def _episode_category(row: dict) -> str:
     return env["goal_distance"] + ("+obstacles" if env["obstacles"] else "")
 
 
-def _run_planning(model, data_dir: Path, split: str, limit: int | None) -> tuple[dict, dict, list, int]:
+def _run_planning(model, data_dir: Path, split: str, limit: int | None,
+                  planner: Any = None) -> tuple[dict, dict, list, int]:
     eps = sorted((dict(r) for r in load_episodes(data_dir, split)), key=lambda r: r["episode_id"])
     if limit is not None:
         if limit < 1:
@@ -263,13 +268,16 @@ def _run_planning(model, data_dir: Path, split: str, limit: int | None) -> tuple
     baselines = {"chance": metrics(stored)}
     extras: list[dict] = [{} for _ in eps]  # per-episode details a planner reports (steps, time)
     if model == "baseline:chance":
+        if planner is not None:
+            raise UserError("--planner needs a pack as --model: baseline:chance replays the stored random actions")
         model_succ = stored
     elif model == "baseline:prior":
         raise UserError("baseline:prior has no meaning for planning (use baseline:chance)")
     else:
         if _PLANNER is None:
             raise NotBuiltError("planning with a model: planner module not built yet")
-        outs = [_PLANNER(model, e, data_dir) for e in tqdm(eps, desc="eval planning")]
+        kw = {} if planner is None else {"planner": planner}
+        outs = [_PLANNER(model, e, data_dir, **kw) for e in tqdm(eps, desc="eval planning")]
         extras = [dict(o) if isinstance(o, dict) else {} for o in outs]
         model_succ = [bool(o["success"] if isinstance(o, dict) else o) for o in outs]
     samples = [{"qid": e["episode_id"], "category": c, "prediction": s,
@@ -291,22 +299,29 @@ def run_eval(
     output: str | Path = "runs/eval",
     seed: int = 0,
     split: str | None = "test",
+    planner: Any = None,
 ) -> dict:
     """Score `model` on one split of `suite`, with baselines; write outputs; return results.json.
 
     split=None picks the suite's labelled evaluation split (`default_split`: val for CLEVRER,
-    PIQA and Perception Test, whose test labels are withheld; test otherwise).
+    PIQA and Perception Test, whose test labels are withheld; test otherwise). planner: planning
+    suite only, a JSON-able override handed to the registered planner and recorded as
+    config["planner"]; None keeps the model's own planner (and results.json as before).
     """
     from cogarch.evals.report import write_outputs
 
     check_suite(suite)
+    if planner is not None and suite != "planning":
+        raise UserError(f"--planner applies only to --suite planning, not --suite {suite}")
     split = split or default_split(suite)
     data_dir = resolve_data_dir(suite, data)
     config: dict[str, Any] = {"suite": suite, "data": str(data_dir), "split": split,
                               "limit": limit, "seed": seed}
     if suite == "planning":
-        metrics, baselines, samples, n = _run_planning(model, data_dir, split, limit)
+        metrics, baselines, samples, n = _run_planning(model, data_dir, split, limit, planner)
         config["baseline_note"] = "chance = stored random-action episodes; no answer prior for planning"
+        if planner is not None:
+            config["planner"] = planner
     else:
         rows = select_limit([dict(r) for r in load_suite(suite, data_dir, split)], limit)
         train_rows, source = _train_rows(suite, data_dir, split)

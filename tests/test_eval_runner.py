@@ -367,3 +367,93 @@ def test_planning_reports_stored_random_success_and_planner_hook(tmp_path):
     assert res2["metrics"]["overall"] == {"success_rate": 0.25, "n": 8, "plan_s_per_action": 0.5}
     rows = [json.loads(line) for line in (tmp_path / "o2" / "samples.jsonl").read_text().splitlines()]
     assert rows[0]["steps"] == 3 and rows[0]["stored_random_success"] is True and rows[0]["category"] == "planning"
+
+
+def _planning_suite(root, n=4):
+    """A planning suite of `n` stored test episodes (every other one a stored success)."""
+    import datasets
+
+    eps = [{"episode_id": f"ep{i:02d}", "split": "test", "seed": i, "video": f"videos/ep{i}.mp4", "frames": 16,
+            "actions": json.dumps([[0.1, 0.0]] * 3), "states": "[]", "goal": json.dumps({"x": 1, "y": 1, "r": 0.2}),
+            "obstacles": "[]", "success": i % 2 == 0} for i in range(n)]
+    datasets.DatasetDict({"test": datasets.Dataset.from_list(eps)}).save_to_disk(str(root / "episodes"))
+    return root
+
+
+def test_eval_planner_override_reaches_the_planner_and_is_recorded(tmp_path, monkeypatch, capsys):
+    from cogarch import evalglue
+    from cogarch.cli import main
+
+    root = _planning_suite(tmp_path / "planning")
+    calls = []
+
+    def fake(spec, row, data_dir, **kw):
+        calls.append(kw)
+        return {"success": True, "steps": 1, "plan_s_per_action": 0.1}
+
+    # cmd_eval installs the pack planner; install the fake in its place.
+    monkeypatch.setattr(evalglue, "install", lambda: runner.register_planner(fake))
+    yaml = tmp_path / "fast.yaml"
+    yaml.write_text("kind: cem\ncem: {horizon: 2, samples: 8, elites: 2, iters: 1}\n")
+    try:
+        for spec, kind in (("hier", "hier"), (str(yaml), "cem")):
+            out = tmp_path / f"o-{kind}"
+            assert main(["eval", "--suite", "planning", "--model", "packs/x", "--data", str(root),
+                         "--planner", spec, "--output", str(out)]) == 0
+            rec = json.loads((out / "results.json").read_text())["config"]["planner"]
+            assert (rec["name"], rec["kind"], rec["config"]["kind"]) == (spec, kind, kind)
+            assert calls[-1]["planner"] == rec and len(calls) % 4 == 0
+        assert calls[-1]["planner"]["config"]["cem"]["samples"] == 8
+        # without --planner: no keyword, nothing recorded (results.json as before)
+        assert main(["eval", "--suite", "planning", "--model", "packs/x", "--data", str(root),
+                     "--output", str(tmp_path / "o")]) == 0
+    finally:
+        runner.register_planner(None)
+    assert calls[-1] == {} and "planner" not in json.loads((tmp_path / "o" / "results.json").read_text())["config"]
+    capsys.readouterr()
+
+
+def test_plan_episode_plans_with_the_override_config(tmp_path, monkeypatch):
+    from cogarch.modules.cost.config import PlannerConfig
+
+    from cogarch import evalglue
+
+    seen = []
+
+    def episode(seed, goal, cfg, learned, plan_seed=0, env=None):
+        seen.append(cfg)
+        return {"success": True, "steps": 2, "plan_s_per_action": 0.1, "final_distance": 1.0}
+
+    monkeypatch.setattr(evalglue, "_planning_model", lambda pack: ("learned", PlannerConfig(kind="cem")))
+    monkeypatch.setattr("cogarch.modules.cost.cli.table_push_episode", episode)
+    monkeypatch.setattr("cogarch.evals.world.planning.env_from_row", lambda row: None)
+    row = {"seed": 3}
+    evalglue.plan_episode(str(tmp_path), row, tmp_path)
+    evalglue.plan_episode(str(tmp_path), row, tmp_path, planner=evalglue.planner_override("hier"))
+    assert [c.kind for c in seen] == ["cem", "hier"] and seen[1].hier.stride == 3  # configs/planner/hier.yaml
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--planner", "bogus"], "unknown planner 'bogus'"),
+    (["--planner", "missing/plan.yaml"], "config file not found"),
+    (["--planner", "{dir}/key.yaml"], "unknown config key 'cem.horizn'"),
+    (["--planner", "{dir}/type.yaml"], "bad value for 'max_steps'"),
+    (["--planner", "{dir}/range.yaml"], "range.yaml: cem.elites=8 exceeds cem.samples=4"),
+    (["--planner", "hier", "--model", "baseline:chance"], "--planner needs a pack"),
+    (["--planner", "hier", "--suite", "physqa"], "--planner applies only to --suite planning"),
+], ids=["unknown-preset", "missing-file", "unknown-key", "bad-type", "bad-range", "chance-model", "physqa-suite"])
+def test_eval_bad_planner_exits_2_with_one_line(args, needle, tmp_path, capsys):
+    from cogarch.cli import main
+
+    (tmp_path / "key.yaml").write_text("cem: {horizn: 3}\n")
+    (tmp_path / "type.yaml").write_text("max_steps: lots\n")
+    (tmp_path / "range.yaml").write_text("cem: {samples: 4, elites: 8}\n")
+    root = _planning_suite(tmp_path / "planning")
+    capsys.readouterr()  # the dataset writer's progress bars
+    argv = ["eval", "--suite", "planning", "--model", str(tmp_path), "--data", str(root),
+            "--output", str(tmp_path / "o")]
+    # argparse keeps the last of a repeated option: later --suite / --model win
+    assert main(argv + [a.format(dir=tmp_path) for a in args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0] and err[0].startswith("cogarch eval: error:"), err
+    assert not (tmp_path / "o").exists()

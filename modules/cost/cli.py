@@ -34,12 +34,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cogarch.errors import UserError
+from cogarch.errors import ConfigError, UserError
 from cogarch.modules.cost.config import CostConfig, PlannerConfig
 from cogarch.modules.cost.model import CostModel
 from cogarch.modules.cost.planner import LatentDynamics, Planner, SimulatorDynamics, run_episode
 
 GOALS = ("near", "far", "near+obstacles", "far+obstacles")
+PLANNERS = ("random", "cem", "hier")
+PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "planner"  # the repository's presets
 
 
 class BlurPixelEncoder:
@@ -323,6 +325,35 @@ def planner_config(kind: str, path: str | None = None, overrides: list[str] | No
     return cfg
 
 
+def planner_preset(name: str) -> PlannerConfig:
+    """A named planner: configs/planner/<name>.yaml ("random" plans with cem's budget, random actions).
+
+    Without the configs/ folder (an installed wheel) the PlannerConfig defaults stand in, kind = name.
+    """
+    if name not in PLANNERS:
+        raise UserError(f"unknown planner {name!r}: use {', '.join(PLANNERS)}")
+    preset = PRESET_DIR / f"{name if name != 'random' else 'cem'}.yaml"
+    return planner_config(name, str(preset) if preset.is_file() else None)
+
+
+def resolve_planner(spec: str) -> PlannerConfig:
+    """`--planner SPEC`: a preset name (random | cem | hier) or a planner YAML file (PlannerConfig schema).
+
+    A YAML file keeps its own `kind`; unknown keys and bad values raise ConfigError naming the file.
+    """
+    if spec in PLANNERS:
+        return planner_preset(spec)
+    # Only what looks like a file is read as one, so a mistyped preset name is called a name.
+    if not (spec.endswith((".yaml", ".yml")) or "/" in spec or Path(spec).is_file()):
+        raise UserError(f"unknown planner {spec!r}: use {', '.join(PLANNERS)} or a planner YAML file")
+    from cogarch.config import load_config
+
+    try:
+        return load_config(PlannerConfig, spec)  # merge() validates
+    except ConfigError as e:  # validate() names the key, not the file: add it
+        raise ConfigError(str(e) if spec in str(e) else f"{spec}: {e}") from None
+
+
 def run_plan(env: str, goal: str, planner: str, seed: int, out_png: str, model: str | None) -> dict:
     """Plan one TablePushEnv episode and save a rollout strip PNG.
 
@@ -332,11 +363,8 @@ def run_plan(env: str, goal: str, planner: str, seed: int, out_png: str, model: 
     """
     if env != "table-push":
         raise UserError(f"unknown planning env {env!r}: only 'table-push' exists")
-    if planner not in ("random", "cem", "hier"):
-        raise UserError(f"unknown planner {planner!r}: use random, cem or hier")
+    cfg = planner_preset(planner)  # before loading the model: a bad name fails fast
     learned = load_learned(model) if model else None
-    preset = Path(__file__).resolve().parents[2] / "configs" / "planner" / f"{planner if planner != 'random' else 'cem'}.yaml"
-    cfg = planner_config(planner, str(preset) if preset.is_file() else None)
     res = table_push_episode(seed, goal, cfg, learned)
     caption = f"{planner} | {res['mode']} | {'SUCCESS' if res['success'] else 'fail'} in {res['steps']} steps"
     save_strip(out_png, res["frames"], res["goal_frame"], caption)
