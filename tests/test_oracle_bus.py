@@ -1,0 +1,95 @@
+"""The language-ceiling diagnostics: ground-truth object tokens (evals/bench/oracle_bus.py) and
+scoring a saved language folder from feature shards (evals/bench/lang_eval.py)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cogarch.evals.bench.oracle_bus import DIM, write
+from cogarch.evals.world.vocab import COLORS, MATERIALS, SHAPES
+from cogarch.modules.language.corpus import load_split
+from cogarch.modules.language.data import FeatureShard
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    from cogarch.evals.world import generate as gen
+
+    out = tmp_path_factory.mktemp("physqa")
+    gen.generate("physqa", 12, out, seed=3, workers=1, progress=False)
+    return out
+
+
+def test_oracle_tokens_are_the_visible_truth(suite, tmp_path):
+    counts = write(str(suite), str(tmp_path / "oracle"))
+    assert counts["train"] > 0
+    shard = FeatureShard(tmp_path / "oracle", "train")
+    assert shard.kinds["percept"] == {"dim": DIM, "n_tokens": 8 * 8, "source": "oracle"}
+    row = load_split(str(suite), "clips", "train")[0]
+    objects = json.loads(row["objects"])
+    tracks = json.loads(row["annotations"])["tracks"]
+    msg = shard.bus(row["clip_id"]).latest("percept")
+    tok = msg.tokens[0].reshape(8, 8, DIM)  # [step, object slot, D]
+    assert msg.time[0].reshape(8, 8)[:, 0].tolist() == list(range(8))
+    fps = int(row["observed_frames"]) // 8
+    seen = 0
+    for j, ob in enumerate(objects):
+        tr = tracks[str(ob["id"])]
+        for t in range(8):
+            f = (t + 1) * fps - 1
+            if not tr["visible"][f]:
+                assert tok[t, j].abs().sum() == 0  # a camera cannot see it: nothing published
+                continue
+            seen += 1
+            assert tok[t, j, list(COLORS).index(ob["color"])] == 1
+            assert tok[t, j, len(COLORS) + SHAPES.index(ob["shape"])] == 1
+            assert tok[t, j, len(COLORS) + len(SHAPES) + MATERIALS.index(ob["material"])] == 1
+            assert tok[t, j, 13:16].tolist() == pytest.approx([1.0, tr["pos"][f][0] / 64, tr["pos"][f][1] / 64])
+    assert seen > 0
+    assert tok[:, len(objects):].abs().sum() == 0  # unused object slots stay zero
+
+
+def test_lang_eval_bad_folder_exits_2(suite):
+    r = subprocess.run([sys.executable, "-m", "cogarch.evals.bench.lang_eval", "--data", str(suite),
+                        "--features", "/nonexistent", "--model", "/nonexistent", "--split", "train"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_lang_eval_scores_a_language_folder(suite, tmp_path):
+    from cogarch.evals.bench.lang_eval import ShardScorer, evaluate
+    from cogarch.modules.language.config import LanguageConfig
+    from cogarch.modules.language.model import LanguageModule
+    from cogarch.modules.language.pretrain import LMArchConfig, new_lm
+    from cogarch.modules.language.tokenizer import build_tokenizer
+
+    write(str(suite), str(tmp_path / "oracle"))
+    qs = load_split(str(suite), "questions", "train")
+    tok = build_tokenizer([f"Question: {q['question']} Answer: {q['answer']}" for q in qs] * 4, 300, tmp_path / "tok")
+    torch.manual_seed(0)
+    lm = new_lm(LMArchConfig(hidden=32, layers=2, heads=2, kv_heads=1, intermediate=64, max_positions=256), len(tok))
+    lm.save_pretrained(tmp_path / "lm")
+    tok.save_pretrained(tmp_path / "lm")
+    module = LanguageModule.build(LanguageConfig(base_lm=str(tmp_path / "lm"), kind_dims={"percept": DIM}, pool="none"))
+    module.save_pretrained(tmp_path / "lang")
+
+    own, swapped = ShardScorer(str(tmp_path / "lang"), str(tmp_path / "oracle"), "train"), \
+        ShardScorer(str(tmp_path / "lang"), str(tmp_path / "oracle"), "train", swap=True)
+    ids = sorted(own.shard.clip_ids)
+    a, b = own._bus(f"videos/{ids[0]}.mp4"), swapped._bus(f"videos/{ids[0]}.mp4")
+    assert torch.equal(b.latest("percept").tokens, own._bus(f"videos/{ids[1]}.mp4").latest("percept").tokens)
+    assert not torch.equal(a.latest("percept").tokens, b.latest("percept").tokens)
+    q = next(r for r in qs if r["choices"])
+    expect = LanguageModule.from_pretrained(tmp_path / "lang").merge_lora_().eval().score_choices(
+        own.shard.bus(q["clip_id"]), q["question"], list(q["choices"]))
+    assert [s for s, _ in own.loglik(q["video"], q["question"], q["choices"])] == pytest.approx([float(s) for s, _ in expect])
+
+    res = evaluate(str(suite), str(tmp_path / "oracle"), "train", str(tmp_path / "lang"), str(tmp_path / "lang"), swap=True, limit=20)
+    assert set(res["variants"]) == {"model", "other clip's bus", "blind-trained"}
+    assert sum(v["n"] for v in res["templates"].values()) == res["n"] == 20
+    for v in res["variants"].values():
+        assert 0.0 <= v["overall"] <= 100.0
