@@ -12,7 +12,8 @@ for multiple choice), so its numbers are those `cogarch eval` would report on th
 
 Rows: the model; the model with every clip's bus replaced by another clip's (`--swap`: a fixed
 derangement; if accuracy does not drop, the module is not reading the clip); the blind-trained
-folder (`--blind`, no bus tokens). Per category and per template, with the answer prior.
+folder (`--blind`, no bus tokens); the model without some bus kinds (`--drop forecast`). Per
+category and per template, with the answer prior.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from cogarch.evals.bench import cli
 class ShardScorer:
     """The runner's Scorer protocol over a language folder and a feature shard (clip id = video stem)."""
 
-    def __init__(self, language: str, features: str | None, split: str, swap: bool = False) -> None:
+    def __init__(self, language: str, features: str | None, split: str, swap: bool = False,
+                 drop: tuple[str, ...] = ()) -> None:
         from cogarch.modules.language.data import FeatureShard
         from cogarch.modules.language.model import LanguageModule
 
@@ -41,12 +43,16 @@ class ShardScorer:
         # swap: every clip answers from the next clip's bus (sorted, cyclic), as `--swap-clips`.
         order = sorted(ids)
         self.partner = {c: order[(i + 1) % len(order)] for i, c in enumerate(order)} if swap else {}
+        self.drop = tuple(drop)  # ablation: answer without these bus kinds
 
     def _bus(self, video: str | None):
         if video is None or self.shard is None:
             return None
         cid = Path(video).stem
-        return self.shard.bus(self.partner.get(cid, cid))
+        bus = self.shard.bus(self.partner.get(cid, cid))
+        for kind in self.drop:
+            bus.drop(kind)
+        return bus
 
     @torch.no_grad()
     def loglik(self, video, question, choices):
@@ -74,7 +80,8 @@ class ShardScorer:
         raise NotImplementedError
 
 
-def evaluate(data: str, features: str, split: str, model: str, blind: str | None, swap: bool, limit: int = 0) -> dict:
+def evaluate(data: str, features: str, split: str, model: str, blind: str | None, swap: bool, limit: int = 0,
+             drop: tuple[str, ...] = ()) -> dict:
     from cogarch.evals.metrics import aggregate
     from cogarch.evals.runner import ScorerPredictor, score
     from cogarch.evals.suites.generated import load_generated
@@ -88,6 +95,8 @@ def evaluate(data: str, features: str, split: str, model: str, blind: str | None
     variants = {"model": ShardScorer(model, features, split)}
     if swap:
         variants["other clip's bus"] = ShardScorer(model, features, split, swap=True)
+    if drop:
+        variants[f"without {'+'.join(drop)}"] = ShardScorer(model, features, split, drop=drop)
     if blind:
         variants["blind-trained"] = ShardScorer(blind, None, split)
     out: dict = {"n": len(rows), "split": split, "variants": {}, "templates": {}}
@@ -116,10 +125,11 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="saved language folder (…/final)")
     ap.add_argument("--blind", default=None, help="a blind-trained language folder to score beside it")
     ap.add_argument("--swap", action="store_true", help="also score with another clip's bus")
+    ap.add_argument("--drop", nargs="+", default=[], help="also score without these bus kinds (e.g. forecast)")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--out", default=None, help="write the result JSON here too")
     a = ap.parse_args()
-    res = evaluate(a.data, a.features, a.split, a.model, a.blind, a.swap, a.limit)
+    res = evaluate(a.data, a.features, a.split, a.model, a.blind, a.swap, a.limit, tuple(a.drop))
     if a.out:
         from cogarch.fsutil import atomic_write_json
 
