@@ -3,7 +3,7 @@
     cogarch ask CLIP QUESTION [-q QUESTION ...] [--model PACK] [--memory DIR] [--explain] [--trace] [--json]
     cogarch train MODULE --config FILE [key=value ...] [--resume]
     cogarch eval --suite NAME [--model PACK|blind|baseline:chance|baseline:prior] [--data DIR] [--limit N] [--output DIR]
-                 [--planner cem|hier|YAML]    (planning only: replaces the pack's stored planner)
+                 [--planner cem|hier|random|YAML]    (planning only: replaces the pack's stored planner)
     cogarch generate --suite NAME --n N [--seed S] --out DIR
     cogarch info [PACK]
     cogarch memory list|search|forget|rebuild [TARGET] --store DIR

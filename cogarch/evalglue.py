@@ -152,8 +152,8 @@ def _planning_model(pack: str):
 def planner_override(spec: str) -> dict:
     """`--planner SPEC` -> the runner's planner override {"name", "kind", "config"}.
 
-    Resolved as `cogarch plan --planner` does (modules/cost/cli.py: resolve_planner), up front, so
-    a bad name or YAML fails before any pack is loaded. Kept JSON-able because results.json
+    Resolved by modules/cost/cli.py: resolve_planner (the preset names `cogarch plan --planner`
+    takes, or a planner YAML), up front, so a bad name or YAML fails before any pack is loaded. Kept JSON-able because results.json
     records it: the full config too, since a YAML file may change after the run."""
     from cogarch.config import to_dict
     from cogarch.modules.cost.cli import resolve_planner
@@ -184,7 +184,11 @@ def plan_episode(spec: str, row: dict, data_dir: Path, planner: dict | None = No
         raise UserError(f"planning needs a pack folder as --model, got {spec!r}")
     learned, cfg = _planning_model(str(Path(spec).resolve()))
     if planner is not None:
+        stored_dim = cfg.action_dim
         cfg = _override_config(json.dumps(planner["config"], sort_keys=True))
+        if cfg.action_dim != stored_dim:  # the pack's world model was trained on this action width
+            raise UserError(f"--planner {planner['name']}: action_dim {cfg.action_dim}, but this pack plans "
+                            f"{stored_dim}-D actions")
     res = table_push_episode(0, "near", cfg, learned, plan_seed=int(row["seed"]) % 2**31, env=env_from_row(row))
     return {"success": bool(res["success"]), "steps": int(res["steps"]),
             "plan_s_per_action": round(float(res["plan_s_per_action"]), 4),

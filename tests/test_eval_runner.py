@@ -431,6 +431,10 @@ def test_plan_episode_plans_with_the_override_config(tmp_path, monkeypatch):
     evalglue.plan_episode(str(tmp_path), row, tmp_path)
     evalglue.plan_episode(str(tmp_path), row, tmp_path, planner=evalglue.planner_override("hier"))
     assert [c.kind for c in seen] == ["cem", "hier"] and seen[1].hier.stride == 3  # configs/planner/hier.yaml
+    wide = tmp_path / "wide.yaml"
+    wide.write_text("action_dim: 3\n")
+    with pytest.raises(UserError, match="action_dim 3, but this pack plans 2-D actions"):
+        evalglue.plan_episode(str(tmp_path), row, tmp_path, planner=evalglue.planner_override(str(wide)))
 
 
 @pytest.mark.parametrize("args, needle", [

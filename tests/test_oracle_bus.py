@@ -27,13 +27,15 @@ def test_oracle_tokens_are_the_visible_truth(suite, tmp_path):
     counts = write(str(suite), str(tmp_path / "oracle"))
     assert counts["train"] > 0
     shard = FeatureShard(tmp_path / "oracle", "train")
-    assert shard.kinds["percept"] == {"dim": DIM, "n_tokens": 8 * 8, "source": "oracle"}
+    clips = [r for s in ("train", "val", "test", "test_ood") for r in load_split(str(suite), "clips", s)]
+    K = max(len(json.loads(r["objects"])) for r in clips)  # slots: the most objects of any clip
+    assert shard.kinds["percept"] == {"dim": DIM, "n_tokens": 8 * K, "source": "oracle"}
     row = load_split(str(suite), "clips", "train")[0]
     objects = json.loads(row["objects"])
     tracks = json.loads(row["annotations"])["tracks"]
     msg = shard.bus(row["clip_id"]).latest("percept")
-    tok = msg.tokens[0].reshape(8, 8, DIM)  # [step, object slot, D]
-    assert msg.time[0].reshape(8, 8)[:, 0].tolist() == list(range(8))
+    tok = msg.tokens[0].reshape(8, K, DIM)  # [step, object slot, D]
+    assert msg.time[0].reshape(8, K)[:, 0].tolist() == list(range(8))
     fps = int(row["observed_frames"]) // 8
     seen = 0
     for j, ob in enumerate(objects):
@@ -57,7 +59,7 @@ def test_lang_eval_bad_folder_exits_2(suite):
                         "--features", "/nonexistent", "--model", "/nonexistent", "--split", "train"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    assert len(r.stderr.strip().splitlines()) == 1 and "/nonexistent" in r.stderr
 
 
 def test_lang_eval_scores_a_language_folder(suite, tmp_path):
@@ -77,6 +79,12 @@ def test_lang_eval_scores_a_language_folder(suite, tmp_path):
     module = LanguageModule.build(LanguageConfig(base_lm=str(tmp_path / "lm"), kind_dims={"percept": DIM}, pool="none"))
     module.save_pretrained(tmp_path / "lang")
 
+    from cogarch.errors import UserError
+
+    with pytest.raises(UserError, match="no feature shard"):
+        ShardScorer(str(tmp_path / "lang"), str(tmp_path / "missing"), "train")
+    with pytest.raises(UserError, match="forcast"):
+        ShardScorer(str(tmp_path / "lang"), str(tmp_path / "oracle"), "train", drop=("forcast",))
     own, swapped = ShardScorer(str(tmp_path / "lang"), str(tmp_path / "oracle"), "train"), \
         ShardScorer(str(tmp_path / "lang"), str(tmp_path / "oracle"), "train", swap=True)
     ids = sorted(own.shard.clip_ids)

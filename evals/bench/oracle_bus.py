@@ -10,7 +10,10 @@ step:
     [colour one-hot 8 | shape one-hot 3 | material one-hot 2 | visible | x, y | vx, vy]   (18-D)
 
 Everything is zero at steps where the object is not visible in the frame (a camera cannot see it),
-and only the observed frames are used (predictive questions still need extrapolation). Train the
+and only the observed frames are used (predictive questions still need extrapolation). Every step
+has K slots (K = the most objects any clip of the suite has); empty slots are zero rows, written
+without a mask, so the reader sees them as one constant token (a mask would make the adapter pool
+a step's tokens together). Train the
 language module on these shards with the pack's recipe, `model.pool=none` (pooling would average
 the object tokens of a step together):
 
@@ -18,7 +21,8 @@ the object tokens of a step together):
     cogarch train language --config configs/language/tiny.yaml stage=1 features_dir=runs/oracle/features ...
 
 This is a diagnostic ONLY: the shards hold ground truth, so nothing trained on them may ship, and
-no score from them is a score of the architecture. It bounds what the reader can reach.
+no score from them is a score of the architecture. It estimates what a reader recipe reaches with
+perfect perception at a given training budget (one run, not an upper bound).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import json
 
 import torch
 
+from cogarch.errors import UserError
 from cogarch.evals.bench import cli
 from cogarch.evals.world.vocab import COLORS, MATERIALS, SHAPES
 
@@ -36,13 +41,17 @@ CANVAS = 64.0  # annotation units: 1 unit = 1 px of a 64x64 frame
 SPEED = 32.0   # velocity scale (units/s) so typical speeds are O(1)
 
 
-def clip_tokens(row: dict, steps: int, frames_per_step: int, max_objects: int) -> torch.Tensor:
+def clip_tokens(row: dict, steps: int, max_objects: int) -> torch.Tensor:
     """One clip -> [steps, max_objects, DIM] (absent objects and unseen steps are zero rows)."""
     objects = json.loads(row["objects"])
+    if len(objects) > max_objects:
+        raise UserError(f"{row['clip_id']}: {len(objects)} objects, more than the {max_objects} slots")
     tracks = json.loads(row["annotations"])["tracks"]
+    observed = int(row["observed_frames"])
+    frames_per_step = max(1, observed // steps)
     colours, shapes, materials = list(COLORS), list(SHAPES), list(MATERIALS)
     out = torch.zeros(steps, max_objects, DIM)
-    for j, ob in enumerate(objects[:max_objects]):
+    for j, ob in enumerate(objects):
         tr = tracks[str(ob["id"])]
         ident = torch.zeros(len(colours) + len(shapes) + len(materials))
         ident[colours.index(ob["color"])] = 1
@@ -50,7 +59,7 @@ def clip_tokens(row: dict, steps: int, frames_per_step: int, max_objects: int) -
         ident[len(colours) + len(shapes) + materials.index(ob["material"])] = 1
         for t in range(steps):
             # The last frame of each frame group: the state perception's tubelet ends on.
-            f = min((t + 1) * frames_per_step - 1, int(row["observed_frames"]) - 1)
+            f = min((t + 1) * frames_per_step - 1, observed - 1)
             if not tr["visible"][f]:
                 continue
             (x, y), (vx, vy) = tr["pos"][f], tr["vel"][f]
@@ -59,18 +68,19 @@ def clip_tokens(row: dict, steps: int, frames_per_step: int, max_objects: int) -
     return out
 
 
-def write(data: str, out: str, steps: int = 8, max_objects: int = 8) -> dict:
+def write(data: str, out: str, steps: int = 8) -> dict:
+    """Write one oracle shard per split of the suite; returns {split: clips}."""
     from cogarch.evals.suites.generated import load_generated_dict
     from cogarch.modules.language.corpus import load_split
     from cogarch.modules.language.data import write_shard
 
+    splits = {s: list(load_split(data, "clips", s)) for s in load_generated_dict(data)}  # the questions' splits
+    max_objects = max((len(json.loads(r["objects"])) for rows in splits.values() for r in rows), default=1)
     counts = {}
-    for split in load_generated_dict(data):  # every split the suite has (its questions' splits)
-        rows = list(load_split(data, "clips", split))
+    for split, rows in splits.items():
         if not rows:
             continue
-        fps = max(1, int(rows[0]["observed_frames"]) // steps)
-        tok = torch.stack([clip_tokens(r, steps, fps, max_objects) for r in rows])  # [N, T, K, D]
+        tok = torch.stack([clip_tokens(r, steps, max_objects) for r in rows])  # [N, T, K, D]
         n = tok.shape[0]
         time = torch.arange(steps, dtype=torch.float32)[None, :, None].expand(n, steps, max_objects)
         write_shard(out, split, [r["clip_id"] for r in rows],

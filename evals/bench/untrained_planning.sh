@@ -5,6 +5,7 @@
 #   bash evals/bench/untrained_planning.sh [OUT_DIR]
 # Stages whose output exists in OUT_DIR are kept (delete a stage's folder to redo it): after a change
 # to the world-model recipe only, delete OUT_DIR/planning_world_model and the critic is not retrained.
+# A kept stage is NOT checked against the current recipe: after a recipe change, delete its folder.
 set -e
 cd "$(dirname "$0")/../.."
 R=${1:-runs/untrained_plan}
@@ -14,12 +15,13 @@ export OMP_NUM_THREADS=2
 ovr() { .venv/bin/python -c "import yaml; print(' '.join(yaml.safe_load(open('configs/pack/default.yaml'))['$1']))"; }
 WM_OVR=$(ovr planning_world_model_overrides)
 CRITIC_OVR=$(ovr critic_overrides)
-[ -d $R/perception/final ] || .venv/bin/cogarch train perception --config configs/perception/tiny.yaml data.data_dir=runs/pack/data/physqa trainer.out_dir=$R/perception trainer.seed=0 trainer.max_steps=1 optim.lr=1.0e-12 optim.warmup_steps=0 model.pool_grid=4 trainer.ckpt_every=0 trainer.progress=false
-[ -f $R/features/planning_features.json ] || .venv/bin/python -c "
+keep() { [ -e "$1" ] && echo "keeping $1 (delete it to redo that stage)" >&2; }
+keep $R/perception/final || .venv/bin/cogarch train perception --config configs/perception/tiny.yaml data.data_dir=runs/pack/data/physqa trainer.out_dir=$R/perception trainer.seed=0 trainer.max_steps=1 optim.lr=1.0e-12 optim.warmup_steps=0 model.pool_grid=4 trainer.ckpt_every=0 trainer.progress=false
+keep $R/features/planning_features.json || .venv/bin/python -c "
 from cogarch.modules.cost.cli import PerceptionEncoder, write_planning_features
 write_planning_features('runs/pack/data/planning', PerceptionEncoder('$R/perception/final', 4, tokens=True), '$R/features', progress=False)"
-[ -d $R/planning_world_model/final ] || .venv/bin/cogarch train world_model --config configs/world_model/tiny.yaml data.features_dir=$R/features/world_model model.latent_dim=192 model.action_dim=2 trainer.out_dir=$R/planning_world_model trainer.seed=0 $WM_OVR trainer.progress=false
-[ -d $R/critic/final ] || .venv/bin/cogarch train critic --config configs/critic/tiny.yaml data.features_dir=$R/features/critic model.latent_dim=192 trainer.out_dir=$R/critic trainer.seed=0 $CRITIC_OVR trainer.progress=false
+keep $R/planning_world_model/final || .venv/bin/cogarch train world_model --config configs/world_model/tiny.yaml data.features_dir=$R/features/world_model model.latent_dim=192 model.action_dim=2 trainer.out_dir=$R/planning_world_model trainer.seed=0 $WM_OVR trainer.progress=false
+keep $R/critic/final || .venv/bin/cogarch train critic --config configs/critic/tiny.yaml data.features_dir=$R/features/critic model.latent_dim=192 trainer.out_dir=$R/critic trainer.seed=0 $CRITIC_OVR trainer.progress=false
 rm -rf $R/pack && mkdir -p $R/pack/planning
 .venv/bin/python -c "
 from cogarch.registry import module_class
