@@ -63,7 +63,7 @@ def test_lang_eval_bad_folder_exits_2(suite):
 
 
 def test_lang_eval_scores_a_language_folder(suite, tmp_path):
-    from cogarch.evals.bench.lang_eval import ShardScorer, evaluate
+    from cogarch.evals.bench.lang_eval import evaluate, scorer
     from cogarch.modules.language.config import LanguageConfig
     from cogarch.modules.language.model import LanguageModule
     from cogarch.modules.language.pretrain import LMArchConfig, new_lm
@@ -82,19 +82,23 @@ def test_lang_eval_scores_a_language_folder(suite, tmp_path):
     from cogarch.errors import UserError
 
     with pytest.raises(UserError, match="no feature shard"):
-        ShardScorer(str(tmp_path / "lang"), str(tmp_path / "missing"), "train")
+        scorer(str(tmp_path / "lang"), str(tmp_path / "missing"), "train")
     with pytest.raises(UserError, match="forcast"):
-        ShardScorer(str(tmp_path / "lang"), str(tmp_path / "oracle"), "train", drop=("forcast",))
-    own, swapped = ShardScorer(str(tmp_path / "lang"), str(tmp_path / "oracle"), "train"), \
-        ShardScorer(str(tmp_path / "lang"), str(tmp_path / "oracle"), "train", swap=True)
-    ids = sorted(own.shard.clip_ids)
+        scorer(str(tmp_path / "lang"), str(tmp_path / "oracle"), "train", drop=("forcast",))
+    own, swapped = scorer(str(tmp_path / "lang"), str(tmp_path / "oracle"), "train"), \
+        scorer(str(tmp_path / "lang"), str(tmp_path / "oracle"), "train", swap=True)
+    ids = sorted(own.bus_for_video.shard.clip_ids)
     a, b = own._bus(f"videos/{ids[0]}.mp4"), swapped._bus(f"videos/{ids[0]}.mp4")
     assert torch.equal(b.latest("percept").tokens, own._bus(f"videos/{ids[1]}.mp4").latest("percept").tokens)
     assert not torch.equal(a.latest("percept").tokens, b.latest("percept").tokens)
     q = next(r for r in qs if r["choices"])
     expect = LanguageModule.from_pretrained(tmp_path / "lang").merge_lora_().eval().score_choices(
-        own.shard.bus(q["clip_id"]), q["question"], list(q["choices"]))
+        own.bus_for_video.shard.bus(q["clip_id"]), q["question"], list(q["choices"]))
     assert [s for s, _ in own.loglik(q["video"], q["question"], q["choices"])] == pytest.approx([float(s) for s, _ in expect])
+    open_qs = [r["question"] for r in qs if not r["choices"]][:4]
+    assert len(open_qs) >= 2
+    # The runner answers a clip's open questions in one batch: the same greedy answers as one by one.
+    assert own.generate_many(q["video"], open_qs) == [own.generate(q["video"], x) for x in open_qs]
 
     res = evaluate(str(suite), str(tmp_path / "oracle"), "train", str(tmp_path / "lang"), str(tmp_path / "lang"), swap=True, limit=20, drop=("percept",))
     assert set(res["variants"]) == {"model", "other clip's bus", "without percept", "blind-trained"}

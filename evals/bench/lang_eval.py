@@ -12,10 +12,10 @@ report on the same bus (checked on the v6 pack's test split: 42.8 both ways).
         --split val --model runs/pack/language/final --blind runs/pack/language_blind/final --swap
 
 Rows: the model; the model with every clip's bus replaced by another clip's (`--swap`: the next
-clip id of the split, cyclic; `ablate_kinds --swap-clips` takes the next video file of the folder
-instead, so the two controls may differ slightly; if accuracy does not drop, the module is not
-reading the clip); the blind-trained
-folder (`--blind`, no bus tokens); the model without some bus kinds (`--drop forecast`). Per
+clip id of the split, cyclic (modules/language/scoring.py: ShardBus); `ablate_kinds --swap-clips`
+takes the next video file of the folder instead, so the two controls may differ slightly; if
+accuracy does not drop, the module is not reading the clip); the blind-trained folder (`--blind`,
+no bus tokens); the model without some bus kinds (`--drop forecast`). Per
 category and per template, beside a baseline column: the train split's most common answer of the
 template for open questions, the expected accuracy of a uniform guess for multiple choice.
 """
@@ -27,68 +27,20 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import torch
-
-from cogarch.errors import UserError
 from cogarch.evals.bench import cli
 
 
-class ShardScorer:
-    """The runner's Scorer protocol over a language folder and a feature shard (clip id = video stem)."""
+def scorer(language: str, features: str | None, split: str, swap: bool = False, drop: tuple[str, ...] = ()):
+    """A language folder as the runner's Scorer: reading `features` (ShardBus, with the swap / drop
+    controls), or blind when features is None. LoRA is merged for speed (equal outputs)."""
+    from cogarch.modules.language.model import LanguageModule
+    from cogarch.modules.language.scoring import LanguageScorer, ShardBus
 
-    def __init__(self, language: str, features: str | None, split: str, swap: bool = False,
-                 drop: tuple[str, ...] = ()) -> None:
-        from cogarch.modules.language.data import FeatureShard
-        from cogarch.modules.language.model import LanguageModule
-
-        self.lm = LanguageModule.from_pretrained(language).merge_lora_()
-        self.lm.eval()
-        self.shard = FeatureShard(features, split) if features else None
-        ids = self.shard.clip_ids if self.shard else []
-        if swap and len(ids) < 2:
-            raise UserError(f"--swap needs at least two clips in the {split!r} shard, found {len(ids)}")
-        # swap: every clip answers from the next clip's bus (sorted clip ids, cyclic: never itself).
-        order = sorted(ids)
-        self.partner = {c: order[(i + 1) % len(order)] for i, c in enumerate(order)} if swap else {}
-        unknown = [k for k in drop if self.shard is None or k not in self.shard.kinds]
-        if unknown:
-            have = ", ".join(sorted(self.shard.kinds)) if self.shard else "none"
-            raise UserError(f"--drop {' '.join(unknown)}: not a kind of these features (have: {have})")
-        self.drop = tuple(drop)  # ablation: answer without these bus kinds
-
-    def _bus(self, video: str | None):
-        if video is None or self.shard is None:
-            return None
-        cid = Path(video).stem
-        bus = self.shard.bus(self.partner.get(cid, cid))
-        for kind in self.drop:
-            bus.drop(kind)
-        return bus
-
-    @torch.no_grad()
-    def loglik(self, video, question, choices):
-        bus = self._bus(video)
-        return [(float(a), int(b)) for a, b in self.lm.score_choices(bus, question, list(choices), blind=bus is None)]
-
-    @torch.no_grad()
-    def generate(self, video, question):
-        bus = self._bus(video)
-        return self.lm.answer(bus, question, blind=bus is None).strip()
-
-    @torch.no_grad()
-    def generate_many(self, video, questions, batch: int = 16):
-        from cogarch.modules.language.model import format_prompt
-        from cogarch.modules.language.scoring import generate_texts
-
-        bus = self._bus(video)
-        out: list[str] = []
-        for i in range(0, len(questions), batch):
-            prompts = [format_prompt(self.lm.config, q, None) for q in questions[i : i + batch]]
-            out += [t.strip() for t in generate_texts(self.lm, bus, prompts, blind=bus is None)]
-        return out
-
-    def surprise(self, video):  # pragma: no cover - physqa never asks for it
-        raise NotImplementedError
+    module = LanguageModule.from_pretrained(language).merge_lora_()
+    module.eval()
+    if features is None:
+        return LanguageScorer(module, None, blind=True)
+    return LanguageScorer(module, ShardBus(features, split, swap=swap, drop=drop))
 
 
 def evaluate(data: str, features: str, split: str, model: str, blind: str | None, swap: bool, limit: int = 0,
@@ -104,13 +56,13 @@ def evaluate(data: str, features: str, split: str, model: str, blind: str | None
     prior = defaultdict(Counter)
     for r in train:
         prior[r["template"]][r["answer"]] += 1
-    variants = {"model": ShardScorer(model, features, split)}
+    variants = {"model": scorer(model, features, split)}
     if swap:
-        variants["other clip's bus"] = ShardScorer(model, features, split, swap=True)
+        variants["other clip's bus"] = scorer(model, features, split, swap=True)
     if drop:
-        variants[f"without {'+'.join(drop)}"] = ShardScorer(model, features, split, drop=drop)
+        variants[f"without {'+'.join(drop)}"] = scorer(model, features, split, drop=drop)
     if blind:
-        variants["blind-trained"] = ShardScorer(blind, None, split)
+        variants["blind-trained"] = scorer(blind, None, split)
     out: dict = {"n": len(rows), "split": split, "variants": {}, "templates": {}}
     per_t: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
@@ -119,8 +71,8 @@ def evaluate(data: str, features: str, split: str, model: str, blind: str | None
         top = prior[r["template"]].most_common(1)
         hit = 1 / len(r["choices"]) if r["choices"] else bool(top) and r["answer"] == top[0][0]
         per_t[r["template"]]["prior"].append(float(hit))
-    for name, scorer in variants.items():
-        pred = ScorerPredictor(scorer, name, blind=scorer.shard is None)
+    for name, sc in variants.items():
+        pred = ScorerPredictor(sc, name, blind=sc.blind)
         items, samples = score("physqa", rows, pred, Path(data), progress=True)
         out["variants"][name] = {k: round(100 * v["acc"], 1) for k, v in aggregate(items).items()}
         for r, s in zip(rows, samples):
