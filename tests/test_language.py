@@ -9,6 +9,7 @@ import torch
 
 from cogarch.bus import LatentBus, Message
 from cogarch.modules.language.adapters import BusInputError, adaptive_pool, grid_pool, time_mean_pool
+from cogarch.errors import ConfigError
 from cogarch.modules.language.config import LanguageConfig
 from cogarch.modules.language.data import FeatureError, FeatureShard, write_shard
 from cogarch.modules.language.model import LanguageModule, encode_pair
@@ -97,6 +98,29 @@ def test_splice_positions_and_label_masking(lms):
     for i in range(2):
         first = int((spl.attention_mask[i] == 0).sum())
         assert int(spl.position_ids[i, first]) == 0 and int(spl.position_ids[i, -1]) == spl.attention_mask[i].sum() - 1
+
+
+def test_splice_prefix_at_answer(lms):
+    """prefix_at=answer: [BOS][prompt][bus][target]; labels only on the target; same tokens as "start"."""
+    m = make_module(lms["llama"], prefix_at="answer")
+    prefix, pmask = m.prefix(make_bus(B=2), batch_size=2)
+    seqs = [encode_pair(m.tokenizer, "Question: What color? Answer:", t, m.config) for t in ("red", "blue cube")]
+    sp = m.splice(prefix, pmask, seqs)
+    emb = m.lm.get_input_embeddings()
+    for i, (p, t) in enumerate(seqs):
+        P = int(pmask[i].sum())
+        n = 1 + len(p) + P + len(t)
+        assert int(sp.attention_mask[i].sum()) == n and int(sp.prefix_start[i]) == 1 + len(p)
+        assert torch.equal(sp.embeds[i, 1 : 1 + len(p)], emb(torch.tensor(p)))
+        assert torch.equal(sp.embeds[i, 1 + len(p) : 1 + len(p) + P], prefix[i][pmask[i]])
+        assert torch.equal(sp.embeds[i, 1 + len(p) + P : n], emb(torch.tensor(t)))
+        assert (sp.labels[i, : 1 + len(p) + P] == -100).all() and sp.labels[i, 1 + len(p) + P : n].tolist() == t
+    # Generation (left padding) ends on the last prefix token, right before the answer.
+    spl = m.splice(prefix, pmask, [(p, []) for p, _ in seqs], pad_left=True)
+    for i in range(2):
+        assert torch.equal(spl.embeds[i, -1], prefix[i][pmask[i]][-1])
+    with pytest.raises(ConfigError, match="prefix_at"):
+        make_module(lms["llama"], prefix_at="middle")
 
 
 def test_pooling_is_masked_mean():

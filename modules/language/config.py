@@ -46,6 +46,11 @@ class LanguageConfig:
     prompt_template: str = "Question: {question}\nAnswer:"
     choices_template: str = "Question: {question}\nOptions: {choices}\nAnswer:"
     show_choices: bool = True  # put the options into the prompt when a question has them
+    # Where the bus prefix sits: "start" ([BOS][bus][prompt][target], LLaVA's layout) or "answer"
+    # ([BOS][prompt][bus][target]). With "answer" the causal LM reads the question before the bus
+    # tokens, so their hidden states can depend on what is asked (the idea behind InstructBLIP's
+    # instruction-aware Q-Former, done here by position alone; no new parameters).
+    prefix_at: str = "start"
     caption_prompt: str = "Describe the clip.\nDescription:"
     max_prompt_tokens: int = 128
     max_target_tokens: int = 96
@@ -53,6 +58,8 @@ class LanguageConfig:
     bundle_base: bool = True
 
     def validate(self) -> None:
+        if self.prefix_at not in ("start", "answer"):
+            raise ConfigError(f"language.prefix_at must be start|answer, got {self.prefix_at!r}")
         if self.pool not in ("none", "adaptive", "time_mean", "grid"):
             raise ConfigError(f"language.pool must be none|adaptive|time_mean|grid, got {self.pool!r}")
         for kind, dim in self.kind_dims.items():

@@ -5,6 +5,9 @@ Sequence layout (one sample), as LLaVA splices image tokens into the text embedd
     [BOS] [bus prefix: kind1 tokens | kind2 tokens | ...] [prompt "Question: ... Answer:"] [target ... EOS]
     labels: -100 on BOS, prefix and prompt; the target token ids on the target (incl. EOS).
 
+With config.prefix_at = "answer" the prefix moves after the prompt: [BOS] [prompt] [bus] [target],
+so the bus tokens are read in the light of the question (see config.py).
+
 Only real prefix tokens are spliced in (padding from a message mask is dropped), so positions stay
 contiguous. Training pads on the right; generation pads on the left with explicit position ids.
 BLIND mode skips the bus entirely (the prefix has length 0): the text-only baseline.
@@ -138,8 +141,10 @@ def splice(
     seqs: list[tuple[list[int], list[int]]],
     bos_id: int | None,
     pad_left: bool = False,
+    prefix_at: str = "start",
 ) -> Spliced:
-    """Build inputs_embeds/labels for [BOS][prefix][prompt][target] per sample.
+    """Build inputs_embeds/labels for [BOS][prefix][prompt][target] per sample
+    ([BOS][prompt][prefix][target] when prefix_at == "answer").
 
     embed: the LM's input embedding; prefix: [B, P, H]; prefix_mask: [B, P] bool;
     seqs: B pairs (prompt ids, target ids). Left padding (for generation) gets position ids that
@@ -153,14 +158,16 @@ def splice(
     id_tensor = torch.tensor([x + [0] * (Lt - len(x)) for x in ids], dtype=torch.long, device=device)
     text = embed(id_tensor)  # [B, Lt, H]
     prefix = prefix.to(text.dtype)
-    rows, labels = [], []
+    rows, labels, offsets = [], [], []
     nb = len(head)
     for i, (p, t) in enumerate(seqs):
         pre = prefix[i][prefix_mask[i]]  # [P_i, H] real prefix tokens only
         n_text = nb + len(p) + len(t)
-        rows.append(torch.cat([text[i, :nb], pre, text[i, nb:n_text]], 0))
+        cut = nb if prefix_at == "start" else nb + len(p)  # text tokens before the prefix
+        rows.append(torch.cat([text[i, :cut], pre, text[i, cut:n_text]], 0))
         lab = [-100] * (nb + pre.shape[0] + len(p)) + list(t)
         labels.append(lab)
+        offsets.append(cut)
     L = max(r.shape[0] for r in rows)
     H = text.shape[-1]
     out = text.new_zeros(B, L, H)
@@ -173,7 +180,7 @@ def splice(
         out[i, s : s + n] = r
         attn[i, s : s + n] = 1
         lab_t[i, s : s + n] = torch.tensor(labels[i], dtype=torch.long, device=device)
-        starts.append(s + nb)
+        starts.append(s + offsets[i])
     pos = (attn.cumsum(-1) - 1).clamp_min(0)
     plen = prefix_mask.sum(1).to(torch.long) if prefix_mask.numel() else torch.zeros(B, dtype=torch.long, device=device)
     return Spliced(out, attn, pos, lab_t, torch.tensor(starts, device=device), plen)
@@ -299,7 +306,9 @@ class LanguageModule(nn.Module):
         return self.adapter(msgs, batch_size=batch_size)
 
     def splice(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, seqs, pad_left: bool = False) -> Spliced:
-        return splice(self.lm.get_input_embeddings(), prefix, prefix_mask, seqs, self.bos_id, pad_left=pad_left)
+        return splice(
+            self.lm.get_input_embeddings(), prefix, prefix_mask, seqs, self.bos_id, pad_left=pad_left, prefix_at=self.config.prefix_at
+        )
 
     def run_lm(self, sp: Spliced, **kw):
         return self.lm(inputs_embeds=sp.embeds, attention_mask=sp.attention_mask, position_ids=sp.position_ids, **kw)
