@@ -31,6 +31,9 @@ class Config:
     out_dir: str = "runs/pack"
     seed: int = 0  # data seed (generator) and training seed
     physqa_n: int = 2000
+    # Questions per template per TRAIN clip (0: the generator's default, 1). More training questions
+    # from the same clips cost no perception or feature time; val/test keep the standard questions.
+    physqa_train_per_template: int = 0
     voe_n: int = 400
     perception: str = "configs/perception/tiny.yaml"
     perception_overrides: list[str] = field(default_factory=list)
@@ -99,7 +102,8 @@ class Pipeline:
 
         c, r = self.cfg, self.root
         data = r / "data"
-        self.stage("generate physqa", data / "physqa", lambda: generate("physqa", c.physqa_n, data / "physqa", seed=c.seed))
+        self.stage("generate physqa", data / "physqa", lambda: generate("physqa", c.physqa_n, data / "physqa", seed=c.seed,
+                                                                          train_per_template=c.physqa_train_per_template))
         self.stage("generate voe", data / "voe", lambda: generate("voe", c.voe_n, data / "voe", seed=c.seed + 1))
         self.stage("generate planning", data / "planning",
                    lambda: generate("planning", c.planning_n, data / "planning", seed=c.seed + 2))

@@ -171,3 +171,20 @@ def test_user_errors_and_atomicity(tmp_path, monkeypatch):
     # Nothing half-written: the old folder is intact and no temp folder is left behind.
     assert (tmp_path / "full" / "f.txt").read_text() == "keep"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
+
+
+def test_train_per_template_adds_train_questions_only(suite, tmp_path):
+    """train_per_template=3: more questions on the same train clips; the other splits are byte-equal."""
+    _, _, clips, qs = suite
+    out = tmp_path / "physqa3"
+    gen.generate("physqa", 60, out, seed=0, workers=1, progress=False, train_per_template=3)
+    clips3, qs3 = load_from_disk(str(out / "clips")), load_from_disk(str(out / "questions"))
+    for sp in SPLITS:
+        assert clips3[sp].to_list() == clips[sp].to_list()
+        if sp != "train":
+            assert qs3[sp].to_list() == qs[sp].to_list()
+    assert len(qs3["train"]) > 2 * len(qs["train"])
+    assert set(qs3["train"]["clip_id"]) <= set(clips["train"]["clip_id"])
+    assert json.loads((out / "manifest.json").read_text())["config"]["train_per_template"] == 3
+    with pytest.raises(UserError, match="train_per_template"):
+        gen.generate("physqa", 4, tmp_path / "bad", train_per_template=-1)

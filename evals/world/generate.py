@@ -46,6 +46,9 @@ class GenOptions:
     side_prob: float = 0.5            # physqa: fraction of side-view clips (rest: table)
     video_frames: str = "observed"    # "observed": the mp4 holds only what a model may see; "all"
     per_template: int = 1             # physqa: questions per template per clip before balancing
+    train_per_template: int = 0       # physqa: the same for the train split only (0: per_template);
+                                      # more training questions from the same clips, while val/test
+                                      # keep the standard questions (other splits are unchanged)
     overwrite: bool = False
     episode_steps: int = 12           # planning: actions per random episode
     action_every: int = 2             # planning: frames between actions
@@ -69,6 +72,8 @@ def _options(options: dict) -> GenOptions:
     for name in ("ss", "substeps", "per_template", "episode_steps", "action_every", "chunksize"):
         if int(getattr(opt, name)) < 1:
             raise UserError(f"{name} must be >= 1, got {getattr(opt, name)}")
+    if int(opt.train_per_template) < 0:
+        raise UserError(f"train_per_template must be >= 0, got {opt.train_per_template}")
     if opt.cf_removals < 0 or not opt.fps > 0 or not 0.0 <= opt.side_prob <= 1.0:
         raise UserError("need cf_removals >= 0, fps > 0 and 0 <= side_prob <= 1")
     return opt
@@ -108,7 +113,8 @@ def _tasks(suite: str, counts: dict[str, int], seed: int, opt: GenOptions, root:
                 "clip_id": f"{suite}_{split}_{i:06d}", "root": str(root),
                 "scene": dataclasses.asdict(cfg), "size": opt.size, "ss": opt.ss,
                 "observed_frames": cfg.observed_frames, "video_frames": opt.video_frames,
-                "per_template": opt.per_template, "cf_removals": opt.cf_removals,
+                "per_template": (opt.train_per_template or opt.per_template) if split == "train" else opt.per_template,
+                "cf_removals": opt.cf_removals,
                 "episode_steps": opt.episode_steps,
                 "action_every": opt.action_every,
             })
