@@ -4,7 +4,7 @@
     cogarch train MODULE --config FILE [key=value ...] [--resume]
     cogarch eval --suite NAME [--model PACK|blind|baseline:chance|baseline:prior] [--data DIR] [--limit N] [--output DIR]
                  [--planner cem|hier|random|YAML]    (planning only: replaces the pack's stored planner)
-    cogarch generate --suite NAME --n N [--seed S] --out DIR
+    cogarch generate --suite NAME --n N [--seed S] --out DIR [KEY=VALUE ...]
     cogarch info [PACK]
     cogarch memory list|search|forget|rebuild [TARGET] --store DIR
     cogarch plan --env table-push [--goal near|far[+obstacles]] [--planner cem|hier|random] [--model PACK|simulator] [--out PNG]
@@ -45,7 +45,8 @@ EXAMPLES = {
     "generate": """examples:
   cogarch generate --suite physqa --n 2000 --out data/physqa
   cogarch generate --suite voe --n 400 --seed 1 --out data/voe
-  cogarch generate --suite planning --n 200 --out data/planning""",
+  cogarch generate --suite planning --n 200 --out data/planning
+  cogarch generate --suite physqa --n 2000 --out data/physqa4 train_per_template=4   # 4 questions per template per train clip""",
     "info": """examples:
   cogarch info                 # version, device, installed modules, default pack
   cogarch info runs/pack       # modules, sizes and eval results of a pack""",
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     g.add_argument("--workers", type=int, help="processes (default: all cores)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    g.add_argument("options", nargs="*", metavar="KEY=VALUE",
+                   help="generator options (evals/world/generate.py GenOptions), e.g. train_per_template=4 size=96")
 
     i = _sub(subs, "info", "show the installation, or what is in a pack")
     i.add_argument("pack", nargs="?")
@@ -168,9 +171,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from cogarch.evals.world.generate import generate
+    from cogarch.evals.world.generate import generate, parse_options
 
-    summary = generate(args.suite, args.n, args.out, seed=args.seed, workers=args.workers, overwrite=args.overwrite)
+    options = parse_options(args.options)
+    summary = generate(args.suite, args.n, args.out, seed=args.seed, workers=args.workers, overwrite=args.overwrite, **options)
     print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     return 0
 

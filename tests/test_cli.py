@@ -78,3 +78,19 @@ def test_bad_clips_give_exit_2_and_one_line(tmp_path: Path) -> None:
     assert_one_line_error(res, "question is empty")
     res = run_cli("ask", str(good), "x" * 100_000)
     assert_one_line_error(res, "limit")
+
+
+def test_generate_options(tmp_path, capsys) -> None:
+    """KEY=VALUE generator options reach generate(); bad ones are one-line errors, nothing written."""
+    import json
+
+    out = tmp_path / "pq"
+    assert main(["generate", "--suite", "physqa", "--n", "12", "--out", str(out), "--workers", "1", "train_per_template=2"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["config"]["train_per_template"] == 2
+    capsys.readouterr()
+    for bad, needle in [("train_per_template", "KEY=VALUE"), ("colour=red", "unknown generate option 'colour'"),
+                        ("size=big", "size: 'big' is not a valid int"), ("train_per_template=-1", "train_per_template")]:
+        assert main(["generate", "--suite", "physqa", "--n", "4", "--out", str(tmp_path / "bad"), bad]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())

@@ -79,6 +79,30 @@ def _options(options: dict) -> GenOptions:
     return opt
 
 
+def parse_options(pairs: list[str]) -> dict:
+    """KEY=VALUE strings from the command line -> generate() keyword options, typed like GenOptions'
+    defaults (a bad pair, an unknown key or a value of the wrong type is a one-line UserError)."""
+    fields = {f.name: f for f in dataclasses.fields(GenOptions) if f.name != "overwrite"}
+    out = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"generator option {pair!r} is not KEY=VALUE (e.g. train_per_template=4)")
+        if key not in fields:
+            raise UserError(f"unknown generate option {key!r}; known: {', '.join(sorted(fields))}")
+        kind = type(fields[key].default)
+        try:
+            if kind is bool:
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                out[key] = raw.lower() in ("true", "1")
+            else:
+                out[key] = kind(raw)
+        except ValueError:
+            raise UserError(f"generate option {key}: {raw!r} is not a valid {kind.__name__}") from None
+    return out
+
+
 def scene_config(opt: GenOptions, split: str) -> SceneConfig:
     """test_ood: held-out (color, shape) combos, two more objects, 1.5x longer clips."""
     ood = split == "test_ood"
