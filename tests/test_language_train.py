@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from cogarch.bus import LatentBus, Message
+from cogarch.errors import UserError
 from cogarch.modules.language.config import LanguageConfig
 from cogarch.modules.language.corpus import build_corpus, clip_caption
 from cogarch.modules.language.data import write_shard
@@ -109,6 +110,20 @@ def test_captions_follow_the_ground_truth():
                     "The red metal cube moves right. The blue rubber sphere is at rest. "
                     "First, the red metal cube collides with the blue rubber sphere. "
                     "After the clip ends, the blue rubber sphere exits the scene.")
+
+
+def test_grounded_corpus_puts_each_question_after_its_clips_caption(tmp_path):
+    make_suite(tmp_path)
+    plain, grounded = build_corpus(tmp_path, "train"), build_corpus(tmp_path, "train", grounded="add")
+    assert grounded[: len(plain)] == plain and len(grounded) == len(plain) + 8  # one per question
+    for i, doc in enumerate(grounded[len(plain):]):
+        caption, qa = doc.split("\n", 1)
+        assert caption == plain[i]  # clip i's caption (it names the sphere's colour) ...
+        assert qa == plain[8 + i] and qa.endswith("Answer: " + ["red", "blue", "green", "yellow"][i % 4])  # ... then its QA
+    only = build_corpus(tmp_path, "train", grounded="only")
+    assert only == plain[:8] + grounded[len(plain):]  # captions + grounded QA, no bare QA
+    with pytest.raises(UserError, match="grounded must be one of off.add.only"):
+        build_corpus(tmp_path, "train", grounded="yes")
 
 
 @pytest.mark.slow

@@ -43,8 +43,43 @@ def scorer(language: str, features: str | None, split: str, swap: bool = False, 
     return LanguageScorer(module, ShardBus(features, split, swap=swap, drop=drop))
 
 
+class CaptionScorer:
+    """Text oracle: a base LM (no bus, no training on the bus) answering with the simulator's true
+    caption of the clip (corpus.clip_caption) written before the question, "CAPTION\nQuestion: ...".
+    It measures the LM's reading comprehension: the best a reader with this LM could do if the bus
+    carried the caption's facts. A diagnostic only: the caption is ground truth."""
+
+    blind = False
+
+    def __init__(self, base_lm: str, data: str, split: str, with_caption: bool = True) -> None:
+        from cogarch.modules.language.config import LanguageConfig
+        from cogarch.modules.language.corpus import clip_captions
+        from cogarch.modules.language.model import LanguageModule
+
+        self.module = LanguageModule.build(LanguageConfig(base_lm=base_lm, kind_dims={}, lora_dropout=0.0)).merge_lora_()
+        self.module.eval()
+        self.captions = clip_captions(data, split) if with_caption else {}
+
+    def _prompt(self, video: str, question: str, choices: list[str] | None) -> str:
+        from cogarch.modules.language.model import format_prompt
+
+        head = self.captions.get(Path(video).stem) if self.captions else None
+        body = format_prompt(self.module.config, question, choices)
+        return body if head is None else head + "\n" + body
+
+    def loglik(self, video: str, question: str, choices: list[str]):
+        from cogarch.modules.language.scoring import choice_logliks
+
+        return choice_logliks(self.module, None, self._prompt(video, question, choices), choices, blind=True)
+
+    def generate(self, video: str, question: str) -> str:
+        from cogarch.modules.language.scoring import generate_texts
+
+        return generate_texts(self.module, None, [self._prompt(video, question, None)], blind=True)[0]
+
+
 def evaluate(data: str, features: str, split: str, model: str, blind: str | None, swap: bool, limit: int = 0,
-             drop: tuple[str, ...] = ()) -> dict:
+             drop: tuple[str, ...] = (), caption_lm: str | None = None) -> dict:
     """Accuracy of each variant (model, swap, drop, blind) overall, per category and per template."""
     from cogarch.evals.metrics import aggregate
     from cogarch.evals.runner import ScorerPredictor, score
@@ -63,6 +98,9 @@ def evaluate(data: str, features: str, split: str, model: str, blind: str | None
         variants[f"without {'+'.join(drop)}"] = scorer(model, features, split, drop=drop)
     if blind:
         variants["blind-trained"] = scorer(blind, None, split)
+    if caption_lm:
+        variants["base LM + true caption"] = CaptionScorer(caption_lm, data, split)
+        variants["base LM, no caption"] = CaptionScorer(caption_lm, data, split, with_caption=False)
     out: dict = {"n": len(rows), "split": split, "variants": {}, "templates": {}}
     per_t: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
@@ -91,10 +129,12 @@ def main() -> None:
     ap.add_argument("--blind", default=None, help="a blind-trained language folder to score beside it")
     ap.add_argument("--swap", action="store_true", help="also score with another clip's bus")
     ap.add_argument("--drop", nargs="+", default=[], help="also score without these bus kinds (e.g. forecast)")
+    ap.add_argument("--caption-lm", default=None,
+                    help="also score this base LM folder with the true caption written before each question (text oracle)")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--out", default=None, help="write the result JSON here too")
     a = ap.parse_args()
-    res = evaluate(a.data, a.features, a.split, a.model, a.blind, a.swap, a.limit, tuple(a.drop))
+    res = evaluate(a.data, a.features, a.split, a.model, a.blind, a.swap, a.limit, tuple(a.drop), a.caption_lm)
     if a.out:
         from cogarch.fsutil import atomic_write_json
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from cogarch.bus import KNOWN_KINDS, LatentBus, Message
 from cogarch.errors import ConfigError, UserError
 from cogarch.modules.language.config import LanguageConfig
+from cogarch.modules.language.resampler import QuestionResampler
 
 
 class BusInputError(UserError):
@@ -136,6 +137,13 @@ class BusAdapter(nn.Module):
         self.time_embed = nn.Embedding(config.max_time + 1, lm_hidden)  # last row: "untimed"
         nn.init.normal_(self.kind_embed.weight, std=0.02)
         nn.init.normal_(self.time_embed.weight, std=0.02)
+        # Optional question-conditioned resampler (config.resampler_queries > 0), applied by
+        # LanguageModule.prefix once the prompt is known; saved with the projectors.
+        self.resampler = None
+        if config.resampler_queries > 0:
+            if lm_hidden % config.resampler_heads:
+                raise ConfigError(f"language.resampler_heads {config.resampler_heads} must divide the LM's hidden size {lm_hidden}")
+            self.resampler = QuestionResampler(lm_hidden, config.resampler_queries, config.resampler_layers, config.resampler_heads)
 
     def _pool(self, kind: str, msg: Message):
         x = msg.tokens

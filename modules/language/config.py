@@ -51,6 +51,14 @@ class LanguageConfig:
     # tokens, so their hidden states can depend on what is asked (the idea behind InstructBLIP's
     # instruction-aware Q-Former, done here by position alone; no new parameters).
     prefix_at: str = "start"
+    # Question-conditioned resampler (resampler.py; InstructBLIP's instruction-aware Q-Former):
+    # 0 = off (LLaVA's layout: every projected bus token goes to the LM). N > 0: N learned queries,
+    # sharing self-attention with the question's tokens, cross-attend to the projected bus tokens;
+    # only the N queries (plus the raw prefix if resampler_keep_prefix) enter the LM.
+    resampler_queries: int = 0
+    resampler_layers: int = 2
+    resampler_heads: int = 4
+    resampler_keep_prefix: bool = False
     caption_prompt: str = "Describe the clip.\nDescription:"
     max_prompt_tokens: int = 128
     max_target_tokens: int = 96
@@ -69,6 +77,11 @@ class LanguageConfig:
                 raise ConfigError(f"language.kind_dims.{kind} must be >= 1 (or 0: from the features), got {dim}")
         if self.max_tokens < 1 or any(v < 1 for v in self.max_tokens_per_kind.values()):
             raise ConfigError("language.max_tokens (and max_tokens_per_kind) must be >= 1")
+        if self.resampler_queries < 0 or self.resampler_layers < 1 or self.resampler_heads < 1:
+            raise ConfigError(
+                "language.resampler_queries must be >= 0 and resampler_layers / resampler_heads >= 1, got "
+                f"{self.resampler_queries} / {self.resampler_layers} / {self.resampler_heads}"
+            )
         if self.lora_r < 1:
             raise ConfigError(f"language.lora_r must be >= 1, got {self.lora_r}")
         if "{question}" not in self.prompt_template:

@@ -129,15 +129,35 @@ def qa_text(cfg: LanguageConfig, question: str, choices: list[str], answer: str)
     return format_prompt(cfg, question, choices) + " " + answer
 
 
-def build_corpus(data_dir: str | os.PathLike, split: str = "train", cfg: LanguageConfig | None = None) -> list[str]:
-    """All documents of one split: one caption per clip, one QA text per question (open or MC)."""
+GROUNDED = ("off", "add", "only")
+
+
+def build_corpus(
+    data_dir: str | os.PathLike, split: str = "train", cfg: LanguageConfig | None = None, grounded: str = "off"
+) -> list[str]:
+    """All documents of one split: one caption per clip, one QA text per question (open or MC).
+
+    grounded="add" adds, per question, its clip's caption followed by the QA text: documents in which
+    the answer can be read from the text before it, so the LM learns to answer from its context
+    (reading comprehension), the skill it needs to answer from the bus prefix later. "only" keeps the
+    captions and these documents but drops the bare QA texts (answers without a context).
+    """
+    if grounded not in GROUNDED:
+        raise CorpusError(f"grounded must be one of {'|'.join(GROUNDED)}, got {grounded!r}")
     cfg = cfg or LanguageConfig()
-    docs = list(clip_captions(data_dir, split).values())
+    captions = clip_captions(data_dir, split)
+    docs = list(captions.values())
     qpath = Path(data_dir) / "questions"
     if qpath.is_dir():
+        grounded_docs = []
         for row in load_split(data_dir, "questions", split):
             if row["question"] and row["answer"]:
-                docs.append(qa_text(cfg, row["question"], list(row["choices"] or []), row["answer"]))
+                qa = qa_text(cfg, row["question"], list(row["choices"] or []), row["answer"])
+                if grounded != "only":
+                    docs.append(qa)
+                if grounded != "off" and row["clip_id"] in captions:
+                    grounded_docs.append(captions[row["clip_id"]] + "\n" + qa)
+        docs += grounded_docs
     if not docs:
         raise CorpusError(f"{str(data_dir)!r} split {split!r} has no clips or questions to build a corpus from")
     return docs

@@ -300,10 +300,40 @@ class LanguageModule(nn.Module):
     def bos_id(self) -> int | None:
         return self.tokenizer.bos_token_id
 
-    def prefix(self, bus: LatentBus | Mapping[str, Message] | None, batch_size: int, blind: bool = False):
-        """Soft prefix [B, P, H] and mask [B, P] for a bus (P = 0 when blind or the bus is empty)."""
+    def prefix(
+        self,
+        bus: LatentBus | Mapping[str, Message] | None,
+        batch_size: int,
+        blind: bool = False,
+        prompts: list[list[int]] | None = None,
+    ):
+        """Soft prefix [B, P, H] and mask [B, P] for a bus (P = 0 when blind or the bus is empty).
+
+        `prompts` (token ids, one list per row) feed the question-conditioned resampler when the
+        config has one; a bus of batch 1 is then shared by all prompts (B = len(prompts)).
+        """
         msgs = {} if blind else messages_of(bus, list(self.config.kind_dims))
-        return self.adapter(msgs, batch_size=batch_size)
+        prefix, pmask = self.adapter(msgs, batch_size=batch_size)
+        return self.condition(prefix, pmask, prompts)
+
+    def condition(self, prefix: torch.Tensor, pmask: torch.Tensor, prompts: list[list[int]] | None):
+        """Run the resampler (config.resampler_queries > 0) over a projected prefix, given the prompts."""
+        resampler = self.adapter.resampler
+        if resampler is None or prefix.shape[1] == 0:
+            return prefix, pmask
+        if prompts is None:
+            raise ValueError("this language module has a question-conditioned resampler: prefix() needs the prompts")
+        n = len(prompts)
+        if prefix.shape[0] == 1 and n > 1:
+            prefix, pmask = prefix.expand(n, -1, -1), pmask.expand(n, -1)
+        L = max(1, max(len(p) for p in prompts))
+        ids = torch.tensor([p + [0] * (L - len(p)) for p in prompts], dtype=torch.long, device=prefix.device)
+        tmask = torch.tensor([[1] * len(p) + [0] * (L - len(p)) for p in prompts], dtype=torch.bool, device=prefix.device)
+        text = self.lm.get_input_embeddings()(ids)  # [B, L, H], the LM's frozen embeddings
+        out, omask = resampler(prefix, pmask, text, tmask)
+        if self.config.resampler_keep_prefix:
+            return torch.cat([prefix, out], 1), torch.cat([pmask, omask], 1)
+        return out, omask
 
     def splice(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, seqs, pad_left: bool = False) -> Spliced:
         return splice(
@@ -330,6 +360,7 @@ class LanguageModule(nn.Module):
         msgs = {} if blind else batch_messages(batch.get("bus", {}))
         msgs = {k: Message(k, m.source, m.tokens.to(self.device), time=m.time, mask=m.mask) for k, m in msgs.items()}
         prefix, pmask = self.adapter(msgs, batch_size=len(seqs))
+        prefix, pmask = self.condition(prefix, pmask, [p for p, _ in seqs])
         sp = self.splice(prefix, pmask, seqs)
         logits = self.run_lm(sp).logits[:, :-1].float()  # [B, L-1, V]
         labels = sp.labels[:, 1:]

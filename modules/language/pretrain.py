@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from cogarch.errors import ConfigError
 from cogarch.modules.language.config import LanguageConfig
-from cogarch.modules.language.corpus import build_corpus
+from cogarch.modules.language.corpus import GROUNDED, build_corpus
 from cogarch.modules.language.tokenizer import build_tokenizer
 from cogarch.train import OptimConfig, TrainerConfig, TrainJob
 
@@ -53,6 +53,11 @@ class Config:
     split: str = "train"  # ONLY this split's text is used (never test)
     vocab_size: int = 2000
     seq_len: int = 128
+    # Caption + QA documents (corpus.build_corpus): "off" (captions and bare QA texts), "add" (plus,
+    # per question, its clip's caption then the QA), "only" (captions + those; no bare QA). With them
+    # the LM learns to answer from the text before the question. They are ~100-200 tokens: use
+    # seq_len >= 256.
+    grounded: str = "off"
     lm: LMArchConfig = field(default_factory=LMArchConfig)
     prompts: LanguageConfig = field(default_factory=LanguageConfig)  # QA text uses its prompt templates
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, warmup_steps=50, weight_decay=0.1))
@@ -62,6 +67,8 @@ class Config:
         self.lm.validate()
         if self.split.startswith("test"):
             raise ConfigError(f"language-pretrain must not read a test split (split={self.split!r})")
+        if self.grounded not in GROUNDED:
+            raise ConfigError(f"grounded must be one of {'|'.join(GROUNDED)}, got {self.grounded!r}")
         if self.seq_len < 8:
             raise ConfigError(f"seq_len must be >= 8, got {self.seq_len}")
         if self.seq_len > self.lm.max_positions:
@@ -144,7 +151,7 @@ def tokenizer_for(cfg: Config, docs: list[str]):
 
 def make_job(cfg: Config) -> TrainJob:
     cfg.validate()
-    docs = build_corpus(cfg.data_dir, cfg.split, cfg.prompts)
+    docs = build_corpus(cfg.data_dir, cfg.split, cfg.prompts, grounded=cfg.grounded)
     tok = tokenizer_for(cfg, docs)
     torch.manual_seed(cfg.trainer.seed)  # same init for the same seed
     lm = new_lm(cfg.lm, len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)

@@ -109,7 +109,7 @@ def generate_ids(
 
 
 def _generate_ids(module, bus, prompts, max_new_tokens, blind, temperature, top_p, seed) -> list[list[int]]:
-    prefix, pmask = module.prefix(bus, batch_size=1 if not blind else len(prompts), blind=blind)
+    prefix, pmask = module.prefix(bus, batch_size=1 if not blind else len(prompts), blind=blind, prompts=prompts)
     prefix, pmask = _expand(prefix, pmask, len(prompts))
     sp = module.splice(prefix, pmask, [(p, []) for p in prompts], pad_left=True)
     gen = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
@@ -162,7 +162,8 @@ def choice_logliks(
         return []
     seqs = [encode_pair(module.tokenizer, prompt, c, module.config, eos=True) for c in choices]
     with _EvalMode(module):
-        prefix, pmask = module.prefix(bus, batch_size=1 if not blind else len(choices), blind=blind)
+        # Every choice shares the prompt, so the (question-conditioned) prefix is computed once.
+        prefix, pmask = module.prefix(bus, batch_size=1 if not blind else len(choices), blind=blind, prompts=[seqs[0][0]])
         prefix, pmask = _expand(prefix, pmask, len(choices))
         sp = module.splice(prefix, pmask, seqs)
         logp = module.run_lm(sp).logits[:, :-1].float().log_softmax(-1)  # [C, L-1, V]
