@@ -107,3 +107,29 @@ def test_lang_eval_scores_a_language_folder(suite, tmp_path):
         assert 0.0 <= v["overall"] <= 100.0
     # Without its only kind the bus is empty: the same folder then answers exactly as blind.
     assert res["variants"]["without percept"] == res["variants"]["blind-trained"]
+
+
+def test_caption_oracle_writes_the_true_caption_before_the_question(suite, tmp_path):
+    from cogarch.evals.bench.lang_eval import CaptionScorer
+    from cogarch.modules.language.corpus import clip_caption
+    from cogarch.modules.language.model import format_prompt
+    from cogarch.modules.language.pretrain import LMArchConfig, new_lm
+    from cogarch.modules.language.scoring import choice_logliks, generate_texts
+    from cogarch.modules.language.tokenizer import build_tokenizer
+
+    clips = {r["clip_id"]: r for r in load_split(str(suite), "clips", "train")}
+    tok = build_tokenizer([clip_caption(r) for r in clips.values()] * 4, 300, tmp_path / "tok")
+    torch.manual_seed(0)
+    new_lm(LMArchConfig(hidden=32, layers=2, heads=2, kv_heads=1, intermediate=64, max_positions=512), len(tok)).save_pretrained(tmp_path / "lm")
+    tok.save_pretrained(tmp_path / "lm")
+    oracle = CaptionScorer(str(tmp_path / "lm"), str(suite), "train")
+    plain = CaptionScorer(str(tmp_path / "lm"), str(suite), "train", with_caption=False)
+    q = next(r for r in load_split(str(suite), "questions", "train") if r["choices"])
+    body = format_prompt(oracle.module.config, q["question"], list(q["choices"]))
+    assert oracle._prompt(q["video"], q["question"], list(q["choices"])) == clip_caption(clips[q["clip_id"]]) + "\n" + body
+    assert plain._prompt(q["video"], q["question"], list(q["choices"])) == body
+    want = choice_logliks(oracle.module, None, clip_caption(clips[q["clip_id"]]) + "\n" + body, list(q["choices"]), blind=True)
+    assert oracle.loglik(q["video"], q["question"], list(q["choices"])) == want
+    assert oracle.loglik(q["video"], q["question"], list(q["choices"])) != plain.loglik(q["video"], q["question"], list(q["choices"]))
+    assert isinstance(oracle.generate(q["video"], q["question"]), str)
+    assert generate_texts(plain.module, None, [format_prompt(plain.module.config, q["question"])], blind=True)[0] == plain.generate(q["video"], q["question"])
