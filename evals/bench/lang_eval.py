@@ -18,6 +18,8 @@ accuracy does not drop, the module is not reading the clip); the blind-trained f
 no bus tokens); the model without some bus kinds (`--drop forecast`). Per
 category and per template, beside a baseline column: the train split's most common answer of the
 template for open questions, the expected accuracy of a uniform guess for multiple choice.
+`--caption-lm LM` adds a text oracle (CaptionScorer): a base LM answering with the clip's true
+caption before the question, and without it; it measures whether the LM can read its context.
 """
 
 from __future__ import annotations
