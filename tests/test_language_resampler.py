@@ -72,6 +72,10 @@ def test_prefix_depends_on_the_question_and_has_query_shape(lm_dir):
         assert not torch.allclose(m.prefix(bus_of(1), 1, prompts=[a])[0], pa)
     with pytest.raises(ValueError, match="needs the prompts"):
         m.prefix(bus_of(0), 1)
+    two = LatentBus()
+    two.publish(Message("percept", "perception", torch.randn(2, 6, 8), time=torch.arange(6).float().expand(2, 6)))
+    with pytest.raises(ValueError, match="bus batch 2 does not match 3 prompts"):
+        m.prefix(two, 2, prompts=[a, b, a])
     blind, _ = m.prefix(bus_of(0), 1, blind=True, prompts=[a])  # blind: no bus, no queries
     assert blind.shape[1] == 0
 

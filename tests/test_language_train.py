@@ -122,7 +122,7 @@ def test_grounded_corpus_puts_each_question_after_its_clips_caption(tmp_path):
         assert qa == plain[8 + i] and qa.endswith("Answer: " + ["red", "blue", "green", "yellow"][i % 4])  # ... then its QA
     only = build_corpus(tmp_path, "train", grounded="only")
     assert only == plain[:8] + grounded[len(plain):]  # captions + grounded QA, no bare QA
-    with pytest.raises(UserError, match="grounded must be one of off.add.only"):
+    with pytest.raises(UserError, match="grounded must be one of none.add.only"):
         build_corpus(tmp_path, "train", grounded="yes")
 
 

@@ -120,10 +120,11 @@ def test_caption_oracle_writes_the_true_caption_before_the_question(suite, tmp_p
     clips = {r["clip_id"]: r for r in load_split(str(suite), "clips", "train")}
     tok = build_tokenizer([clip_caption(r) for r in clips.values()] * 4, 300, tmp_path / "tok")
     torch.manual_seed(0)
-    new_lm(LMArchConfig(hidden=32, layers=2, heads=2, kv_heads=1, intermediate=64, max_positions=512), len(tok)).save_pretrained(tmp_path / "lm")
+    new_lm(LMArchConfig(hidden=32, layers=2, heads=2, kv_heads=1, intermediate=64, max_positions=2048), len(tok)).save_pretrained(tmp_path / "lm")
     tok.save_pretrained(tmp_path / "lm")
     oracle = CaptionScorer(str(tmp_path / "lm"), str(suite), "train")
     plain = CaptionScorer(str(tmp_path / "lm"), str(suite), "train", with_caption=False)
+    assert oracle.module.config.max_prompt_tokens == 2048 - 32  # the LM's context, not the 128-token default
     q = next(r for r in load_split(str(suite), "questions", "train") if r["choices"])
     body = format_prompt(oracle.module.config, q["question"], list(q["choices"]))
     assert oracle._prompt(q["video"], q["question"], list(q["choices"])) == clip_caption(clips[q["clip_id"]]) + "\n" + body
@@ -132,4 +133,9 @@ def test_caption_oracle_writes_the_true_caption_before_the_question(suite, tmp_p
     assert oracle.loglik(q["video"], q["question"], list(q["choices"])) == want
     assert oracle.loglik(q["video"], q["question"], list(q["choices"])) != plain.loglik(q["video"], q["question"], list(q["choices"]))
     assert isinstance(oracle.generate(q["video"], q["question"]), str)
+    from cogarch.errors import UserError
+
+    oracle.module.config.max_prompt_tokens = 8  # a caption that does not fit is an error, never cut
+    with pytest.raises(UserError, match="more than the LM's 8"):
+        oracle.loglik(q["video"], q["question"], list(q["choices"]))
     assert generate_texts(plain.module, None, [format_prompt(plain.module.config, q["question"])], blind=True)[0] == plain.generate(q["video"], q["question"])

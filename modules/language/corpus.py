@@ -129,11 +129,11 @@ def qa_text(cfg: LanguageConfig, question: str, choices: list[str], answer: str)
     return format_prompt(cfg, question, choices) + " " + answer
 
 
-GROUNDED = ("off", "add", "only")
+GROUNDED = ("none", "add", "only")
 
 
 def build_corpus(
-    data_dir: str | os.PathLike, split: str = "train", cfg: LanguageConfig | None = None, grounded: str = "off"
+    data_dir: str | os.PathLike, split: str = "train", cfg: LanguageConfig | None = None, grounded: str = "none"
 ) -> list[str]:
     """All documents of one split: one caption per clip, one QA text per question (open or MC).
 
@@ -155,7 +155,7 @@ def build_corpus(
                 qa = qa_text(cfg, row["question"], list(row["choices"] or []), row["answer"])
                 if grounded != "only":
                     docs.append(qa)
-                if grounded != "off" and row["clip_id"] in captions:
+                if grounded != "none" and row["clip_id"] in captions:
                     grounded_docs.append(captions[row["clip_id"]] + "\n" + qa)
         docs += grounded_docs
     if not docs:

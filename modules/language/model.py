@@ -326,6 +326,8 @@ class LanguageModule(nn.Module):
         n = len(prompts)
         if prefix.shape[0] == 1 and n > 1:
             prefix, pmask = prefix.expand(n, -1, -1), pmask.expand(n, -1)
+        elif prefix.shape[0] != n:
+            raise ValueError(f"bus batch {prefix.shape[0]} does not match {n} prompts")
         L = max(1, max(len(p) for p in prompts))
         ids = torch.tensor([p + [0] * (L - len(p)) for p in prompts], dtype=torch.long, device=prefix.device)
         tmask = torch.tensor([[1] * len(p) + [0] * (L - len(p)) for p in prompts], dtype=torch.bool, device=prefix.device)

@@ -53,11 +53,11 @@ class Config:
     split: str = "train"  # ONLY this split's text is used (never test)
     vocab_size: int = 2000
     seq_len: int = 128
-    # Caption + QA documents (corpus.build_corpus): "off" (captions and bare QA texts), "add" (plus,
+    # Caption + QA documents (corpus.build_corpus): "none" (captions and bare QA texts), "add" (plus,
     # per question, its clip's caption then the QA), "only" (captions + those; no bare QA). With them
     # the LM learns to answer from the text before the question. They are ~100-200 tokens: use
     # seq_len >= 256.
-    grounded: str = "off"
+    grounded: str = "none"
     lm: LMArchConfig = field(default_factory=LMArchConfig)
     prompts: LanguageConfig = field(default_factory=LanguageConfig)  # QA text uses its prompt templates
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, warmup_steps=50, weight_decay=0.1))
