@@ -58,18 +58,17 @@ class CaptionScorer:
         from cogarch.modules.language.corpus import clip_captions
         from cogarch.modules.language.model import LanguageModule
 
-        # A caption + question is ~160 tokens (up to ~400): the module's default max_prompt_tokens
-        # (128, cut from the left) would drop the object list, so the LM's own context length is used.
-        cfg = LanguageConfig(base_lm=base_lm, kind_dims={}, lora_dropout=0.0, max_prompt_tokens=100_000)
-        self.module = LanguageModule.build(cfg).merge_lora_()
-        self.module.config.max_prompt_tokens = int(getattr(self.module.lm.config, "max_position_embeddings", 512)) - 32  # answer room
+        self.module = LanguageModule.build(LanguageConfig(base_lm=base_lm, kind_dims={}, lora_dropout=0.0)).merge_lora_()
         self.module.eval()
+        # A caption + question is ~160 tokens (up to ~400): the default max_prompt_tokens (128, cut
+        # from the left) would drop the object list, so the LM's own context (less room for the
+        # answer) is the limit, and _prompt refuses a longer prompt instead of cutting it.
+        self.module.config.max_prompt_tokens = int(getattr(self.module.lm.config, "max_position_embeddings", 512)) - 32
         self.captions = clip_captions(data, split) if with_caption else {}
 
     def _prompt(self, video: str, question: str, choices: list[str] | None) -> str:
-        from cogarch.modules.language.model import format_prompt
-
         from cogarch.errors import UserError
+        from cogarch.modules.language.model import format_prompt
 
         head = self.captions.get(Path(video).stem) if self.captions else None
         body = format_prompt(self.module.config, question, choices)

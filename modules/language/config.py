@@ -77,11 +77,11 @@ class LanguageConfig:
                 raise ConfigError(f"language.kind_dims.{kind} must be >= 1 (or 0: from the features), got {dim}")
         if self.max_tokens < 1 or any(v < 1 for v in self.max_tokens_per_kind.values()):
             raise ConfigError("language.max_tokens (and max_tokens_per_kind) must be >= 1")
-        if self.resampler_queries < 0 or self.resampler_layers < 1 or self.resampler_heads < 1:
-            raise ConfigError(
-                "language.resampler_queries must be >= 0 and resampler_layers / resampler_heads >= 1, got "
-                f"{self.resampler_queries} / {self.resampler_layers} / {self.resampler_heads}"
-            )
+        if self.resampler_queries < 0:
+            raise ConfigError(f"language.resampler_queries must be >= 0 (0 = off), got {self.resampler_queries}")
+        for key in ("resampler_layers", "resampler_heads"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"language.{key} must be >= 1, got {getattr(self, key)}")
         if self.lora_r < 1:
             raise ConfigError(f"language.lora_r must be >= 1, got {self.lora_r}")
         if "{question}" not in self.prompt_template:
