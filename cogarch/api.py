@@ -157,11 +157,41 @@ def evidence(bus: LatentBus) -> dict[str, Any]:
         ids = (r.meta.get("episode_ids") or [[]])[0]
         scores = (r.meta.get("scores") or [[]])[0]
         ev["recall"] = [{"episode": i, "similarity": sc} for i, sc in zip(ids, scores)]
+    o = bus.latest("objects")
+    if o is not None:
+        ev["objects"] = objects_evidence(o)
     c = bus.latest("cost")
     if c is not None:
         names = c.meta.get("terms") or [f"term{i}" for i in range(c.tokens.shape[1])]
         ev["cost"] = {n: round(float(v), 4) for n, v in zip(names, c.tokens[0, :, 0])}
     return ev
+
+
+def objects_evidence(msg, threshold: float = 0.5) -> list[dict[str, Any]]:
+    """Perception's object slots (clip 0) in words: the slots seen with p(exist)p(visible) > threshold
+    at some step, each with its most likely colour / material / shape and where it was first and last
+    seen (pixels of the 64-unit canvas). Layout: modules/perception/objects.py."""
+    names = [msg.meta.get(k) or [] for k in ("colors", "shapes", "materials")]
+    K = int(msg.meta.get("slots") or 1)
+    rows = msg.tokens[0].float().reshape(-1, K, msg.tokens.shape[-1])  # [T', K, 18]
+    n_id = sum(len(n) for n in names)
+    out = []
+    for k in range(K):
+        gate = rows[:, k, n_id]  # p(exist) * p(visible) per step
+        seen = (gate > threshold).nonzero().flatten()
+        if seen.numel() == 0:
+            continue
+        best = int(gate.argmax())
+        ident, parts, start = rows[best, k, :n_id] / gate[best].clamp(min=1e-6), [], 0
+        for vocab in names:
+            parts.append(vocab[int(ident[start : start + len(vocab)].argmax())] if vocab else "?")
+            start += len(vocab)
+        first, last = int(seen[0]), int(seen[-1])
+        xy = rows[:, k, n_id + 1 : n_id + 3] / gate[:, None].clamp(min=1e-6) * 64.0
+        out.append({"color": parts[0], "shape": parts[1], "material": parts[2],
+                    "confidence": round(float(gate.max()), 3), "steps": [first, last],
+                    "first_xy": [round(float(v), 1) for v in xy[first]], "last_xy": [round(float(v), 1) for v in xy[last]]})
+    return out
 
 
 def check_store(memory: str) -> None:

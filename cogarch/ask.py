@@ -50,6 +50,12 @@ def _format_evidence(ev: dict[str, Any]) -> list[str]:
             lines.append("  recall: " + ", ".join(f"episode {h['episode']} (sim {h['similarity']:.3f})" for h in r))
         else:
             lines.append("  recall: no similar episode in memory")
+    o = ev.get("objects")
+    if o is not None:
+        lines.append("  objects: " + ("; ".join(
+            f"{d['color']} {d['material']} {d['shape']} ({d['first_xy'][0]:.0f},{d['first_xy'][1]:.0f})"
+            + (f" -> ({d['last_xy'][0]:.0f},{d['last_xy'][1]:.0f})" if d["steps"][1] > d["steps"][0] else "")
+            for d in o) or "none seen"))
     c = ev.get("cost")
     if c:
         lines.append("  cost: " + ", ".join(f"{k}={v:.3f}" for k, v in c.items()))

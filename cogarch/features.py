@@ -146,7 +146,7 @@ def write_language_features(
     splits: Iterable[str] = SPLITS,
     batch_size: int = 16,
     progress: bool = True,
-    kinds: Iterable[str] = ("percept", "forecast", "surprise", "cost"),
+    kinds: Iterable[str] = ("percept", "objects", "forecast", "surprise", "cost"),
 ) -> Path:
     """Run perception -> world_model -> cost over a suite's clips; one language shard per split."""
     from cogarch.modules.language.data import write_shard

@@ -1,8 +1,9 @@
 """`cogarch train pack`: one resumable pipeline that trains the whole architecture into a pack.
 
-    generate physqa + voe + planning  ->  perception (V-JEPA)  ->  percept features  ->  world model
+    generate physqa + voe + planning  ->  perception (V-JEPA)  [->  object slots on the frozen encoder]
+      ->  percept features  ->  world model
       ->  planning features -> action-conditioned world model -> critic (the pack's planner)
-      ->  bus features (percept, forecast, surprise, cost)  ->  language-pretrain (tokenizer + LM)
+      ->  bus features (percept, objects, forecast, surprise, cost)  ->  language-pretrain (tokenizer + LM)
       ->  language stage 1 (projectors on captions)  ->  stage 2 (projectors + LoRA on QA)
       ->  blind language baseline  ->  assemble pack  ->  evaluate  ->  pack.json
 
@@ -37,6 +38,12 @@ class Config:
     voe_n: int = 400
     perception: str = "configs/perception/tiny.yaml"
     perception_overrides: list[str] = field(default_factory=list)
+    # Object slots (modules/perception/objects.py): objects_n > 0 generates that many extra annotated
+    # physqa clips (seed + 3, disjoint from the eval splits) and fits the slots on their train split
+    # with the encoder frozen; the pack's perception then also publishes "objects". 0: no slots.
+    objects_n: int = 0
+    objects: str = "configs/perception/objects_tiny.yaml"
+    objects_overrides: list[str] = field(default_factory=list)
     world_model: str = "configs/world_model/tiny.yaml"
     world_model_overrides: list[str] = field(default_factory=list)
     # Planning (TablePushEnv): episodes of the planning suite, encoded by the trained perception
@@ -113,6 +120,16 @@ class Pipeline:
             "perception", c.perception,
             [f"data.data_dir={data / 'physqa'}", f"trainer.out_dir={r / 'perception'}", f"trainer.seed={c.seed}"] + c.perception_overrides))
 
+        # The encoder is frozen from here on: the object slots read it, the bus carries both outputs.
+        bus_perc = perc
+        if c.objects_n > 0:
+            self.stage("generate objects", data / "objects", lambda: generate("physqa", c.objects_n, data / "objects", seed=c.seed + 3))
+            bus_perc = r / "objects" / "final"
+            self.stage("object slots", bus_perc, lambda: self.train(
+                "objects", c.objects,
+                [f"encoder={perc}", f"data.data_dir={data / 'objects'}", f"trainer.out_dir={r / 'objects'}",
+                 f"trainer.seed={c.seed}"] + c.objects_overrides))
+
         from cogarch.features import write_language_features, write_world_model_features
 
         wm_feats = r / "features" / "world_model"
@@ -132,7 +149,7 @@ class Pipeline:
 
         lang_feats = r / "features" / "language"
         self.stage("bus features", lang_feats / "test.json", lambda: write_language_features(
-            {"perception": str(perc), "world_model": str(wm)}, data / "physqa", lang_feats, splits=("train", "val", "test", "test_ood")))
+            {"perception": str(bus_perc), "world_model": str(wm)}, data / "physqa", lang_feats, splits=("train", "val", "test", "test_ood")))
 
         lm = r / "language_pretrain" / "final"
         self.stage("language pretrain", lm, lambda: self.train(
@@ -154,7 +171,7 @@ class Pipeline:
 
         pack = r / "pack"
         self.stage("assemble pack", pack / "pack.json",
-                   lambda: self.assemble(pack, perc, wm, s2, blind if c.train_blind else None, (plan_wm, critic)))
+                   lambda: self.assemble(pack, bus_perc, wm, s2, blind if c.train_blind else None, (plan_wm, critic)))
         self.stage("evaluate", r / "eval" / "done.json", lambda: self.evaluate(pack, data))
         self.stage("check set", r / "eval" / "check" / "results.json", lambda: self.check(pack))
         self.record_stages(pack)

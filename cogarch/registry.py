@@ -20,6 +20,7 @@ TRAINABLE: dict[str, str] = {
     "toy": "cogarch.modules.toy.train",
     "perception": "cogarch.modules.perception.train",
     "probe": "cogarch.modules.perception.probe",
+    "objects": "cogarch.modules.perception.objects_train",
     "world_model": "cogarch.modules.world_model.train",
     "critic": "cogarch.modules.cost.train",
     "language-pretrain": "cogarch.modules.language.pretrain",
@@ -61,7 +62,7 @@ MODULE_CLASSES: dict[str, str] = {
 
 # What each module writes, so that disabling one tells the scheduler its kinds are optional.
 MODULE_WRITES: dict[str, tuple[str, ...]] = {
-    "perception": ("percept",),
+    "perception": ("percept", "objects"),
     "world_model": ("forecast", "surprise"),
     "cost": ("cost",),
     "memory": ("recall",),

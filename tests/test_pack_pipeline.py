@@ -16,7 +16,8 @@ from cogarch.config import load_config
 from cogarch.pack_train import Config, run
 
 TINY = {
-    "physqa_n": 40, "voe_n": 8, "planning_n": 20, "planning_eval_limit": 2, "eval_limit": 20,
+    "physqa_n": 40, "voe_n": 8, "planning_n": 20, "planning_eval_limit": 2, "eval_limit": 20, "objects_n": 20,
+    "objects_overrides": ["trainer.max_steps=2", "trainer.batch_size=4", "trainer.ckpt_every=0", "head.hidden=32"],
     "perception_overrides": ["trainer.max_steps=2", "model.pool_grid=4", "trainer.ckpt_every=0", "trainer.batch_size=2"],
     "world_model_overrides": ["trainer.max_steps=2", "trainer.batch_size=4", "trainer.ckpt_every=0"],
     "planning_world_model_overrides": ["trainer.max_steps=2", "trainer.batch_size=4", "trainer.ckpt_every=0", "data.window=8",
@@ -46,7 +47,13 @@ def test_pipeline_builds_a_complete_pack(tiny_pack: tuple[Config, Path]) -> None
     plan = meta["eval"]["planning"]
     assert plan["n"] == 2 and 0.0 <= plan["metrics"]["overall"]["success_rate"] <= 1.0
     assert "chance" in plan["baselines"] and plan["metrics"]["overall"]["plan_s_per_action"] > 0
+    # object slots: trained on the extra annotated clips, shipped in the pack's perception, on the bus
+    perception = json.loads((pack / "perception" / "config.json").read_text())
+    assert perception["config"]["object_slots"] == 6, perception
+    features = json.loads((Path(cfg.out_dir) / "features" / "language" / "test.json").read_text())
+    assert features["kinds"]["objects"]["dim"] == 18
     stages = json.loads((Path(cfg.out_dir) / "pipeline.json").read_text())["stages"]
+    assert {"generate objects", "object slots"} <= set(stages)
     assert {"generate planning", "planning features", "planning world model", "critic"} <= set(stages)
     assert meta["stages"] == stages  # pack.json times every stage, evaluate and check set included
     planning = json.loads((pack / "planning" / "planning.json").read_text())

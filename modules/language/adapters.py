@@ -152,7 +152,7 @@ class BusAdapter(nn.Module):
         t = msg.time.to(x.device, torch.float32) if timed else torch.zeros(B, N, device=x.device)
         m = msg.mask.to(x.device) if msg.mask is not None else torch.ones(B, N, dtype=torch.bool, device=x.device)
         cap = self.config.cap(kind)
-        pool = self.config.pool
+        pool = kind_pool = self.config.pool_per_kind.get(kind, self.config.pool)
         if pool == "grid" and timed and msg.mask is None:
             pooled = grid_pool(x.float(), t, self.config.grid, cap)
             if pooled is not None:
@@ -160,7 +160,7 @@ class BusAdapter(nn.Module):
             pool = "time_mean"  # not a time-major square patch layout (e.g. surprise [B, T', 1])
         if pool in ("time_mean", "grid") and timed:
             x, t, m = time_mean_pool(x.float(), t, m, self.config.max_time)
-        if self.config.pool != "none":
+        if kind_pool != "none":
             x, t, m = adaptive_pool(x.float(), t, m, cap)
         return x, t, m, timed
 

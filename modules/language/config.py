@@ -31,6 +31,8 @@ class LanguageConfig:
     # grids, e.g. V-JEPA's T' x H' x W': each step pooled to grid x grid, then time pooled to fit
     # max_tokens; kinds without that layout fall back to time_mean).
     pool: str = "time_mean"
+    # Per-kind pooling overrides, e.g. {objects: none}: object slots must not be averaged together.
+    pool_per_kind: dict[str, str] = field(default_factory=dict)
     grid: int = 2
     max_tokens: int = 32  # per kind, after pooling
     max_tokens_per_kind: dict[str, int] = field(default_factory=dict)  # overrides max_tokens
@@ -70,6 +72,9 @@ class LanguageConfig:
             raise ConfigError(f"language.prefix_at must be start|answer, got {self.prefix_at!r}")
         if self.pool not in ("none", "adaptive", "time_mean", "grid"):
             raise ConfigError(f"language.pool must be none|adaptive|time_mean|grid, got {self.pool!r}")
+        for kind, pool in self.pool_per_kind.items():
+            if pool not in ("none", "adaptive", "time_mean", "grid"):
+                raise ConfigError(f"language.pool_per_kind.{kind} must be none|adaptive|time_mean|grid, got {pool!r}")
         for kind, dim in self.kind_dims.items():
             if not kind.isidentifier():
                 raise ConfigError(f"language.kind_dims: bad kind name {kind!r}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cogarch.errors import ConfigError
+from cogarch.evals.world.vocab import COLORS, MATERIALS, SHAPES
 
 # ImageNet statistics: V-JEPA / V-JEPA 2 normalise inputs with them (and so does the HF video processor).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -97,6 +98,17 @@ class PerceptionConfig:
     # Keeps coarse layout (where things are) while cutting downstream cost: the world model's
     # block-causal attention and the language prefix scale with tokens per step.
     pool_grid: int = 0
+    # --- object slots (objects.py): a DETR-style set predictor over the encoder tokens, published
+    # as "objects" beside "percept". 0 slots: off. Trained by `cogarch train objects` on a frozen
+    # encoder; the vocabularies name the classes its colour / shape / material logits stand for.
+    object_slots: int = 0
+    object_hidden: int = 128
+    object_layers: int = 3  # decoder layers (self-attention over slots + cross-attention to tokens)
+    object_heads: int = 4
+    object_blocks: int = 0  # self-attention blocks over the tokens before the decoder (DETR's encoder)
+    object_colors: list[str] = field(default_factory=lambda: list(COLORS))
+    object_shapes: list[str] = field(default_factory=lambda: list(SHAPES))
+    object_materials: list[str] = field(default_factory=lambda: list(MATERIALS))
     norm_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     norm_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
 
@@ -126,6 +138,10 @@ class PerceptionConfig:
             raise ConfigError("perception: ema_start / ema_end must lie in (0, 1]")
         if self.attn_implementation not in ("sdpa", "eager"):
             raise ConfigError(f"perception: attn_implementation must be 'sdpa' or 'eager', got {self.attn_implementation!r}")
+        if self.object_slots < 0 or (self.object_slots and (self.object_hidden % self.object_heads or self.object_layers < 1 or self.object_blocks < 0)):
+            raise ConfigError("perception: object_slots must be >= 0; object_hidden a multiple of object_heads, object_layers >= 1, object_blocks >= 0")
+        if self.object_slots and not (self.object_colors and self.object_shapes and self.object_materials):
+            raise ConfigError("perception: object_colors / object_shapes / object_materials must not be empty")
         if len(self.norm_mean) != self.in_chans or len(self.norm_std) != self.in_chans:
             raise ConfigError("perception: norm_mean / norm_std need one value per input channel")
 

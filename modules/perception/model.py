@@ -32,6 +32,7 @@ from cogarch.bus import LatentBus, Message
 from cogarch.errors import UserError
 from cogarch.module import load_module_config, load_weights, save_module
 from cogarch.modules.perception.config import PerceptionConfig, to_hf_config
+from cogarch.modules.perception.objects import ObjectHead
 from cogarch.modules.perception.layers import run_layers
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ def variance_covariance(ctx: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Te
 
 
 class PerceptionModule(nn.Module):
-    """V-JEPA encoder/predictor/EMA target; bus module "perception" (reads nothing, writes "percept")."""
+    """V-JEPA encoder/predictor/EMA target; bus module "perception" (reads nothing, writes "percept",
+    and "objects" when the config has object slots)."""
 
     name = "perception"
     reads: tuple[str, ...] = ()
@@ -87,6 +89,13 @@ class PerceptionModule(nn.Module):
         self._init_weights()
         self.target_encoder.load_state_dict(self.encoder.state_dict())
         self.target_encoder.requires_grad_(False)
+        # Object slots (objects.py): built after _init_weights, which is the ViT's init, not DETR's.
+        self.objects = None
+        if config.object_slots:
+            classes = (len(config.object_colors), len(config.object_shapes), len(config.object_materials))
+            self.objects = ObjectHead(config.hidden_size, config.grid, config.object_slots, config.object_hidden,
+                                      config.object_layers, config.object_heads, config.object_blocks, classes)
+            self.writes = ("percept", "objects")
         mean = torch.tensor(config.norm_mean, dtype=torch.float32).view(1, 1, -1, 1, 1)
         std = torch.tensor(config.norm_std, dtype=torch.float32).view(1, 1, -1, 1, 1)
         self.register_buffer("pixel_mean", mean, persistent=False)
@@ -271,6 +280,8 @@ class PerceptionModule(nn.Module):
         tokens = self.encode(frames, normalized=normalized)  # [B, N, D]
         B, N, D = tokens.shape
         grid = self.token_grid(frames.shape[1])
+        if self.objects is not None:
+            self.publish_objects(bus, tokens, grid)
         t_index = torch.arange(grid[0], device=tokens.device)
         if self.config.pool_per_step:
             tokens = tokens.view(B, grid[0], grid[1] * grid[2], D).mean(2)  # [B, T', D]
@@ -290,6 +301,20 @@ class PerceptionModule(nn.Module):
             meta["fps"] = float(fps)
         return bus.publish(Message("percept", self.name, tokens, time=time.contiguous(), meta=meta))
 
+    @torch.no_grad()
+    def publish_objects(self, bus: LatentBus, tokens: torch.Tensor, grid: tuple[int, int, int]) -> Message:
+        """Object slots from the full token grid [B, T'H'W', D] -> an "objects" message [B, T'*K, 18]."""
+        if tuple(grid) != tuple(self.objects.grid):
+            raise UserError(f"perception: the object head reads a {tuple(self.objects.grid)} token grid, this clip "
+                            f"gives {tuple(grid)} (it needs {self.config.num_frames} frames)")
+        out = self.objects(tokens)
+        rows, time = ObjectHead.tokens(out)
+        c = self.config
+        meta = {"slots": c.object_slots, "grid": list(grid), "colors": list(c.object_colors),
+                "shapes": list(c.object_shapes), "materials": list(c.object_materials),
+                "layout": "colour|shape|material probs, visible, x/64, y/64, vx/32, vy/32 (times p(exist)p(visible))"}
+        return bus.publish(Message("objects", self.name, rows.contiguous(), time=time.contiguous(), meta=meta))
+
     def step(self, bus: LatentBus, frames: torch.Tensor | None = None, normalized: bool = False) -> None:
         if frames is None:
             raise UserError("perception.step needs frames=[B, T, 3, H, W] (frames are not bus latents)")
@@ -304,6 +329,8 @@ class PerceptionModule(nn.Module):
             return
         holder = nn.Module()
         holder.target_encoder = self.target_encoder  # keys stay "target_encoder.*"
+        if self.objects is not None:
+            holder.objects = self.objects
         save_module(path, holder, self.name, self.config, extra={"step": self._step, "inference_only": True})
 
     @classmethod
@@ -315,6 +342,8 @@ class PerceptionModule(nn.Module):
             # predictor from a fresh init, as V-JEPA 2-AC continues from encoder-only weights.
             holder = nn.Module()
             holder.target_encoder = model.target_encoder
+            if model.objects is not None:
+                holder.objects = model.objects
             load_weights(holder, path)
             model.encoder.load_state_dict(model.target_encoder.state_dict())
         else:

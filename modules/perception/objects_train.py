@@ -1,0 +1,161 @@
+"""`cogarch train objects`: fit perception's object slots (objects.py) on a frozen encoder.
+
+    cogarch train objects --config configs/perception/objects_tiny.yaml encoder=runs/perception/tiny/final \
+        data.data_dir=data/physqa trainer.out_dir=runs/objects
+
+The encoder (a saved perception module) stays frozen: its target-encoder tokens for every clip of
+the training split are computed once (a progress bar), then the generic trainer (cogarch/train.py)
+fits only the object head against the simulator's annotations of those clips. The export
+(`<out_dir>/final`) is a complete perception folder (inference-only: the EMA target encoder plus the
+head) that publishes both "percept" and "objects"; use it wherever a perception folder goes
+(`cogarch train pack`, feature encoding, `cogarch ask`). Only the train split is allowed: the
+annotations of evaluation clips never reach training. `python -m cogarch.evals.bench.objects`
+scores a trained head on held-out clips.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from cogarch.errors import ConfigError, UserError
+from cogarch.train import OptimConfig, TrainerConfig, TrainJob
+
+log = logging.getLogger(__name__)
+
+EVAL_SPLITS = frozenset({"val", "test", "test_ood"})
+
+
+@dataclass
+class DataConfig:
+    data_dir: str = "data/physqa"  # a generated suite with object annotations (physqa, voe clips)
+    split: str = "train"
+    max_clips: int = 0  # 0: all clips of the split
+    encode_batch: int = 16
+    progress: bool = True
+
+
+@dataclass
+class HeadConfig:
+    slots: int = 6  # >= the most objects a clip shows
+    hidden: int = 128
+    layers: int = 3
+    heads: int = 4
+    blocks: int = 0
+
+
+@dataclass
+class Config:
+    encoder: str = ""  # saved perception module folder (cogarch format); its weights stay frozen
+    head: HeadConfig = field(default_factory=HeadConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, weight_decay=0.05, warmup_steps=50))
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(out_dir="runs/objects", batch_size=32))
+
+    def validate(self) -> None:
+        if self.data.split in EVAL_SPLITS:
+            raise ConfigError(f"objects: data.split={self.data.split!r} is an evaluation split; the head trains on train clips only")
+        if self.head.slots < 1:
+            raise ConfigError(f"objects: head.slots must be >= 1, got {self.head.slots}")
+        if self.data.max_clips < 0 or self.data.encode_batch < 1:
+            raise ConfigError("objects: data.max_clips must be >= 0 and data.encode_batch >= 1")
+
+
+def load_with_head(encoder: str, head: HeadConfig | None = None):
+    """A saved perception module, re-built with a fresh object head (or as saved when head is None)."""
+    from cogarch.modules.perception.model import PerceptionModule
+
+    if not encoder:
+        raise UserError("objects: set encoder=<saved perception folder> (the frozen encoder the slots read)")
+    if not Path(encoder).is_dir():
+        raise UserError(f"objects: encoder folder not found: {encoder!r}")
+    loaded = PerceptionModule.from_pretrained(encoder)
+    if head is None:
+        return loaded
+    cfg = dataclasses.replace(loaded.config, object_slots=head.slots, object_hidden=head.hidden,
+                              object_layers=head.layers, object_heads=head.heads, object_blocks=head.blocks)
+    try:
+        model = PerceptionModule(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"objects: {e}") from None
+    state = {k: v for k, v in loaded.state_dict().items() if not k.startswith("objects.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("objects.") for k in missing):
+        raise UserError(f"objects: {encoder} does not match its own config (unexpected {unexpected[:3]})")
+    model._step = loaded._step
+    return model
+
+
+@torch.no_grad()
+def encode_split(model, data_dir: str, split: str, max_clips: int = 0, batch: int = 16, progress: bool = True):
+    """(tokens [N, L, D] fp16 from the frozen target encoder, one target dict per clip)."""
+    from cogarch.modules.perception.data import ClipDataset
+    from cogarch.modules.perception.objects import clip_targets
+
+    c = model.config
+    ds = ClipDataset(data_dir, split, c.num_frames, c.img_size, max_clips=max_clips, cache=True, with_index=True)
+    vocab = (list(c.object_colors), list(c.object_shapes), list(c.object_materials))
+    targets = []
+    for i in range(len(ds)):
+        try:
+            targets.append(clip_targets(ds.objects(i), ds.annotations(i), c.grid[0], vocab))
+        except (KeyError, ValueError) as e:
+            raise UserError(f"objects: {data_dir} clip {i} of {split!r} has no usable object annotations ({e})") from None
+    model.eval()
+    feats = []
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=False)
+    for b in tqdm(loader, desc=f"object features {split}", disable=not progress, unit="batch"):
+        feats.append(model.encode(b["frames"], normalized=True).to(torch.float16))
+    return torch.cat(feats), targets
+
+
+class TokenTargets(torch.utils.data.Dataset):
+    def __init__(self, tokens: torch.Tensor, targets: list[dict]) -> None:
+        self.tokens, self.targets = tokens, targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict]:
+        return self.tokens[i], self.targets[i]
+
+
+def collate(items: list[tuple[torch.Tensor, dict]]) -> dict[str, Any]:
+    return {"tokens": torch.stack([t for t, _ in items]), "targets": [y for _, y in items]}
+
+
+class ObjectTraining(nn.Module):
+    """The trainer's model: a perception module whose only trainable part is its object head."""
+
+    def __init__(self, perception) -> None:
+        super().__init__()
+        self.perception = perception
+        perception.requires_grad_(False)
+        perception.objects.requires_grad_(True)
+
+    def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        from cogarch.modules.perception.objects import set_loss
+
+        out = self.perception.objects(batch["tokens"].float())  # [B, L, D] frozen tokens -> slots
+        return set_loss(out, batch["targets"])
+
+    def save_pretrained(self, path) -> None:
+        self.perception.save_pretrained(path, inference_only=True)
+
+
+def make_job(cfg: Config) -> TrainJob:
+    model = load_with_head(cfg.encoder, cfg.head)
+    tokens, targets = encode_split(model, cfg.data.data_dir, cfg.data.split, cfg.data.max_clips,
+                                   cfg.data.encode_batch, cfg.data.progress)
+    most = max((t["color"].numel() for t in targets), default=0)
+    if most > cfg.head.slots:
+        raise ConfigError(f"objects: a clip shows {most} objects but head.slots={cfg.head.slots}")
+    log.info("objects: %d clips, %d tokens each, up to %d objects, %d slots", len(targets), tokens.shape[1], most, cfg.head.slots)
+    return TrainJob(model=ObjectTraining(model), dataset=TokenTargets(tokens, targets), collate_fn=collate)

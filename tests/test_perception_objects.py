@@ -1,0 +1,225 @@
+"""Perception's object slots (modules/perception/objects.py, objects_train.py): set targets from the
+simulator's annotations, Hungarian matching, the published token layout, training through the generic
+trainer (loss goes down), the exported folder's round trip, and the language adapter's per-kind pooling."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cogarch.bus import LatentBus
+from cogarch.errors import ConfigError, UserError
+from cogarch.modules.perception.config import PerceptionConfig, vjepa2_mask_sets
+from cogarch.modules.perception.model import PerceptionModule
+from cogarch.modules.perception.objects import ObjectHead, clip_targets, match, set_loss
+from cogarch.modules.perception.objects_train import Config, load_with_head, make_job
+
+T, S = 4, 32
+VOCAB = (["red", "blue", "green"], ["cube", "sphere"], ["rubber", "metal"])
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _track(xs, ys, vis):
+    return {"pos": [[x, y] for x, y in zip(xs, ys)], "vel": [[8.0, 0.0]] * len(xs), "visible": vis}
+
+
+def _clip(i: int):
+    """A red cube moving right; a blue sphere (clips with odd i) or a green cube standing still."""
+    frames = np.full((T, S, S, 3), 200, np.uint8)
+    xs = [4.0 + 2 * t for t in range(T)]
+    second = ("blue", "sphere") if i % 2 else ("green", "cube")
+    rgb = (42, 75, 215) if i % 2 else (40, 160, 60)
+    for t in range(T):
+        frames[t, 12:18, int(xs[t]):int(xs[t]) + 6] = (173, 35, 35)
+        frames[t, 2:8, 22:28] = rgb
+    objects = [{"id": 0, "color": "red", "shape": "cube", "material": "rubber"},
+               {"id": 1, "color": second[0], "shape": second[1], "material": "metal"}]
+    ann = {"observed_frames": T, "num_frames": T,
+           "tracks": {"0": _track(xs, [15.0] * T, [1] * T), "1": _track([25.0] * T, [5.0] * T, [1] * T)}}
+    return frames, ann, objects
+
+
+@pytest.fixture(scope="module")
+def clips_dir(tmp_path_factory):
+    from datasets import Dataset, DatasetDict
+
+    from cogarch.video import write_mp4
+
+    root = tmp_path_factory.mktemp("objclips")
+    (root / "videos").mkdir()
+    splits = {}
+    for split, n in (("train", 8), ("val", 2)):
+        rows = []
+        for i in range(n):
+            frames, ann, objects = _clip(i)
+            rel = f"videos/{split}_{i}.mp4"
+            write_mp4(root / rel, frames, 8.0)
+            rows.append({"clip_id": f"{split}_{i}", "split": split, "family": "table", "seed": i, "video": rel,
+                         "num_frames": T, "observed_frames": T, "fps": 8.0, "width": S, "height": S,
+                         "objects": json.dumps(objects), "annotations": json.dumps(ann)})
+        splits[split] = Dataset.from_list(rows)
+    DatasetDict(splits).save_to_disk(str(root / "clips"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    cfg = PerceptionConfig(img_size=S, num_frames=T, patch_size=8, tubelet_size=2, hidden_size=48, depth=2,
+                           num_heads=2, pred_hidden_size=24, pred_depth=2, pred_num_heads=2,
+                           masks=vjepa2_mask_sets(), min_context=2, object_colors=list(VOCAB[0]),
+                           object_shapes=list(VOCAB[1]), object_materials=list(VOCAB[2]))
+    path = tmp_path_factory.mktemp("enc") / "perception"
+    PerceptionModule(cfg).save_pretrained(path)
+    return path
+
+
+def test_clip_targets_from_annotations():
+    _, ann, objects = _clip(1)
+    y = clip_targets(objects, ann, 2, VOCAB)
+    assert y["color"].tolist() == [0, 1] and y["shape"].tolist() == [0, 1] and y["material"].tolist() == [0, 1]
+    # step t' is read at the last frame of its tubelet: frames 1 and 3
+    assert torch.allclose(y["pos"][0, :, 0], torch.tensor([6.0, 10.0]) / 64) and y["pos"].shape == (2, 2, 2)
+    assert torch.allclose(y["vel"][0, 0], torch.tensor([8.0, 0.0]) / 32)
+    ann["tracks"]["1"]["visible"] = [0, 0, 0, 0]  # never seen: not a target
+    assert clip_targets(objects, ann, 2, VOCAB)["color"].tolist() == [0]
+    ann["tracks"]["1"]["visible"] = [0, 0, 0, 1]  # seen only in the last frame: visible at step 1 only
+    assert clip_targets(objects, ann, 2, VOCAB)["visible"][1].tolist() == [0.0, 1.0]
+    objects[0]["color"] = "purple"
+    with pytest.raises(ValueError, match="purple"):
+        clip_targets(objects, ann, 2, VOCAB)
+
+
+def _perfect_output(y: dict, order: list[int], K: int) -> dict:
+    """Slot order[m] predicts object m exactly (confident logits); other slots predict nothing."""
+    M, Tn = y["color"].numel(), y["visible"].shape[1]
+    out = {"exist": torch.full((1, K), -8.0), "color": torch.zeros(1, K, 3), "shape": torch.zeros(1, K, 2),
+           "material": torch.zeros(1, K, 2), "visible": torch.full((1, K, Tn), -8.0),
+           "pos": torch.zeros(1, K, Tn, 2), "vel": torch.zeros(1, K, Tn, 2)}
+    for m in range(M):
+        k = order[m]
+        out["exist"][0, k] = 8.0
+        for key in ("color", "shape", "material"):
+            out[key][0, k, y[key][m]] = 8.0
+        out["visible"][0, k] = y["visible"][m] * 16 - 8
+        out["pos"][0, k], out["vel"][0, k] = y["pos"][m], y["vel"][m]
+    return out
+
+
+def test_hungarian_matching_finds_the_permutation_and_loss_is_minimal():
+    _, ann, objects = _clip(1)
+    y = clip_targets(objects, ann, 2, VOCAB)
+    out = _perfect_output(y, order=[3, 1], K=4)
+    (slots, objs), = match(out, [y])
+    assert dict(zip(objs.tolist(), slots.tolist())) == {0: 3, 1: 1}
+    loss, metrics = set_loss(out, [y])
+    assert float(loss) < 0.01 and metrics["color_acc"] == 1.0 and metrics["count_acc"] == 1.0
+    shuffled = _perfect_output(y, order=[1, 3], K=4)  # the same set in other slots: same loss
+    assert abs(float(set_loss(shuffled, [y])[0]) - float(loss)) < 1e-6
+    wrong = _perfect_output(y, order=[3, 1], K=4)
+    wrong["color"][0, 3] = wrong["color"][0, 3].roll(1)
+    assert float(set_loss(wrong, [y])[0]) > float(loss) + 1.0
+
+
+def test_published_tokens_layout_and_gating():
+    _, ann, objects = _clip(0)
+    y = clip_targets(objects, ann, 2, VOCAB)
+    out = _perfect_output(y, order=[0, 2], K=3)
+    rows, time = ObjectHead.tokens(out)
+    assert rows.shape == (1, 2 * 3, 3 + 2 + 2 + 5) and time.tolist() == [[0, 0, 0, 1, 1, 1]]
+    step1_slot2 = rows[0, 3 + 2]  # time-major: step 1, slot 2 = object 1 (green cube, metal)
+    assert [step1_slot2[:3].argmax().item(), step1_slot2[3:5].argmax().item(), step1_slot2[5:7].argmax().item()] == [2, 0, 1]
+    assert abs(float(step1_slot2[7]) - 1.0) < 1e-3  # visible
+    assert torch.allclose(step1_slot2[8:10], y["pos"][1, 1], atol=1e-3)
+    assert float(rows[0, 1].abs().max()) < 1e-3  # an empty slot is a zero row, as in the oracle
+
+    # `ask --explain` names the seen objects and where they were first and last seen
+    from cogarch.api import objects_evidence
+    from cogarch.bus import Message
+
+    msg = Message("objects", "perception", rows, time=time,
+                  meta={"slots": 3, "colors": VOCAB[0], "shapes": VOCAB[1], "materials": VOCAB[2]})
+    ev = objects_evidence(msg)
+    assert [(d["color"], d["material"], d["shape"]) for d in ev] == [("red", "rubber", "cube"), ("green", "metal", "cube")]
+    assert ev[0]["steps"] == [0, 1] and ev[0]["first_xy"] == [6.0, 15.0] and ev[0]["last_xy"] == [10.0, 15.0]
+
+
+def test_train_objects_loss_goes_down_and_export_publishes_objects(clips_dir, encoder_dir, tmp_path):
+    from cogarch.train import fit
+
+    cfg = Config(encoder=str(encoder_dir))
+    cfg.head.slots, cfg.head.hidden, cfg.head.layers, cfg.head.heads = 3, 32, 2, 2
+    cfg.data.data_dir, cfg.data.progress = str(clips_dir), False
+    cfg.trainer.out_dir, cfg.trainer.max_steps, cfg.trainer.batch_size = str(tmp_path / "run"), 80, 8
+    cfg.trainer.log_every, cfg.trainer.ckpt_every, cfg.trainer.seed = 10, 0, 0
+    cfg.optim.lr, cfg.optim.warmup_steps = 3e-3, 5
+    cfg.validate()
+    job = make_job(cfg)
+    frozen = {k: v.clone() for k, v in job.model.perception.target_encoder.state_dict().items()}
+    losses = []
+    batch = next(iter(torch.utils.data.DataLoader(job.dataset, batch_size=8, collate_fn=job.collate_fn)))
+    with torch.no_grad():
+        losses.append(float(job.model(batch)[0]))
+    final = fit(job, cfg)
+    with torch.no_grad():
+        losses.append(float(job.model(batch)[0]))
+    assert losses[1] < 0.6 * losses[0], losses
+    for k, v in job.model.perception.target_encoder.state_dict().items():
+        assert torch.equal(v, frozen[k]), f"the encoder must stay frozen ({k})"
+
+    loaded = PerceptionModule.from_pretrained(final).eval()
+    assert loaded.config.object_slots == 3 and loaded.writes == ("percept", "objects")
+    from cogarch.modules.perception.data import ClipDataset
+
+    frames = torch.stack([ClipDataset(clips_dir, "val", T, S, normalize=False)[i] for i in range(2)])
+    bus = LatentBus()
+    loaded.step(bus, frames=frames)
+    msg = bus.latest("objects")
+    assert msg.tokens.shape == (2, 2 * 3, 12) and msg.meta["colors"] == list(VOCAB[0])
+    bus2 = LatentBus()
+    job.model.perception.eval().step(bus2, frames=frames)
+    assert torch.allclose(bus2.latest("objects").tokens, msg.tokens, atol=1e-6)  # save/load round trip
+    assert bus.latest("percept") is not None
+
+
+def test_objects_config_errors(encoder_dir, tmp_path):
+    with pytest.raises(UserError, match="encoder="):
+        load_with_head(Config().encoder)
+    with pytest.raises(ConfigError, match="evaluation split"):
+        c = Config(encoder=str(encoder_dir))
+        c.data.split = "test"
+        c.validate()
+    with pytest.raises(UserError, match="not found"):
+        load_with_head(str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match="object_hidden"):
+        PerceptionConfig(object_slots=2, object_hidden=30, object_heads=4).validate()
+
+
+def test_language_adapter_keeps_object_slots_apart():
+    from cogarch.bus import Message
+    from cogarch.modules.language.adapters import BusAdapter
+    from cogarch.modules.language.config import LanguageConfig
+
+    cfg = LanguageConfig(kind_dims={"percept": 8, "objects": 12}, pool="grid", grid=2, max_tokens=8,
+                         pool_per_kind={"objects": "none"})
+    cfg.validate()
+    ad = BusAdapter(cfg, lm_hidden=16)
+    B, Tn, K = 2, 4, 3
+    percept = Message("percept", "perception", torch.randn(B, Tn * 16, 8),
+                      time=torch.arange(Tn).repeat_interleave(16).expand(B, -1))
+    objects = Message("objects", "perception", torch.randn(B, Tn * K, 12),
+                      time=torch.arange(Tn).repeat_interleave(K).expand(B, -1))
+    prefix, mask = ad({"percept": percept, "objects": objects})
+    assert prefix.shape[1] == 8 + Tn * K  # percept pooled to its cap; every slot token kept
+    with pytest.raises(ConfigError, match="pool_per_kind.objects"):
+        LanguageConfig(pool_per_kind={"objects": "bogus"}).validate()
