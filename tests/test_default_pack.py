@@ -55,3 +55,6 @@ def test_default_pack_answers_a_bundled_clip() -> None:
     ans = model.ask(obs, "How many objects are there?", explain=True)
     assert isinstance(ans.answer, str)
     assert "surprise" in ans.evidence and ans.timings_ms["perception"] > 0
+    # v8 packs: perception's object slots are on the bus and named in the evidence
+    if json.loads((PACK / "perception" / "config.json").read_text())["config"].get("object_slots"):
+        assert obs.bus.latest("objects") is not None and isinstance(ans.evidence.get("objects"), list)
