@@ -95,6 +95,9 @@ def test_clip_targets_from_annotations():
     assert clip_targets(objects, ann, 2, VOCAB)["color"].tolist() == [0]
     ann["tracks"]["1"]["visible"] = [0, 0, 0, 1]  # seen only in the last frame: visible at step 1 only
     assert clip_targets(objects, ann, 2, VOCAB)["visible"][1].tolist() == [0.0, 1.0]
+    # the encoder reads only the first frames_seen frames: truth is taken there, not over all observed
+    y2 = clip_targets(objects, ann, 1, VOCAB, frames_seen=2)
+    assert torch.allclose(y2["pos"][0, 0, 0], torch.tensor(6.0 / 64)) and y2["color"].tolist() == [0]  # frame 1
     objects[0]["color"] = "purple"
     with pytest.raises(ValueError, match="purple"):
         clip_targets(objects, ann, 2, VOCAB)
@@ -203,6 +206,13 @@ def test_objects_config_errors(encoder_dir, tmp_path):
         load_with_head(str(tmp_path / "nope"))
     with pytest.raises(ConfigError, match="object_hidden"):
         PerceptionConfig(object_slots=2, object_hidden=30, object_heads=4).validate()
+    with pytest.raises(ConfigError, match="object_heads"):
+        PerceptionConfig(object_slots=2, object_heads=0).validate()
+    for key, bad in (("heads", 0), ("hidden", 0), ("heads", 3)):
+        c = Config(encoder=str(encoder_dir))
+        setattr(c.head, key, bad)
+        with pytest.raises(ConfigError, match="head"):
+            c.validate()
 
 
 def test_language_adapter_keeps_object_slots_apart():

@@ -29,14 +29,14 @@ from cogarch.fsutil import atomic_write_json
 def score(perception: str, data: str, split: str, batch: int = 50, max_clips: int = 0) -> dict:
     from cogarch.errors import UserError
     from cogarch.modules.perception.objects import CANVAS, match
-    from cogarch.modules.perception.objects_train import encode_split, load_with_head
+    from cogarch.modules.perception.objects_train import encode_split, load_with_head, split_targets
 
     model = load_with_head(perception)
     if model.objects is None:
         raise UserError(f"{perception}: this perception module has no object slots (train them: cogarch train objects)")
     model.eval()
     tokens, targets = encode_split(model, data, split, max_clips, progress=True)
-    train_targets = train_split_targets(model, data)
+    train_targets = split_targets(model, data, "train", cache=False)[1]  # the majority baselines are fit there
     n_obj = count_ok = vis_ok = vis_n = 0
     correct = Counter()
     pos_err, pos_n = 0.0, 0
@@ -61,17 +61,6 @@ def score(perception: str, data: str, split: str, batch: int = 50, max_clips: in
            "pos_err_px": pos_err / max(pos_n, 1), "visible_acc": vis_ok / max(vis_n, 1)}
     res["baselines"] = majority_baselines(train_targets, targets)
     return res
-
-
-def train_split_targets(model, data: str) -> list[dict]:
-    """Targets of the train split (no encoding): the majority baselines are fit there."""
-    from cogarch.modules.perception.data import ClipDataset
-    from cogarch.modules.perception.objects import clip_targets
-
-    c = model.config
-    ds = ClipDataset(data, "train", c.num_frames, c.img_size)
-    vocab = (list(c.object_colors), list(c.object_shapes), list(c.object_materials))
-    return [clip_targets(ds.objects(i), ds.annotations(i), c.grid[0], vocab) for i in range(len(ds))]
 
 
 def majority_baselines(train: list[dict], held_out: list[dict]) -> dict:

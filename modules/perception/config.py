@@ -138,8 +138,10 @@ class PerceptionConfig:
             raise ConfigError("perception: ema_start / ema_end must lie in (0, 1]")
         if self.attn_implementation not in ("sdpa", "eager"):
             raise ConfigError(f"perception: attn_implementation must be 'sdpa' or 'eager', got {self.attn_implementation!r}")
-        if self.object_slots < 0 or (self.object_slots and (self.object_hidden % self.object_heads or self.object_layers < 1 or self.object_blocks < 0)):
-            raise ConfigError("perception: object_slots must be >= 0; object_hidden a multiple of object_heads, object_layers >= 1, object_blocks >= 0")
+        if self.object_slots < 0 or (self.object_slots and (min(self.object_hidden, self.object_heads, self.object_layers) < 1
+                                                             or self.object_hidden % self.object_heads or self.object_blocks < 0)):
+            raise ConfigError("perception: object_slots must be >= 0; object_hidden, object_heads, object_layers >= 1, "
+                              "object_hidden a multiple of object_heads, object_blocks >= 0")
         if self.object_slots and not (self.object_colors and self.object_shapes and self.object_materials):
             raise ConfigError("perception: object_colors / object_shapes / object_materials must not be empty")
         if len(self.norm_mean) != self.in_chans or len(self.norm_std) != self.in_chans:

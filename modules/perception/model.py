@@ -32,8 +32,8 @@ from cogarch.bus import LatentBus, Message
 from cogarch.errors import UserError
 from cogarch.module import load_module_config, load_weights, save_module
 from cogarch.modules.perception.config import PerceptionConfig, to_hf_config
-from cogarch.modules.perception.objects import ObjectHead
 from cogarch.modules.perception.layers import run_layers
+from cogarch.modules.perception.objects import ObjectHead
 
 log = logging.getLogger(__name__)
 

@@ -93,19 +93,21 @@ class ObjectHead(nn.Module):
 
 # ------------------------------------------------------------------------------------ supervision
 def clip_targets(objects: list[dict], annotations: dict, steps: int,
-                 vocab: tuple[list[str], list[str], list[str]]) -> dict[str, torch.Tensor]:
+                 vocab: tuple[list[str], list[str], list[str]], frames_seen: int = 0) -> dict[str, torch.Tensor]:
     """A physics-world clip's truth as set targets over its objects seen in any observed frame.
 
     Step t' is read at the last frame of its tubelet (the state the encoder's token ends on), as in
-    the ground-truth diagnostic. Returns colour/shape/material [M] (long), visible [M, T'] (float),
+    the ground-truth diagnostic; only the `frames_seen` frames the encoder reads count. Returns colour/shape/material [M] (long), visible [M, T'] (float),
     pos / vel [M, T', 2] normalised like the published tokens."""
+    # The encoder reads the first `frames_seen` frames (0: all observed ones); truth is taken there.
     tracks, observed = annotations["tracks"], int(annotations["observed_frames"])
-    per = max(1, observed // steps)
-    frames = [min((t + 1) * per - 1, observed - 1) for t in range(steps)]
+    seen = min(observed, frames_seen) if frames_seen > 0 else observed
+    per = max(1, seen // steps)
+    frames = [min((t + 1) * per - 1, seen - 1) for t in range(steps)]
     cols, shps, mats, vis, pos, vel = [], [], [], [], [], []
     for ob in objects:
         tr = tracks[str(ob["id"])]
-        if not any(tr["visible"][:observed]):
+        if not any(tr["visible"][:seen]):
             continue  # never in view: no camera could report it
         for name, key, out in ((0, "color", cols), (1, "shape", shps), (2, "material", mats)):
             if ob[key] not in vocab[name]:

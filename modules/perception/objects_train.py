@@ -62,8 +62,11 @@ class Config:
     def validate(self) -> None:
         if self.data.split in EVAL_SPLITS:
             raise ConfigError(f"objects: data.split={self.data.split!r} is an evaluation split; the head trains on train clips only")
-        if self.head.slots < 1:
-            raise ConfigError(f"objects: head.slots must be >= 1, got {self.head.slots}")
+        h = self.head
+        if min(h.slots, h.hidden, h.layers, h.heads) < 1 or h.blocks < 0:
+            raise ConfigError("objects: head.slots, head.hidden, head.layers and head.heads must be >= 1, head.blocks >= 0")
+        if h.hidden % h.heads:
+            raise ConfigError(f"objects: head.heads={h.heads} must divide head.hidden={h.hidden}")
         if self.data.max_clips < 0 or self.data.encode_batch < 1:
             raise ConfigError("objects: data.max_clips must be >= 0 and data.encode_batch >= 1")
 
@@ -93,21 +96,32 @@ def load_with_head(encoder: str, head: HeadConfig | None = None):
     return model
 
 
-@torch.no_grad()
-def encode_split(model, data_dir: str, split: str, max_clips: int = 0, batch: int = 16, progress: bool = True):
-    """(tokens [N, L, D] fp16 from the frozen target encoder, one target dict per clip)."""
+def split_targets(model, data_dir: str, split: str, max_clips: int = 0, cache: bool = True) -> tuple[Any, list[dict]]:
+    """(the split's ClipDataset, one set-target dict per clip), a one-line error on bad annotations."""
     from cogarch.modules.perception.data import ClipDataset
     from cogarch.modules.perception.objects import clip_targets
 
     c = model.config
-    ds = ClipDataset(data_dir, split, c.num_frames, c.img_size, max_clips=max_clips, cache=True, with_index=True)
+    ds = ClipDataset(data_dir, split, c.num_frames, c.img_size, max_clips=max_clips, cache=cache, with_index=True)
     vocab = (list(c.object_colors), list(c.object_shapes), list(c.object_materials))
     targets = []
     for i in range(len(ds)):
         try:
-            targets.append(clip_targets(ds.objects(i), ds.annotations(i), c.grid[0], vocab))
-        except (KeyError, ValueError) as e:
+            targets.append(clip_targets(ds.objects(i), ds.annotations(i), c.grid[0], vocab, frames_seen=c.num_frames))
+        except (KeyError, ValueError, TypeError) as e:
             raise UserError(f"objects: {data_dir} clip {i} of {split!r} has no usable object annotations ({e})") from None
+    return ds, targets
+
+
+@torch.no_grad()
+def encode_split(model, data_dir: str, split: str, max_clips: int = 0, batch: int = 16, progress: bool = True,
+                 max_objects: int = 0):
+    """(tokens [N, L, D] fp16 from the frozen target encoder, one target dict per clip). With
+    max_objects > 0, a clip showing more objects is an error raised before any encoding."""
+    ds, targets = split_targets(model, data_dir, split, max_clips)
+    most = max((t["color"].numel() for t in targets), default=0)
+    if max_objects and most > max_objects:
+        raise ConfigError(f"objects: a clip of {data_dir} shows {most} objects but head.slots={max_objects}")
     model.eval()
     feats = []
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=False)
@@ -153,9 +167,7 @@ class ObjectTraining(nn.Module):
 def make_job(cfg: Config) -> TrainJob:
     model = load_with_head(cfg.encoder, cfg.head)
     tokens, targets = encode_split(model, cfg.data.data_dir, cfg.data.split, cfg.data.max_clips,
-                                   cfg.data.encode_batch, cfg.data.progress)
+                                   cfg.data.encode_batch, cfg.data.progress, max_objects=cfg.head.slots)
     most = max((t["color"].numel() for t in targets), default=0)
-    if most > cfg.head.slots:
-        raise ConfigError(f"objects: a clip shows {most} objects but head.slots={cfg.head.slots}")
     log.info("objects: %d clips, %d tokens each, up to %d objects, %d slots", len(targets), tokens.shape[1], most, cfg.head.slots)
     return TrainJob(model=ObjectTraining(model), dataset=TokenTargets(tokens, targets), collate_fn=collate)
