@@ -170,9 +170,10 @@ def evidence(bus: LatentBus) -> dict[str, Any]:
 def objects_evidence(msg, threshold: float = 0.5) -> list[dict[str, Any]]:
     """Perception's object slots (clip 0) in words: the slots seen with p(exist)p(visible) > threshold
     at some step, each with its most likely colour / material / shape and where it was first and last
-    seen (pixels of the 64-unit canvas). Layout: modules/perception/objects.py."""
+    seen (pixels of the message's canvas, meta["canvas"]). Layout: modules/perception/objects.py."""
     names = [msg.meta.get(k) or [] for k in ("colors", "shapes", "materials")]
     K = int(msg.meta.get("slots") or 1)
+    canvas = float(msg.meta.get("canvas") or 64.0)  # packs before the key was written used 64
     rows = msg.tokens[0].float().reshape(-1, K, msg.tokens.shape[-1])  # [T', K, 18]
     n_id = sum(len(n) for n in names)
     out = []
@@ -187,7 +188,7 @@ def objects_evidence(msg, threshold: float = 0.5) -> list[dict[str, Any]]:
             parts.append(vocab[int(ident[start : start + len(vocab)].argmax())] if vocab else "?")
             start += len(vocab)
         first, last = int(seen[0]), int(seen[-1])
-        xy = rows[:, k, n_id + 1 : n_id + 3] / gate[:, None].clamp(min=1e-6) * 64.0
+        xy = rows[:, k, n_id + 1 : n_id + 3] / gate[:, None].clamp(min=1e-6) * canvas
         out.append({"color": parts[0], "shape": parts[1], "material": parts[2],
                     "confidence": round(float(gate.max()), 3), "steps": [first, last],
                     "first_xy": [round(float(v), 1) for v in xy[first]], "last_xy": [round(float(v), 1) for v in xy[last]]})

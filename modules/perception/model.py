@@ -33,7 +33,7 @@ from cogarch.errors import UserError
 from cogarch.module import load_module_config, load_weights, save_module
 from cogarch.modules.perception.config import PerceptionConfig, to_hf_config
 from cogarch.modules.perception.layers import run_layers
-from cogarch.modules.perception.objects import ObjectHead
+from cogarch.modules.perception.objects import CANVAS, ObjectHead
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ class PerceptionModule(nn.Module):
         out = self.objects(tokens)
         rows, time = ObjectHead.tokens(out)
         c = self.config
-        meta = {"slots": c.object_slots, "grid": list(grid), "colors": list(c.object_colors),
+        meta = {"slots": c.object_slots, "grid": list(grid), "canvas": CANVAS, "colors": list(c.object_colors),
                 "shapes": list(c.object_shapes), "materials": list(c.object_materials),
                 "layout": "colour|shape|material probs, visible, x/64, y/64, vx/32, vy/32 (times p(exist)p(visible))"}
         return bus.publish(Message("objects", self.name, rows.contiguous(), time=time.contiguous(), meta=meta))
