@@ -103,9 +103,12 @@ def encode(arch: Architecture, refs: list[ClipRef], batch_size: int = 16, progre
         yield chunk, bus
 
 
-def percept_steps(bus: LatentBus) -> torch.Tensor:
-    """percept tokens [B, N, D] -> [B, T', P, D] using the message's grid (time-major order)."""
-    msg = bus.latest("percept")
+def percept_steps(bus: LatentBus, kind: str = "percept") -> torch.Tensor:
+    """percept (or objects) tokens [B, N, D] -> [B, T', P, D] using the message's grid (time-major
+    order; for objects P = K slots)."""
+    msg = bus.latest(kind)
+    if msg is None:
+        raise UserError(f"the perception module publishes no {kind!r} message (objects need a folder with object slots)")
     tok = msg.tokens
     B, N, D = tok.shape
     grid = msg.meta.get("grid")
@@ -116,16 +119,18 @@ def percept_steps(bus: LatentBus) -> torch.Tensor:
 
 
 def write_world_model_features(
-    perception: str, data_dir: str | os.PathLike, out_dir: str | os.PathLike, batch_size: int = 16, progress: bool = True
+    perception: str, data_dir: str | os.PathLike, out_dir: str | os.PathLike, batch_size: int = 16, progress: bool = True,
+    kind: str = "percept",
 ) -> Path:
-    """Encode every clip of a generated suite with a frozen perception module (fp16 latents)."""
+    """Encode every clip of a generated suite with a frozen perception module (fp16 latents of the
+    `kind` message: "percept" patch tokens or "objects" slot rows)."""
     from safetensors.torch import save_file
 
     suite, refs = clip_refs(data_dir)
     arch = load_modules({"perception": perception})
     chunks, ids, splits, extras = [], [], [], []
     for chunk, bus in encode(arch, refs, batch_size, progress, desc=f"features {suite}"):
-        chunks.append(percept_steps(bus).to(torch.float16))
+        chunks.append(percept_steps(bus, kind).to(torch.float16))
         ids += [r.clip_id for r in chunk]
         splits += [r.split for r in chunk]
         extras += [r.extra for r in chunk]

@@ -1,7 +1,7 @@
 """`cogarch train pack`: one resumable pipeline that trains the whole architecture into a pack.
 
     generate physqa + voe + planning  ->  perception (V-JEPA)  [->  object slots on the frozen encoder]
-      ->  percept features  ->  world model
+      ->  percept (or object) features  ->  world model (over patch tokens, or over object slots)
       ->  planning features -> action-conditioned world model -> critic (the pack's planner)
       ->  bus features (percept, objects, forecast, surprise, cost)  ->  language-pretrain (tokenizer + LM)
       ->  language stage 1 (projectors on captions)  ->  stage 2 (projectors + LoRA on QA)
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from cogarch.config import to_dict
+from cogarch.errors import ConfigError
 from cogarch.fsutil import atomic_dir, atomic_write_json
 
 
@@ -44,6 +45,8 @@ class Config:
     objects_n: int = 0
     objects: str = "configs/perception/objects_tiny.yaml"
     objects_overrides: list[str] = field(default_factory=list)
+    # The bus world model. Its preset's model.source picks what it reads: "percept" (patch tokens
+    # of the frozen encoder) or "objects" (the object slots; needs objects_n > 0).
     world_model: str = "configs/world_model/tiny.yaml"
     world_model_overrides: list[str] = field(default_factory=list)
     # Planning (TablePushEnv): episodes of the planning suite, encoded by the trained perception
@@ -51,6 +54,7 @@ class Config:
     # world model and a critic trained on them; the planner preset is copied into the pack.
     planning_n: int = 1000  # episodes (70/10/10/10 train/val/test/test_ood)
     planning_grid: int = 4
+    planning_world_model: str = "configs/world_model/tiny.yaml"
     planning_world_model_overrides: list[str] = field(default_factory=list)
     critic: str = "configs/critic/tiny.yaml"
     critic_overrides: list[str] = field(default_factory=list)
@@ -65,6 +69,14 @@ class Config:
     memory: str = "configs/memory/default.yaml"
     eval_limit: int = 0  # 0: the whole test split
     ship_to: str = ""  # copy the finished pack here too (e.g. cogarch/assets/default_pack)
+
+
+def shard_width(path: Path) -> int:
+    """Latent width D of a world-model feature shard ([N, T', P, D] `latents`)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device="cpu") as fh:
+        return int(fh.get_slice("latents").get_shape()[-1])
 
 
 # The fixed question set whose accuracy pack.json records (see Pipeline.check).
@@ -108,6 +120,8 @@ class Pipeline:
         from cogarch.evals.world.generate import generate
 
         c, r = self.cfg, self.root
+        if self.world_model_source() == "objects" and c.objects_n <= 0:
+            raise ConfigError("the world model reads objects (model.source=objects) but objects_n is 0: there are no object slots to read")
         data = r / "data"
         self.stage("generate physqa", data / "physqa", lambda: generate("physqa", c.physqa_n, data / "physqa", seed=c.seed,
                                                                           train_per_template=c.physqa_train_per_template))
@@ -132,13 +146,18 @@ class Pipeline:
 
         from cogarch.features import write_language_features, write_world_model_features
 
-        wm_feats = r / "features" / "world_model"
-        self.stage("percept features", wm_feats / "voe.safetensors", lambda: [
-            write_world_model_features(str(perc), data / s, wm_feats) for s in ("physqa", "voe")])
+        if self.world_model_source() == "objects":
+            wm_feats = r / "features" / "world_model_objects"
+            self.stage("object features", wm_feats / "voe.safetensors", lambda: [
+                write_world_model_features(str(bus_perc), data / s, wm_feats, kind="objects") for s in ("physqa", "voe")])
+            width = shard_width(wm_feats / "voe.safetensors")
+        else:
+            wm_feats = r / "features" / "world_model"
+            self.stage("percept features", wm_feats / "voe.safetensors", lambda: [
+                write_world_model_features(str(perc), data / s, wm_feats) for s in ("physqa", "voe")])
+            from cogarch.registry import module_class
 
-        from cogarch.registry import module_class
-
-        width = module_class("perception").from_pretrained(perc).config.hidden_size
+            width = module_class("perception").from_pretrained(perc).config.hidden_size
         wm = r / "world_model" / "final"
         self.stage("world model", wm, lambda: self.train(
             "world_model", c.world_model,
@@ -158,6 +177,9 @@ class Pipeline:
             + c.language_pretrain_overrides))
 
         common = [f"model.base_lm={lm}", f"data_dir={data / 'physqa'}", f"features_dir={lang_feats}", f"trainer.seed={c.seed}"]
+        if self.world_model_source() == "objects":
+            # a forecast of slot rows: averaging a step's slots together would mix the objects
+            common.append("model.pool_per_kind.forecast=none")
         s1 = r / "language_s1" / "final"
         self.stage("language stage 1", s1, lambda: self.train(
             "language", c.language, common + ["stage=1", f"trainer.out_dir={r / 'language_s1'}"] + c.stage1_overrides))
@@ -179,6 +201,13 @@ class Pipeline:
             self.ship(pack, Path(c.ship_to))
         return pack
 
+    def world_model_source(self) -> str:
+        """model.source of the bus world model's preset + overrides ("percept" or "objects")."""
+        from cogarch.config import load_config
+        from cogarch.modules.world_model.train import Config as WMConfig
+
+        return load_config(WMConfig, self.cfg.world_model, self.cfg.world_model_overrides).model.source
+
     def planning_stages(self, perc: Path, data: Path) -> tuple[Path, Path]:
         """Encode the planning episodes, then train the action-conditioned world model and the critic."""
         from cogarch.modules.cost.cli import PerceptionEncoder, write_planning_features
@@ -190,7 +219,7 @@ class Pipeline:
         dim = json.loads((feats / "planning_features.json").read_text())["dim"]
         wm = r / "planning_world_model" / "final"
         self.stage("planning world model", wm, lambda: self.train(
-            "world_model", c.world_model,
+            "world_model", c.planning_world_model,
             [f"data.features_dir={feats / 'world_model'}", f"model.latent_dim={dim}", "model.action_dim=2",
              f"trainer.out_dir={r / 'planning_world_model'}", f"trainer.seed={c.seed}"] + c.planning_world_model_overrides))
         critic = r / "critic" / "final"

@@ -53,7 +53,14 @@ def test_pipeline_builds_a_complete_pack(tiny_pack: tuple[Config, Path]) -> None
     features = json.loads((Path(cfg.out_dir) / "features" / "language" / "test.json").read_text())
     assert features["kinds"]["objects"]["dim"] == 18
     stages = json.loads((Path(cfg.out_dir) / "pipeline.json").read_text())["stages"]
-    assert {"generate objects", "object slots"} <= set(stages)
+    assert {"generate objects", "object slots", "object features"} <= set(stages) and "percept features" not in stages
+    # the bus world model reads the object slots (configs/world_model/objects_tiny.yaml) and
+    # forecasts slot rows, which the language module reads unpooled
+    wm = json.loads((pack / "world_model" / "config.json").read_text())
+    assert wm["config"]["source"] == "objects" and wm["config"]["latent_dim"] == 18, wm
+    assert features["kinds"]["forecast"]["dim"] == 18
+    language = json.loads((pack / "language" / "language_config.json").read_text())
+    assert language["config"]["pool_per_kind"] == {"objects": "none", "forecast": "none"}
     assert {"generate planning", "planning features", "planning world model", "critic"} <= set(stages)
     assert meta["stages"] == stages  # pack.json times every stage, evaluate and check set included
     planning = json.loads((pack / "planning" / "planning.json").read_text())
@@ -81,3 +88,14 @@ def test_pack_plans_through_the_cli(tiny_pack: tuple[Config, Path], tmp_path: Pa
     assert main(["plan", "--goal", "near", "--model", str(pack), "--out", str(png), "--seed", "1"]) == 0
     assert png.stat().st_size > 0
     assert main(["plan", "--goal", "near", "--model", str(tmp_path), "--out", str(png)]) == 2  # not a planning model
+
+
+def test_object_world_model_needs_object_slots(tmp_path: Path) -> None:
+    """The default world model reads perception's slots: without them the pipeline stops at once,
+    with a config error that names the cause, before generating or training anything."""
+    from cogarch.errors import ConfigError
+
+    cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'p'}", "objects_n=0"])
+    with pytest.raises(ConfigError, match="objects_n"):
+        run(cfg)
+    assert not (tmp_path / "p" / "data").exists()

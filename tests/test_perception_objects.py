@@ -157,11 +157,30 @@ def test_published_tokens_layout_and_gating():
     assert ev[0]["steps"] == [0, 1] and ev[0]["first_xy"] == [6.0, 15.0] and ev[0]["last_xy"] == [10.0, 15.0]
 
 
+def test_step_readout_reads_only_its_own_step():
+    """head.step_layers > 0: given the slot vectors, step t's track depends on step t's tokens
+    only (so a sudden change at one step is not smoothed over the clip); 0 keeps v8's clip-level
+    track, which reads no token at all once the slots exist."""
+    torch.manual_seed(0)
+    grid = (4, 2, 2)
+    head = ObjectHead(16, grid, slots=3, hidden=16, layers=1, heads=2, blocks=0, classes=(3, 2, 2), step_layers=1)
+    s = torch.randn(2, 3, 16)
+    x = torch.randn(2, 4 * 2 * 2, 16, requires_grad=True)
+    tr = head.read_tracks(s, x)
+    assert tr.shape == (2, 3, 4, 5)
+    tr[:, :, 2].sum().backward()
+    g = x.grad.view(2, 4, 4, 16).abs().sum(dim=(0, 2, 3))  # per step
+    assert float(g[2]) > 0 and float(g[[0, 1, 3]].sum()) == 0.0
+    clip = ObjectHead(16, grid, slots=3, hidden=16, layers=1, heads=2, blocks=0, classes=(3, 2, 2))
+    assert clip.read_tracks(s, x).shape == (2, 3, 4, 5) and not hasattr(clip, "step_decoder")
+    assert head(torch.randn(2, 16, 16))["pos"].shape == (2, 3, 4, 2)
+
+
 def test_train_objects_loss_goes_down_and_export_publishes_objects(clips_dir, encoder_dir, tmp_path):
     from cogarch.train import fit
 
     cfg = Config(encoder=str(encoder_dir))
-    cfg.head.slots, cfg.head.hidden, cfg.head.layers, cfg.head.heads = 3, 32, 2, 2
+    cfg.head.slots, cfg.head.hidden, cfg.head.layers, cfg.head.heads, cfg.head.step_layers = 3, 32, 2, 2, 1
     cfg.data.data_dir, cfg.data.progress = str(clips_dir), False
     cfg.trainer.out_dir, cfg.trainer.max_steps, cfg.trainer.batch_size = str(tmp_path / "run"), 80, 8
     cfg.trainer.log_every, cfg.trainer.ckpt_every, cfg.trainer.seed = 10, 0, 0
@@ -181,7 +200,8 @@ def test_train_objects_loss_goes_down_and_export_publishes_objects(clips_dir, en
         assert torch.equal(v, frozen[k]), f"the encoder must stay frozen ({k})"
 
     loaded = PerceptionModule.from_pretrained(final).eval()
-    assert loaded.config.object_slots == 3 and loaded.writes == ("percept", "objects")
+    assert loaded.config.object_slots == 3 and loaded.config.object_step_layers == 1
+    assert loaded.writes == ("percept", "objects")
     from cogarch.modules.perception.data import ClipDataset
 
     frames = torch.stack([ClipDataset(clips_dir, "val", T, S, normalize=False)[i] for i in range(2)])

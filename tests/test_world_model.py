@@ -123,6 +123,35 @@ def test_step_publishes_forecast_and_surprise():
     assert torch.allclose(sp.tokens[..., 0], s)
 
 
+def test_object_world_model_reads_slots_and_keeps_units(tmp_path):
+    """source=objects: reads the `objects` message (K slot rows per step), publishes a forecast of
+    rows in the same units (no layer norm), and a source it does not know is a config error."""
+    wm = tiny(source="objects", normalize=False)
+    assert wm.reads == ("objects",)
+    B, T, K, D = 2, 5, 3, 8
+    rows = torch.rand(B, T * K, D)
+    time = torch.arange(T).repeat_interleave(K).float().expand(B, -1)
+    bus = LatentBus()
+    bus.publish(Message("percept", "perception", torch.randn(B, T * 4, D), meta={"grid": [T, 2, 2]}))
+    bus.publish(Message("objects", "perception", rows, time=time, meta={"grid": [T, 2, 2], "slots": K}))
+    wm.step(bus)
+    fc, sp = bus.latest("forecast"), bus.latest("surprise")
+    assert fc.tokens.shape == (B, 4 * K, D) and fc.meta["grid"] == [4, K] and fc.meta["source"] == "objects"
+    z = rows.reshape(B, T, K, D)
+    assert torch.equal(wm.normalize(z), z)  # rows keep their units
+    s, _ = wm.surprise(z)
+    assert torch.allclose(sp.tokens[..., 0], s)
+    # surprise is the L1 error in the rows' own units: a row that jumps makes its step surprising
+    jump = z.clone()
+    jump[:, 3, 0, :2] += 0.5
+    assert bool((wm.surprise(jump)[0][:, 3] > s[:, 3]).all())
+    wm.save_pretrained(tmp_path / "owm")
+    back = WorldModel.from_pretrained(tmp_path / "owm")
+    assert back.reads == ("objects",) and not back.config.normalize
+    with pytest.raises(ConfigError, match="source"):
+        WorldModelConfig(source="pixels").validate()
+
+
 def test_learns_predictable_dynamics_and_beats_copy_last():
     """Latents rotate by a fixed angle each step: learnable, and copy-last is wrong at every step."""
     torch.manual_seed(0)

@@ -1,7 +1,7 @@
 #!/bin/bash
 # A language-module recipe on runs/pack's data, scored on val from the feature shards: the two stages
 # of configs/pack/default.yaml with the given step counts and extra overrides, then
-# evals/bench/lang_eval.py (model and another clip's bus). Needs runs/pack (data, language_pretrain,
+# evals/bench/lang_eval.py (model and another clip's bus). Needs runs/pack (or $PACK) (data, language_pretrain,
 # features/language) from `cogarch train pack --config configs/pack/default.yaml`.
 #   bash evals/bench/language_recipe.sh OUT_DIR FEATURES S1_STEPS S2_STEPS [OVERRIDE ...]
 # e.g. the pack's reader on the ground-truth object tokens of evals/bench/oracle_bus.py:
@@ -17,20 +17,21 @@ if [ $# -lt 4 ]; then
 fi
 cd "$(dirname "$0")/../.."
 R=$1; F=$2; S1=$3; S2=$4; shift 4
+P=${PACK:-runs/pack}  # the pipeline run whose data and base LM the recipe uses (PACK=runs/pack8 ...)
 if [ "$S1" = 0 ]; then
   for o in "$@"; do
     case $o in model.*) echo "error: S1_STEPS=0 reuses the pack's stage 1, whose config fixes $o" >&2; exit 2;; esac
   done
-  [ "$F" = runs/pack/features/language ] || { echo "error: S1_STEPS=0 needs FEATURES=runs/pack/features/language (the pack's stage 1 read those)" >&2; exit 2; }
+  [ "$F" = "$P/features/language" ] || { echo "error: S1_STEPS=0 needs FEATURES=$P/features/language (the pack's stage 1 read those)" >&2; exit 2; }
 fi
-C="model.base_lm=runs/pack/language_pretrain/final data_dir=runs/pack/data/physqa features_dir=$F trainer.seed=0 \
+C="model.base_lm=$P/language_pretrain/final data_dir=$P/data/physqa features_dir=$F trainer.seed=0 \
 model.pool=grid model.grid=4 model.max_tokens=64 model.lora_dropout=0.0 trainer.ckpt_every=0 trainer.progress=false $*"
-S1_DIR=runs/pack/language_s1/final
+S1_DIR=$P/language_s1/final
 if [ "$S1" != 0 ]; then
   S1_DIR=$R/s1/final
   [ -d "$S1_DIR" ] || .venv/bin/cogarch train language --config configs/language/tiny.yaml $C stage=1 trainer.out_dir="$R/s1" trainer.max_steps="$S1"
 fi
 # init_from carries stage 1's model config (pool, LoRA rank, ...): model.* overrides act in stage 1.
 [ -d "$R/s2/final" ] || .venv/bin/cogarch train language --config configs/language/tiny.yaml $C stage=2 init_from="$S1_DIR" trainer.out_dir="$R/s2" trainer.max_steps="$S2"
-.venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/pack/data/physqa --features "$F" --split val \
+.venv/bin/python -m cogarch.evals.bench.lang_eval --data "$P/data/physqa" --features "$F" --split val \
   --model "$R/s2/final" --swap --out "$R/val.json"

@@ -106,6 +106,9 @@ class PerceptionConfig:
     object_layers: int = 3  # decoder layers (self-attention over slots + cross-attention to tokens)
     object_heads: int = 4
     object_blocks: int = 0  # self-attention blocks over the tokens before the decoder (DETR's encoder)
+    # Decoder layers of the per-step track readout (each slot reads each step's own tokens); 0: the
+    # track comes from the clip-level slot vector (v8), which smooths sudden changes away.
+    object_step_layers: int = 0
     object_colors: list[str] = field(default_factory=lambda: list(COLORS))
     object_shapes: list[str] = field(default_factory=lambda: list(SHAPES))
     object_materials: list[str] = field(default_factory=lambda: list(MATERIALS))
@@ -139,9 +142,9 @@ class PerceptionConfig:
         if self.attn_implementation not in ("sdpa", "eager"):
             raise ConfigError(f"perception: attn_implementation must be 'sdpa' or 'eager', got {self.attn_implementation!r}")
         if self.object_slots < 0 or (self.object_slots and (min(self.object_hidden, self.object_heads, self.object_layers) < 1
-                                                             or self.object_hidden % self.object_heads or self.object_blocks < 0)):
+                                                             or self.object_hidden % self.object_heads or self.object_blocks < 0 or self.object_step_layers < 0)):
             raise ConfigError("perception: object_slots must be >= 0; object_hidden, object_heads, object_layers >= 1, "
-                              "object_hidden a multiple of object_heads, object_blocks >= 0")
+                              "object_hidden a multiple of object_heads, object_blocks and object_step_layers >= 0")
         if self.object_slots and not (self.object_colors and self.object_shapes and self.object_materials):
             raise ConfigError("perception: object_colors / object_shapes / object_materials must not be empty")
         if len(self.norm_mean) != self.in_chans or len(self.norm_std) != self.in_chans:

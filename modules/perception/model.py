@@ -94,7 +94,8 @@ class PerceptionModule(nn.Module):
         if config.object_slots:
             classes = (len(config.object_colors), len(config.object_shapes), len(config.object_materials))
             self.objects = ObjectHead(config.hidden_size, config.grid, config.object_slots, config.object_hidden,
-                                      config.object_layers, config.object_heads, config.object_blocks, classes)
+                                      config.object_layers, config.object_heads, config.object_blocks, classes,
+                                      config.object_step_layers)
             self.writes = ("percept", "objects")
         mean = torch.tensor(config.norm_mean, dtype=torch.float32).view(1, 1, -1, 1, 1)
         std = torch.tensor(config.norm_std, dtype=torch.float32).view(1, 1, -1, 1, 1)

@@ -40,7 +40,7 @@ class ObjectHead(nn.Module):
     """Frozen tokens [B, T'*H'*W', D] -> K object slots (see the file docstring)."""
 
     def __init__(self, dim: int, grid: tuple[int, int, int], slots: int, hidden: int, layers: int, heads: int,
-                 blocks: int, classes: tuple[int, int, int]) -> None:
+                 blocks: int, classes: tuple[int, int, int], step_layers: int = 0) -> None:
         super().__init__()
         self.grid, self.slots, self.classes = tuple(grid), slots, tuple(classes)
         self.inp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden))
@@ -56,7 +56,19 @@ class ObjectHead(nn.Module):
         n_col, n_shape, n_mat = self.classes
         self.attr = nn.Linear(hidden, 1 + n_col + n_shape + n_mat)  # exist | colour | shape | material
         T = self.grid[0]
-        self.track = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, T * 5))
+        self.step_layers = step_layers
+        if step_layers:
+            # Per-step readout: slot k at step t' queries ONLY step t''s tokens (slot vector + a step
+            # embedding). A clip-level slot vector read by an MLP codes a whole trajectory in one
+            # vector and smooths it: a sudden jump (a VoE teleport) came out as a shifted smooth
+            # track (docs/benchmarks.md, "Object world model"). Self-attention among the K slots
+            # of one step keeps two slots from reading the same object.
+            self.step_embed = nn.Parameter(torch.randn(T, hidden) * 0.02)
+            step = nn.TransformerDecoderLayer(hidden, heads, 4 * hidden, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+            self.step_decoder = nn.TransformerDecoder(step, step_layers, norm=nn.LayerNorm(hidden))
+            self.track = nn.Linear(hidden, 5)
+        else:  # v8 heads: the whole track from the clip-level slot vector
+            self.track = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, T * 5))
 
     def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         B, N, _ = tokens.shape
@@ -68,7 +80,7 @@ class ObjectHead(nn.Module):
         s = self.decoder(self.queries.expand(B, -1, -1), x)  # [B, K, h]
         n_col, n_shape, n_mat = self.classes
         a = self.attr(s)  # [B, K, 1 + C]
-        tr = self.track(s).view(B, self.slots, self.grid[0], 5)  # [B, K, T', 5]
+        tr = self.read_tracks(s, x)  # [B, K, T', 5]
         return {
             "exist": a[..., 0],
             "color": a[..., 1 : 1 + n_col],
@@ -78,6 +90,17 @@ class ObjectHead(nn.Module):
             "pos": tr[..., 1:3],
             "vel": tr[..., 3:5],
         }
+
+    def read_tracks(self, s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Slots [B, K, h] and tokens [B, T'H'W', h] -> per-step (visible, x, y, vx, vy) [B, K, T', 5]."""
+        B, K, h = s.shape
+        T = self.grid[0]
+        if not self.step_layers:
+            return self.track(s).view(B, K, T, 5)
+        q = (s[:, None] + self.step_embed[None, :, None]).reshape(B * T, K, h)  # [B*T', K, h]
+        mem = x.reshape(B * T, -1, h)  # [B*T', H'W', h]: time-major tokens, one step per row
+        out = self.step_decoder(q, mem)  # [B*T', K, h]
+        return self.track(out).view(B, T, K, 5).transpose(1, 2)
 
     @staticmethod
     def tokens(out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -49,6 +49,7 @@ class HeadConfig:
     layers: int = 3
     heads: int = 4
     blocks: int = 0
+    step_layers: int = 0  # per-step track readout layers (objects.py); 0: tracks from the slot vector
 
 
 @dataclass
@@ -63,8 +64,9 @@ class Config:
         if self.data.split in EVAL_SPLITS:
             raise ConfigError(f"objects: data.split={self.data.split!r} is an evaluation split; the head trains on train clips only")
         h = self.head
-        if min(h.slots, h.hidden, h.layers, h.heads) < 1 or h.blocks < 0:
-            raise ConfigError("objects: head.slots, head.hidden, head.layers and head.heads must be >= 1, head.blocks >= 0")
+        if min(h.slots, h.hidden, h.layers, h.heads) < 1 or h.blocks < 0 or h.step_layers < 0:
+            raise ConfigError("objects: head.slots, head.hidden, head.layers and head.heads must be >= 1, "
+                              "head.blocks and head.step_layers >= 0")
         if h.hidden % h.heads:
             raise ConfigError(f"objects: head.heads={h.heads} must divide head.hidden={h.hidden}")
         if self.data.max_clips < 0 or self.data.encode_batch < 1:
@@ -83,7 +85,8 @@ def load_with_head(encoder: str, head: HeadConfig | None = None):
     if head is None:
         return loaded
     cfg = dataclasses.replace(loaded.config, object_slots=head.slots, object_hidden=head.hidden,
-                              object_layers=head.layers, object_heads=head.heads, object_blocks=head.blocks)
+                              object_layers=head.layers, object_heads=head.heads, object_blocks=head.blocks,
+                              object_step_layers=head.step_layers)
     try:
         model = PerceptionModule(cfg)
     except ConfigError as e:

@@ -14,6 +14,16 @@ from cogarch.errors import ConfigError
 @dataclass
 class WorldModelConfig:
     latent_dim: int = 64  # D: width of the perception latents it reads and predicts
+    # Which perception message the predictor reads and forecasts: "percept" (the V-JEPA patch
+    # tokens, P per step) or "objects" (perception's object slots, K rows of 18 per step:
+    # identity, presence, position, velocity). Over slots the world model is object-centric, as
+    # SlotFormer (Wu et al., 2023): each slot keeps its object from step to step, so predicting a
+    # slot's next row is predicting that object's motion (docs/benchmarks.md, "Object world model").
+    source: str = "percept"
+    # Layer-norm the latents before prediction (V-JEPA 2-AC's target space). Off for "objects":
+    # their channels have fixed meanings (a position is not comparable after per-row normalisation,
+    # and an absent object's zero row must stay zero).
+    normalize: bool = True
     hidden_dim: int = 128  # width of the predictor transformer
     depth: int = 4
     heads: int = 4
@@ -61,6 +71,8 @@ class WorldModelConfig:
     surprise_min_context: int = 2
 
     def validate(self) -> None:
+        if self.source not in ("percept", "objects"):
+            raise ConfigError(f"world_model.source must be 'percept' or 'objects', got {self.source!r}")
         for name in ("latent_dim", "hidden_dim", "depth", "heads", "max_steps", "max_patches"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"world_model.{name} must be >= 1, got {getattr(self, name)}")

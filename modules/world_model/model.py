@@ -128,6 +128,7 @@ class WorldModel(nn.Module):
         config.validate()
         self.config = config
         self.forecast_horizon = forecast_horizon
+        self.reads = (config.source,)  # per instance: an object world model reads "objects"
         c = config
         self.in_proj = nn.Linear(c.latent_dim, c.hidden_dim)
         self.action_proj = nn.Linear(c.action_dim, c.hidden_dim) if c.action_dim else None
@@ -156,8 +157,9 @@ class WorldModel(nn.Module):
 
     # ---------------------------------------------------------------- shapes and normalization
     def normalize(self, z: torch.Tensor) -> torch.Tensor:
-        """Layer norm over D without affine (the target space of the L1 loss)."""
-        return F.layer_norm(z, (z.shape[-1],))
+        """Layer norm over D without affine (the target space of the L1 loss); identity when
+        config.normalize is off (object rows keep their units)."""
+        return F.layer_norm(z, (z.shape[-1],)) if self.config.normalize else z
 
     def _as_steps(self, latents: torch.Tensor) -> tuple[torch.Tensor, bool]:
         """Accept [B, T, D] (pooled) or [B, T, P, D]; return [B, T, P, D] and whether it was pooled."""
@@ -381,11 +383,12 @@ class WorldModel(nn.Module):
     # ---------------------------------------------------------------- bus
     @torch.no_grad()
     def step(self, bus: LatentBus) -> None:
-        """Read `percept`; publish `forecast` and `surprise`. Without a percept, publish nothing."""
-        msg = bus.latest("percept")
+        """Read `percept` (or `objects`, config.source); publish `forecast` and `surprise`.
+        Without that message, publish nothing."""
+        msg = bus.latest(self.config.source)
         if msg is None:
             return
-        z = percept_to_steps(msg)  # [B, T, P, D]
+        z = percept_to_steps(msg)  # [B, T, P, D]; for objects P = K slots, D = 18
         B, T, P, D = z.shape
         times = step_times(msg, T).to(z.device)  # [B, T]
         dt = (times[:, -1:] - times[:, -2:-1]) if T > 1 else torch.ones_like(times[:, :1])
@@ -399,7 +402,8 @@ class WorldModel(nn.Module):
                 source=self.name,
                 tokens=fut.reshape(B, H * P, D),
                 time=ftime.repeat_interleave(P, dim=1),
-                meta={"grid": [H, P], "horizon": H, "space": "layernormed-latent"},
+                meta={"grid": [H, P], "horizon": H, "source": self.config.source,
+                      "space": "layernormed-latent" if self.config.normalize else self.config.source},
             )
         )
         peak = s.masked_fill(~valid, float("-inf")).max(dim=1) if bool(valid.any()) else None
