@@ -152,6 +152,9 @@ def evidence(bus: LatentBus) -> dict[str, Any]:
             "time": sorted({float(t) for t in f.time[0]}) if f.time is not None else None,
             "step_change": [round(float(d), 4) for d in drift],
         }
+        o = bus.latest("objects")
+        if f.meta.get("source") == "objects" and o is not None:
+            ev["forecast"].update(forecast_objects_evidence(f, o))
     r = bus.latest("recall")
     if r is not None:
         ids = (r.meta.get("episode_ids") or [[]])[0]
@@ -189,10 +192,49 @@ def objects_evidence(msg, threshold: float = 0.5) -> list[dict[str, Any]]:
             start += len(vocab)
         first, last = int(seen[0]), int(seen[-1])
         xy = rows[:, k, n_id + 1 : n_id + 3] / gate[:, None].clamp(min=1e-6) * canvas
-        out.append({"color": parts[0], "shape": parts[1], "material": parts[2],
+        out.append({"slot": k, "color": parts[0], "shape": parts[1], "material": parts[2],
                     "confidence": round(float(gate.max()), 3), "steps": [first, last],
                     "first_xy": [round(float(v), 1) for v in xy[first]], "last_xy": [round(float(v), 1) for v in xy[last]]})
     return out
+
+
+def forecast_objects_evidence(forecast, objects, threshold: float = 0.5, contact_px: float = 10.0) -> dict[str, Any]:
+    """The object world model's forecast (clip 0) in words: for each slot seen in the last observed
+    step, where the world model predicts it at the end of the horizon and whether it predicts the
+    object to leave the view (its predicted presence falls under `threshold` or its centre leaves
+    the canvas); and the first future step at which two such objects' predicted centres come within
+    `contact_px` pixels (a predicted contact). Rows: modules/perception/objects.py's layout, which
+    the object world model forecasts (modules/world_model, source=objects)."""
+    names = [objects.meta.get(k) or [] for k in ("colors", "shapes", "materials")]
+    n_id = sum(len(n) for n in names)
+    K = int(objects.meta.get("slots") or 1)
+    canvas = float(objects.meta.get("canvas") or 64.0)
+    seen = objects.tokens[0].float().reshape(-1, K, objects.tokens.shape[-1])  # [T', K, 18]
+    fut = forecast.tokens[0].float().reshape(-1, K, forecast.tokens.shape[-1])  # [H, K, 18]
+    described = {d["slot"]: d for d in objects_evidence(objects, threshold)}
+
+    def name(k: int) -> str:
+        d = described[k]
+        return f"{d['color']} {d['material']} {d['shape']}"
+
+    gate = fut[:, :, n_id].clamp(min=1e-6)  # [H, K]
+    xy = fut[:, :, n_id + 1 : n_id + 3] / gate[..., None] * canvas  # [H, K, 2] pixels
+    inside = ((xy >= 0) & (xy <= canvas)).all(-1) & (fut[:, :, n_id] > threshold)  # [H, K]
+    tracked = [k for k in described if float(seen[-1, k, n_id]) > threshold]
+    out: list[dict[str, Any]] = []
+    for k in tracked:
+        leaves = not bool(inside[:, k].all())
+        last = int(inside[:, k].nonzero().flatten()[-1]) if bool(inside[:, k].any()) else None
+        out.append({"object": name(k), "slot": k, "leaves_view": leaves,
+                    "last_predicted_step": last,
+                    "predicted_xy": [round(float(v), 1) for v in xy[last, k]] if last is not None else None})
+    contacts = []
+    for i, a in enumerate(tracked):
+        for b in tracked[i + 1 :]:
+            near = ((xy[:, a] - xy[:, b]).norm(dim=-1) < contact_px) & inside[:, a] & inside[:, b]
+            if bool(near.any()):
+                contacts.append({"objects": [name(a), name(b)], "step": int(near.nonzero().flatten()[0]) + 1})
+    return {"objects": out, "contacts": contacts}
 
 
 def check_store(memory: str) -> None:

@@ -43,7 +43,16 @@ def _format_evidence(ev: dict[str, Any]) -> list[str]:
         )
     f = ev.get("forecast")
     if f:
-        lines.append(f"  forecast: {f['horizon']} future steps; latent change per step {f['step_change']}")
+        if f.get("objects") is not None:  # the object world model: where each object is headed
+            moves = [f"{d['object']} " + ("leaves the view" if d["leaves_view"] and d["predicted_xy"] is None else
+                                          f"-> ({d['predicted_xy'][0]:.0f},{d['predicted_xy'][1]:.0f})"
+                                          + (" then leaves the view" if d["leaves_view"] else ""))
+                     for d in f["objects"]]
+            lines.append(f"  forecast ({f['horizon']} steps): " + ("; ".join(moves) or "no object in view"))
+            for c in f.get("contacts") or []:
+                lines.append(f"  predicted contact: {c['objects'][0]} and {c['objects'][1]} at future step {c['step']}")
+        else:
+            lines.append(f"  forecast: {f['horizon']} future steps; latent change per step {f['step_change']}")
     r = ev.get("recall")
     if r is not None:
         if r:

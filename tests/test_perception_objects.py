@@ -157,6 +157,34 @@ def test_published_tokens_layout_and_gating():
     assert ev[0]["steps"] == [0, 1] and ev[0]["first_xy"] == [6.0, 15.0] and ev[0]["last_xy"] == [10.0, 15.0]
 
 
+def _row(color: int, shape: int, material: int, xy: tuple[float, float], gate: float = 1.0) -> torch.Tensor:
+    ident = torch.zeros(7)
+    ident[color], ident[3 + shape], ident[5 + material] = 1.0, 1.0, 1.0
+    return torch.cat([ident, torch.tensor([1.0, xy[0] / 64, xy[1] / 64, 0.0, 0.0])]) * gate
+
+
+def test_forecast_evidence_names_where_objects_go_and_predicted_contacts():
+    """`ask --explain` over an object world model's forecast: the red cube is predicted to reach
+    the green sphere at future step 2, then to leave the view; the sphere stays."""
+    from cogarch.api import forecast_objects_evidence
+    from cogarch.bus import Message
+
+    red = lambda xy, g=1.0: _row(0, 0, 0, xy, g)  # noqa: E731
+    green = lambda xy, g=1.0: _row(2, 1, 1, xy, g)  # noqa: E731
+    seen = torch.stack([torch.stack([red((10, 10)), green((40, 10))]), torch.stack([red((20, 10)), green((40, 10))])])
+    fut = torch.stack([torch.stack([red((30, 10)), green((40, 10))]), torch.stack([red((36, 10)), green((40, 10))]),
+                       torch.stack([red((70, 10), 0.1), green((40, 10))])])  # [H=3, K=2, 12]
+    meta = {"slots": 2, "canvas": 64.0, "colors": VOCAB[0], "shapes": VOCAB[1], "materials": VOCAB[2]}
+    objects = Message("objects", "perception", seen.reshape(1, 4, 12), meta=meta)
+    forecast = Message("forecast", "world_model", fut.reshape(1, 6, 12), meta={"grid": [3, 2], "source": "objects"})
+    ev = forecast_objects_evidence(forecast, objects)
+    by = {d["object"]: d for d in ev["objects"]}
+    assert set(by) == {"red rubber cube", "green metal sphere"}
+    assert by["red rubber cube"]["leaves_view"] and by["red rubber cube"]["predicted_xy"] == [36.0, 10.0]
+    assert not by["green metal sphere"]["leaves_view"] and by["green metal sphere"]["predicted_xy"] == [40.0, 10.0]
+    assert ev["contacts"] == [{"objects": ["red rubber cube", "green metal sphere"], "step": 2}]
+
+
 def test_step_readout_reads_only_its_own_step():
     """head.step_layers > 0: given the slot vectors, step t's track depends on step t's tokens
     only (so a sudden change at one step is not smoothed over the clip); 0 keeps v8's clip-level
