@@ -202,8 +202,8 @@ def forecast_objects_evidence(forecast, objects, threshold: float = 0.5, contact
     """The object world model's forecast (clip 0) in words: for each slot seen in the last observed
     step, where the world model predicts it at the end of the horizon and whether it predicts the
     object to leave the view (its predicted presence falls under `threshold` or its centre leaves
-    the canvas); and the first future step at which two such objects' predicted centres come within
-    `contact_px` pixels (a predicted contact). Rows: modules/perception/objects.py's layout, which
+    the canvas); and the first future step at which two such objects, apart in the last observed
+    step, have predicted centres within `contact_px` pixels (a predicted contact). Rows: modules/perception/objects.py's layout, which
     the object world model forecasts (modules/world_model, source=objects)."""
     names = [objects.meta.get(k) or [] for k in ("colors", "shapes", "materials")]
     n_id = sum(len(n) for n in names)
@@ -228,9 +228,12 @@ def forecast_objects_evidence(forecast, objects, threshold: float = 0.5, contact
         out.append({"object": name(k), "slot": k, "leaves_view": leaves,
                     "last_predicted_step": last,
                     "predicted_xy": [round(float(v), 1) for v in xy[last, k]] if last is not None else None})
+    seen_xy = seen[-1, :, n_id + 1 : n_id + 3] / seen[-1, :, n_id, None].clamp(min=1e-6) * canvas  # [K, 2]
     contacts = []
     for i, a in enumerate(tracked):
         for b in tracked[i + 1 :]:
+            if float((seen_xy[a] - seen_xy[b]).norm()) < contact_px:
+                continue  # already together in the last observed step: not a prediction
             near = ((xy[:, a] - xy[:, b]).norm(dim=-1) < contact_px) & inside[:, a] & inside[:, b]
             if bool(near.any()):
                 contacts.append({"objects": [name(a), name(b)], "step": int(near.nonzero().flatten()[0]) + 1})

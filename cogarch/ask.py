@@ -140,7 +140,7 @@ def run_ask(
         print(json.dumps(out, indent=2, default=str))
         return 0
     for a in answers:
-        print(f"Q: {a.question}\nA: {a.answer}")
+        print(f"Q: {a.question}\nA: {a.answer or '(the model generated no text)'}")
         if explain:
             print("\n".join(_format_evidence(a.evidence)))
     if trace:

@@ -58,3 +58,9 @@ def test_default_pack_answers_a_bundled_clip() -> None:
     # v8 packs: perception's object slots are on the bus and named in the evidence
     if json.loads((PACK / "perception" / "config.json").read_text())["config"].get("object_slots"):
         assert obs.bus.latest("objects") is not None and isinstance(ans.evidence.get("objects"), list)
+    # v9 packs: the world model forecasts the slots, and the evidence says where each object goes
+    if json.loads((PACK / "world_model" / "config.json").read_text())["config"].get("source") == "objects":
+        forecast = ans.evidence["forecast"]
+        assert obs.bus.latest("forecast").tokens.shape[-1] == obs.bus.latest("objects").tokens.shape[-1]
+        assert {d["object"] for d in forecast["objects"]} <= {f"{d['color']} {d['material']} {d['shape']}" for d in ans.evidence["objects"]}
+        assert forecast["objects"] and isinstance(forecast["contacts"], list)

@@ -183,6 +183,10 @@ def test_forecast_evidence_names_where_objects_go_and_predicted_contacts():
     assert by["red rubber cube"]["leaves_view"] and by["red rubber cube"]["predicted_xy"] == [36.0, 10.0]
     assert not by["green metal sphere"]["leaves_view"] and by["green metal sphere"]["predicted_xy"] == [40.0, 10.0]
     assert ev["contacts"] == [{"objects": ["red rubber cube", "green metal sphere"], "step": 2}]
+    # two objects already together when the clip ends are not a predicted contact
+    seen[-1, 0] = red((38, 10))
+    objects = Message("objects", "perception", seen.reshape(1, 4, 12), meta=meta)
+    assert forecast_objects_evidence(forecast, objects)["contacts"] == []
 
 
 def test_step_readout_reads_only_its_own_step():
