@@ -281,3 +281,24 @@ def test_position_head_learns_where_the_object_is():
         opt.step()
     with torch.no_grad():
         assert float((head(z) - slot_xy[where]).abs().mean()) < 0.05
+
+
+def test_forecast_readout_rules():
+    """evals/bench/forecast_readout.py's fixed rule (a diagnostic of what the forecast carries)."""
+    from cogarch.evals.bench.forecast_readout import readout, slot_of
+
+    names = [["red", "green"], ["cube", "sphere"], ["rubber", "metal"]]
+    ident = torch.tensor([[0.9, 0.1, 0.8, 0.2, 0.7, 0.3], [0.1, 0.9, 0.3, 0.7, 0.2, 0.8], [0.9, 0.1, 0.9, 0.1, 0.9, 0.1]])
+    present = torch.tensor([True, True, False])
+    assert slot_of("red rubber cube", ident, names, present) == 0  # slot 2 matches better but is absent
+    assert slot_of("green metal sphere", ident, names, present) == 1
+    assert slot_of("blue metal sphere", ident, names, present) == -1
+    xy = torch.tensor([[[10.0, 10.0], [40.0, 10.0], [60.0, 60.0]], [[30.0, 10.0], [40.0, 10.0], [60.0, 60.0]],
+                       [[70.0, 10.0], [40.0, 10.0], [60.0, 60.0]]])  # [H=3, K=3, 2]
+    inside = ((xy >= 0) & (xy <= 64)).all(-1)
+    slots = {"a": 0, "b": 1, "choices": [2, 1]}
+    assert readout("pred_exit", {}, [], slots, xy, inside, 10.0) == "yes"
+    assert readout("pred_exit", {}, [], {"a": 1}, xy, inside, 10.0) == "no"
+    assert readout("pred_collide", {}, [], slots, xy, inside, 10.0) == "no"  # 10 px apart: not within
+    assert readout("pred_collide", {}, [], slots, xy, inside, 12.0) == "yes"
+    assert readout("pred_next_hit", {}, ["far one", "near one"], slots, xy, inside, 12.0) == "near one"

@@ -1,0 +1,151 @@
+"""Does the world model's forecast carry the answers to predictive questions? A fixed-rule readout.
+
+A DIAGNOSTIC, not a model: it never answers for the pack. For each predictive physqa question of
+a held-out split it finds the named objects among perception's slots (the slot whose identity
+probabilities best match the name), reads the object world model's forecast rows
+(modules/world_model, source=objects) and applies one fixed geometric rule:
+  pred_exit      yes iff the object's predicted presence drops under 0.5 or its centre leaves the canvas;
+  pred_collide   yes iff the two objects' predicted centres come within `contact_px`;
+  pred_next_hit  the choice whose predicted centre comes closest to the object's (first within contact_px).
+The same rule reads two baselines built from the same slots: copy-last (nothing moves) and
+constant velocity (each slot keeps its last observed step-to-step displacement). If the rule on
+the forecast beats both and beats the language module on the same questions, the forecast holds
+predictive information the language module does not use (docs/benchmarks.md, "Object world model").
+
+    python -m cogarch.evals.bench.forecast_readout --pack runs/pack9/pack --data runs/pack9/data/physqa --split test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from cogarch.evals.bench import cli
+from cogarch.errors import UserError
+
+TEMPLATES = ("pred_exit", "pred_collide", "pred_next_hit")
+
+
+def slot_of(name: str, ident: torch.Tensor, names: list[list[str]], present: torch.Tensor) -> int:
+    """The present slot whose colour x material x shape probability best matches `name`."""
+    words = name.split()
+    if len(words) != 3:
+        raise UserError(f"cannot parse object name {name!r} (expected 'colour material shape')")
+    color, material, shape = words
+    cols, shapes, mats = names
+    off = (0, len(cols), len(cols) + len(shapes))
+    try:
+        idx = (cols.index(color), off[1] + shapes.index(shape), off[2] + mats.index(material))
+    except ValueError:
+        return -1
+    score = ident[:, idx[0]] * ident[:, idx[1]] * ident[:, idx[2]]  # [K]
+    score = score.masked_fill(~present, -1.0)
+    return int(score.argmax())
+
+
+def readout(template: str, extra: dict, choices: list[str], slots: dict[str, int], xy: torch.Tensor,
+            inside: torch.Tensor, contact_px: float) -> str:
+    """One question answered by the fixed rule from future positions xy [H, K, 2] and inside [H, K]."""
+    a = slots["a"]
+    if template == "pred_exit":
+        return "yes" if not bool(inside[:, a].all()) else "no"
+    if template == "pred_collide":
+        b = slots["b"]
+        d = (xy[:, a] - xy[:, b]).norm(dim=-1).masked_fill(~(inside[:, a] & inside[:, b]), float("inf"))
+        return "yes" if bool((d < contact_px).any()) else "no"
+    best, key = choices[0], (float("inf"), float("inf"))
+    for c, k in zip(choices, slots["choices"]):
+        if k < 0 or k == a:
+            continue
+        d = (xy[:, a] - xy[:, k]).norm(dim=-1).masked_fill(~(inside[:, a] & inside[:, k]), float("inf"))
+        hit = (d < contact_px).nonzero().flatten()
+        cand = (float(hit[0]) if hit.numel() else float("inf"), float(d.min()))
+        if cand < key:
+            best, key = c, cand
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pack", required=True)
+    ap.add_argument("--data", required=True, help="generated physqa folder")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--contact-px", type=float, default=10.0)
+    ap.add_argument("--samples", default=None, help="the pack's samples.jsonl on the same split, to score it beside the rule")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    import datasets
+
+    import cogarch
+
+    model = cogarch.load(args.pack)
+    qs = datasets.load_from_disk(str(Path(args.data) / "questions"))[args.split]
+    rows = [r for r in qs if r["template"] in TEMPLATES]
+    if not rows:
+        raise UserError(f"no predictive questions in {args.data} split {args.split}")
+    by_clip: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_clip[r["video"]].append(r)
+    lm = {}
+    if args.samples:
+        lm = {json.loads(line)["qid"]: json.loads(line)["correct"] for line in open(args.samples)}
+    hits: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for video, items in by_clip.items():
+        obs = model.observe(str(Path(args.data) / video))
+        o, f = obs.bus.latest("objects"), obs.bus.latest("forecast")
+        if o is None or f is None or f.meta.get("source") != "objects":
+            raise UserError(f"{args.pack}: needs perception's objects and a world model with source=objects")
+        names = [o.meta["colors"], o.meta["shapes"], o.meta["materials"]]
+        n_id, K, canvas = sum(map(len, names)), int(o.meta["slots"]), float(o.meta.get("canvas", 64.0))
+        seen = o.tokens[0].float().reshape(-1, K, o.tokens.shape[-1])  # [T', K, 18]
+        fut = f.tokens[0].float().reshape(-1, K, f.tokens.shape[-1])  # [H, K, 18]
+        H = fut.shape[0]
+        gate_seen = seen[:, :, n_id].clamp(min=1e-6)
+        ident = seen[gate_seen.argmax(0), torch.arange(K), :n_id] / gate_seen.max(0).values[:, None]  # [K, n_id]
+        present = seen[-1, :, n_id] > 0.5
+        pos_seen = seen[:, :, n_id + 1 : n_id + 3] / gate_seen[..., None] * canvas  # [T', K, 2]
+        steps = torch.arange(1, H + 1, dtype=torch.float32)[:, None, None]
+        futures = {
+            "world model": (fut[:, :, n_id + 1 : n_id + 3] / fut[:, :, n_id, None].clamp(min=1e-6) * canvas,
+                            fut[:, :, n_id] > 0.5),
+            "copy last": (pos_seen[-1:].expand(H, -1, -1), present[None].expand(H, -1)),
+            "constant velocity": (pos_seen[-1:] + steps * (pos_seen[-1:] - pos_seen[-2:-1]), present[None].expand(H, -1)),
+        }
+        for r in items:
+            ex = json.loads(r["extra"]) if r["extra"] else {}
+            q = r["question"]
+            if r["template"] == "pred_collide":
+                a_name, b_name = q[len("Will the "):].split(" collide with the ")
+                b_name = b_name.split(" after")[0]
+            else:
+                a_name = q.split("the ", 1)[1].split(" leave")[0].split(" hit")[0]
+                b_name = None
+            slots = {"a": slot_of(a_name, ident, names, present)}
+            if b_name is not None:
+                slots["b"] = slot_of(b_name, ident, names, present)
+            slots["choices"] = [slot_of(c, ident, names, present) for c in r["choices"]]
+            for src, (xy, alive) in futures.items():
+                inside = alive & ((xy >= 0) & (xy <= canvas)).all(-1)
+                ok = -1 not in (slots["a"], slots.get("b", 0))
+                pred = readout(r["template"], ex, r["choices"], slots, xy, inside, args.contact_px) if ok else "?"
+                hits[src][r["template"]].append(float(pred == r["answer"]))
+            if r["qid"] in lm:
+                hits["language module (pack)"][r["template"]].append(float(lm[r["qid"]]))
+    table = {src: {t: round(100 * sum(v) / len(v), 1) for t, v in per.items()} | {"n": {t: len(v) for t, v in per.items()}}
+             for src, per in hits.items()}
+    print("| readout | " + " | ".join(TEMPLATES) + " |\n|---|" + "---|" * len(TEMPLATES))
+    for src, per in table.items():
+        print(f"| {src} | " + " | ".join(f"{per.get(t, float('nan'))} (n={per['n'].get(t, 0)})" for t in TEMPLATES) + " |")
+    if args.out:
+        from cogarch.fsutil import atomic_write_json
+
+        atomic_write_json(args.out, {"args": vars(args), "accuracy": table})
+    return 0
+
+
+if __name__ == "__main__":
+    cli(main)
