@@ -200,9 +200,9 @@ def objects_evidence(msg, threshold: float = 0.5) -> list[dict[str, Any]]:
 
 def forecast_objects_evidence(forecast, objects, threshold: float = 0.5, contact_px: float = 10.0) -> dict[str, Any]:
     """The object world model's forecast (clip 0) in words: for each slot seen in the last observed
-    step, where the world model predicts it at the end of the horizon and whether it predicts the
-    object to leave the view (its predicted presence falls under `threshold` or its centre leaves
-    the canvas); and the first future step at which two such objects, apart in the last observed
+    step, whether the world model predicts it out of view at the end of the horizon (its predicted
+    presence under `threshold` or its centre off the canvas) and its last predicted position in
+    view (future steps count from 1); and the first future step at which two such objects, apart in the last observed
     step, have predicted centres within `contact_px` pixels (a predicted contact). Rows: modules/perception/objects.py's layout, which
     the object world model forecasts (modules/world_model, source=objects)."""
     names = [objects.meta.get(k) or [] for k in ("colors", "shapes", "materials")]
@@ -223,10 +223,11 @@ def forecast_objects_evidence(forecast, objects, threshold: float = 0.5, contact
     tracked = [k for k in described if float(seen[-1, k, n_id]) > threshold]
     out: list[dict[str, Any]] = []
     for k in tracked:
-        leaves = not bool(inside[:, k].all())
+        # Out of view at the end of the horizon; the position given is the last one still in view.
+        leaves = not bool(inside[-1, k])
         last = int(inside[:, k].nonzero().flatten()[-1]) if bool(inside[:, k].any()) else None
         out.append({"object": name(k), "slot": k, "leaves_view": leaves,
-                    "last_predicted_step": last,
+                    "last_predicted_step": last + 1 if last is not None else None,  # future steps count from 1
                     "predicted_xy": [round(float(v), 1) for v in xy[last, k]] if last is not None else None})
     seen_xy = seen[-1, :, n_id + 1 : n_id + 3] / seen[-1, :, n_id, None].clamp(min=1e-6) * canvas  # [K, 2]
     contacts = []
@@ -237,7 +238,7 @@ def forecast_objects_evidence(forecast, objects, threshold: float = 0.5, contact
             near = ((xy[:, a] - xy[:, b]).norm(dim=-1) < contact_px) & inside[:, a] & inside[:, b]
             if bool(near.any()):
                 contacts.append({"objects": [name(a), name(b)], "step": int(near.nonzero().flatten()[0]) + 1})
-    return {"objects": out, "contacts": contacts}
+    return {"objects": out, "contacts": sorted(contacts, key=lambda c: c["step"])}
 
 
 def check_store(memory: str) -> None:

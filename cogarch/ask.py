@@ -44,9 +44,9 @@ def _format_evidence(ev: dict[str, Any]) -> list[str]:
     f = ev.get("forecast")
     if f:
         if f.get("objects") is not None:  # the object world model: where each object is headed
-            moves = [f"{d['object']} " + ("leaves the view" if d["leaves_view"] and d["predicted_xy"] is None else
+            moves = [f"{d['object']} " + ("leaves the view" if d["predicted_xy"] is None else
                                           f"-> ({d['predicted_xy'][0]:.0f},{d['predicted_xy'][1]:.0f})"
-                                          + (" then leaves the view" if d["leaves_view"] else ""))
+                                          + (f" at step {d['last_predicted_step']}, then leaves the view" if d["leaves_view"] else ""))
                      for d in f["objects"]]
             lines.append(f"  forecast ({f['horizon']} steps): " + ("; ".join(moves) or "no object in view"))
             for c in f.get("contacts") or []:

@@ -54,6 +54,8 @@ class Config:
     # world model and a critic trained on them; the planner preset is copied into the pack.
     planning_n: int = 1000  # episodes (70/10/10/10 train/val/test/test_ood)
     planning_grid: int = 4
+    # The planning world model's own preset (patch tokens + actions). Until v9 it shared `world_model`'s
+    # preset; set it explicitly when an older pack config used a custom world-model preset.
     planning_world_model: str = "configs/world_model/tiny.yaml"
     planning_world_model_overrides: list[str] = field(default_factory=list)
     critic: str = "configs/critic/tiny.yaml"
@@ -120,8 +122,10 @@ class Pipeline:
         from cogarch.evals.world.generate import generate
 
         c, r = self.cfg, self.root
-        if self.world_model_source() == "objects" and c.objects_n <= 0:
+        source = self.world_model_source()  # checked before any stage runs
+        if source == "objects" and c.objects_n <= 0:
             raise ConfigError("the world model reads objects (model.source=objects) but objects_n is 0: there are no object slots to read")
+        self.check_resumed_world_model(source)
         data = r / "data"
         self.stage("generate physqa", data / "physqa", lambda: generate("physqa", c.physqa_n, data / "physqa", seed=c.seed,
                                                                           train_per_template=c.physqa_train_per_template))
@@ -146,7 +150,7 @@ class Pipeline:
 
         from cogarch.features import write_language_features, write_world_model_features
 
-        if self.world_model_source() == "objects":
+        if source == "objects":
             wm_feats = r / "features" / "world_model_objects"
             self.stage("object features", wm_feats / "voe.safetensors", lambda: [
                 write_world_model_features(str(bus_perc), data / s, wm_feats, kind="objects") for s in ("physqa", "voe")])
@@ -177,7 +181,7 @@ class Pipeline:
             + c.language_pretrain_overrides))
 
         common = [f"model.base_lm={lm}", f"data_dir={data / 'physqa'}", f"features_dir={lang_feats}", f"trainer.seed={c.seed}"]
-        if self.world_model_source() == "objects":
+        if source == "objects":
             # a forecast of slot rows: averaging a step's slots together would mix the objects
             common.append("model.pool_per_kind.forecast=none")
         s1 = r / "language_s1" / "final"
@@ -202,11 +206,25 @@ class Pipeline:
         return pack
 
     def world_model_source(self) -> str:
-        """model.source of the bus world model's preset + overrides ("percept" or "objects")."""
+        """model.source of the bus world model's preset + overrides ("percept" or "objects"); the
+        model config is validated here, so a bad value fails before the first stage, not an hour in."""
         from cogarch.config import load_config
         from cogarch.modules.world_model.train import Config as WMConfig
 
-        return load_config(WMConfig, self.cfg.world_model, self.cfg.world_model_overrides).model.source
+        model = load_config(WMConfig, self.cfg.world_model, self.cfg.world_model_overrides).model
+        model.validate()
+        return model.source
+
+    def check_resumed_world_model(self, source: str) -> None:
+        """A resumed run skips stages whose output exists: a world model trained on the other source
+        would be kept silently and mixed with language stages set up for this one."""
+        saved = self.root / "world_model" / "final" / "config.json"
+        if not saved.is_file():
+            return
+        had = json.loads(saved.read_text()).get("config", {}).get("source", "percept")
+        if had != source:
+            raise ConfigError(f"{saved.parent} was trained on {had!r} but the world model preset reads {source!r}: "
+                              "delete it and the stages after it (features/language, language*, pack, eval), or use a new out_dir")
 
     def planning_stages(self, perc: Path, data: Path) -> tuple[Path, Path]:
         """Encode the planning episodes, then train the action-conditioned world model and the critic."""

@@ -99,3 +99,16 @@ def test_object_world_model_needs_object_slots(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="objects_n"):
         run(cfg)
     assert not (tmp_path / "p" / "data").exists()
+    # a bad world-model value fails before the first stage too
+    cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'q'}", 'world_model_overrides=["model.source=object"]'])
+    with pytest.raises(ConfigError, match="world_model.source"):
+        run(cfg)
+    assert not (tmp_path / "q" / "data").exists()
+    # resuming a run whose world model was trained on the other source is refused, not mixed
+    old = tmp_path / "r" / "world_model" / "final"
+    old.mkdir(parents=True)
+    (old / "config.json").write_text(json.dumps({"config": {"source": "percept"}}))
+    cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'r'}"])
+    with pytest.raises(ConfigError, match="trained on 'percept'"):
+        run(cfg)
+    assert not (tmp_path / "r" / "data").exists()

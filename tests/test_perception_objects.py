@@ -181,6 +181,7 @@ def test_forecast_evidence_names_where_objects_go_and_predicted_contacts():
     by = {d["object"]: d for d in ev["objects"]}
     assert set(by) == {"red rubber cube", "green metal sphere"}
     assert by["red rubber cube"]["leaves_view"] and by["red rubber cube"]["predicted_xy"] == [36.0, 10.0]
+    assert by["red rubber cube"]["last_predicted_step"] == 2 and by["green metal sphere"]["last_predicted_step"] == 3
     assert not by["green metal sphere"]["leaves_view"] and by["green metal sphere"]["predicted_xy"] == [40.0, 10.0]
     assert ev["contacts"] == [{"objects": ["red rubber cube", "green metal sphere"], "step": 2}]
     # two objects already together when the clip ends are not a predicted contact

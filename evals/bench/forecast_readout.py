@@ -47,7 +47,7 @@ def slot_of(name: str, ident: torch.Tensor, names: list[list[str]], present: tor
     return int(score.argmax())
 
 
-def readout(template: str, extra: dict, choices: list[str], slots: dict[str, int], xy: torch.Tensor,
+def readout(template: str, choices: list[str], slots: dict[str, int], xy: torch.Tensor,
             inside: torch.Tensor, contact_px: float) -> str:
     """One question answered by the fixed rule from future positions xy [H, K, 2] and inside [H, K]."""
     a = slots["a"]
@@ -83,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     import cogarch
 
     model = cogarch.load(args.pack)
-    qs = datasets.load_from_disk(str(Path(args.data) / "questions"))[args.split]
+    qdir = Path(args.data) / "questions"
+    if not qdir.is_dir():
+        raise UserError(f"{args.data!r} is not a generated physqa folder (no questions/)")
+    splits = datasets.load_from_disk(str(qdir))
+    if args.split not in splits:
+        raise UserError(f"{args.data!r} has no split {args.split!r} (it has {sorted(splits)})")
+    qs = splits[args.split]
     rows = [r for r in qs if r["template"] in TEMPLATES]
     if not rows:
         raise UserError(f"no predictive questions in {args.data} split {args.split}")
@@ -92,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         by_clip[r["video"]].append(r)
     lm = {}
     if args.samples:
-        lm = {json.loads(line)["qid"]: json.loads(line)["correct"] for line in open(args.samples)}
+        if not Path(args.samples).is_file():
+            raise UserError(f"--samples {args.samples!r}: no such file")
+        with open(args.samples) as fh:
+            lm = {s["qid"]: s["correct"] for s in map(json.loads, fh)}
     hits: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for video, items in by_clip.items():
         obs = model.observe(str(Path(args.data) / video))
@@ -116,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
             "constant velocity": (pos_seen[-1:] + steps * (pos_seen[-1:] - pos_seen[-2:-1]), present[None].expand(H, -1)),
         }
         for r in items:
-            ex = json.loads(r["extra"]) if r["extra"] else {}
             q = r["question"]
             if r["template"] == "pred_collide":
                 a_name, b_name = q[len("Will the "):].split(" collide with the ")
@@ -131,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             for src, (xy, alive) in futures.items():
                 inside = alive & ((xy >= 0) & (xy <= canvas)).all(-1)
                 ok = -1 not in (slots["a"], slots.get("b", 0))
-                pred = readout(r["template"], ex, r["choices"], slots, xy, inside, args.contact_px) if ok else "?"
+                pred = readout(r["template"], r["choices"], slots, xy, inside, args.contact_px) if ok else "?"
                 hits[src][r["template"]].append(float(pred == r["answer"]))
             if r["qid"] in lm:
                 hits["language module (pack)"][r["template"]].append(float(lm[r["qid"]]))

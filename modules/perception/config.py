@@ -106,8 +106,9 @@ class PerceptionConfig:
     object_layers: int = 3  # decoder layers (self-attention over slots + cross-attention to tokens)
     object_heads: int = 4
     object_blocks: int = 0  # self-attention blocks over the tokens before the decoder (DETR's encoder)
-    # Decoder layers of the per-step track readout (each slot reads each step's own tokens); 0: the
-    # track comes from the clip-level slot vector (v8), which smooths sudden changes away.
+    # Decoder layers of the per-step track readout (each slot reads each step's own tokens, which
+    # are step-local only with object_blocks = 0); 0: the track comes from the clip-level slot
+    # vector (v8), which smooths sudden changes away.
     object_step_layers: int = 0
     object_colors: list[str] = field(default_factory=lambda: list(COLORS))
     object_shapes: list[str] = field(default_factory=lambda: list(SHAPES))

@@ -59,7 +59,7 @@ class ObjectHead(nn.Module):
         self.step_layers = step_layers
         if step_layers:
             # Per-step readout: slot k at step t' queries ONLY step t''s tokens (slot vector + a step
-            # embedding). A clip-level slot vector read by an MLP codes a whole trajectory in one
+            # embedding; with blocks > 0 those tokens have already mixed across steps). A clip-level slot vector read by an MLP codes a whole trajectory in one
             # vector and smooths it: a sudden jump (a VoE teleport) came out as a shifted smooth
             # track (docs/benchmarks.md, "Object world model"). Self-attention among the K slots
             # of one step keeps two slots from reading the same object.
