@@ -12,7 +12,8 @@ constant velocity (each slot keeps its last observed step-to-step displacement).
 the forecast beats both and beats the language module on the same questions, the forecast holds
 predictive information the language module does not use (docs/benchmarks.md, "Object world model").
 
-    python -m cogarch.evals.bench.forecast_readout --pack runs/pack9/pack --data runs/pack9/data/physqa --split test
+    python -m cogarch.evals.bench.forecast_readout --pack runs/pack9/pack --data runs/pack9/data/physqa --split test --truth
+With --truth the rule also reads the simulator's tracks: the true future is the rule's ceiling.
 """
 
 from __future__ import annotations
@@ -69,6 +70,23 @@ def readout(template: str, choices: list[str], slots: dict[str, int], xy: torch.
     return best
 
 
+def true_futures(objects: list[dict], annotations: dict, horizon: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The simulator's tracks as (positions [H, N, 2], in view [H, N]) per object (index = position in
+    `objects`): the true future at the end of each future latent step, and constant velocity from
+    the last two observed steps. Latent steps are 2 frames (tubelet 2), as the pack's perception."""
+    tracks, seen = annotations["tracks"], int(annotations["observed_frames"])
+    per = 2
+    fut_frames = [min(seen + per * h - 1, len(tracks[str(objects[0]["id"])]["pos"]) - 1) for h in range(1, horizon + 1)]
+    pos = torch.tensor([[tracks[str(ob["id"])]["pos"][f] for ob in objects] for f in fut_frames], dtype=torch.float32)
+    view = torch.tensor([[bool(tracks[str(ob["id"])]["in_view"][f]) for ob in objects] for f in fut_frames])
+    last = torch.tensor([tracks[str(ob["id"])]["pos"][seen - 1] for ob in objects], dtype=torch.float32)
+    prev = torch.tensor([tracks[str(ob["id"])]["pos"][seen - 1 - per] for ob in objects], dtype=torch.float32)
+    now = torch.tensor([bool(tracks[str(ob["id"])]["in_view"][seen - 1]) for ob in objects])
+    steps = torch.arange(1, horizon + 1, dtype=torch.float32)[:, None, None]
+    return {"truth: simulated future": (pos, view),
+            "truth: constant velocity": (last[None] + steps * (last - prev)[None], now[None].expand(horizon, -1))}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pack", required=True)
@@ -76,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="test")
     ap.add_argument("--contact-px", type=float, default=10.0)
     ap.add_argument("--samples", default=None, help="the pack's samples.jsonl on the same split, to score it beside the rule")
+    ap.add_argument("--truth", action="store_true",
+                    help="also apply the rule to the simulator's tracks: the true future (the rule's ceiling) and "
+                         "constant velocity from the true observed positions")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     import datasets
@@ -102,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--samples {args.samples!r}: no such file")
         with open(args.samples) as fh:
             lm = {s["qid"]: s["correct"] for s in map(json.loads, fh)}
+    truth = {}
+    if args.truth:
+        clips = datasets.load_from_disk(str(Path(args.data) / "clips"))[args.split]
+        truth = {v: (json.loads(o), json.loads(a)) for v, o, a in zip(clips["video"], clips["objects"], clips["annotations"])}
     hits: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for video, items in by_clip.items():
         obs = model.observe(str(Path(args.data) / video))
@@ -124,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             "copy last": (pos_seen[-1:].expand(H, -1, -1), present[None].expand(H, -1)),
             "constant velocity": (pos_seen[-1:] + steps * (pos_seen[-1:] - pos_seen[-2:-1]), present[None].expand(H, -1)),
         }
+        if args.truth:
+            futures.update(true_futures(*truth[video], H))
         for r in items:
             q = r["question"]
             if r["template"] == "pred_collide":
@@ -136,10 +163,17 @@ def main(argv: list[str] | None = None) -> int:
             if b_name is not None:
                 slots["b"] = slot_of(b_name, ident, names, present)
             slots["choices"] = [slot_of(c, ident, names, present) for c in r["choices"]]
+            true_slots = {}
+            if args.truth:  # truth rows are indexed by object id, found by the exact name
+                ids = {f"{ob['color']} {ob['material']} {ob['shape']}": i for i, ob in enumerate(truth[video][0])}
+                true_slots = {"a": ids.get(a_name, -1), "choices": [ids.get(c, -1) for c in r["choices"]]}
+                if b_name is not None:
+                    true_slots["b"] = ids.get(b_name, -1)
             for src, (xy, alive) in futures.items():
+                slots_here = true_slots if src.startswith("truth") else slots
                 inside = alive & ((xy >= 0) & (xy <= canvas)).all(-1)
-                ok = -1 not in (slots["a"], slots.get("b", 0))
-                pred = readout(r["template"], r["choices"], slots, xy, inside, args.contact_px) if ok else "?"
+                ok = -1 not in (slots_here["a"], slots_here.get("b", 0))
+                pred = readout(r["template"], r["choices"], slots_here, xy, inside, args.contact_px) if ok else "?"
                 hits[src][r["template"]].append(float(pred == r["answer"]))
             if r["qid"] in lm:
                 hits["language module (pack)"][r["template"]].append(float(lm[r["qid"]]))
