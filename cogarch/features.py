@@ -103,7 +103,7 @@ def encode(arch: Architecture, refs: list[ClipRef], batch_size: int = 16, progre
         yield chunk, bus
 
 
-def percept_steps(bus: LatentBus, kind: str = "percept") -> torch.Tensor:
+def message_steps(bus: LatentBus, kind: str = "percept") -> torch.Tensor:
     """percept (or objects) tokens [B, N, D] -> [B, T', P, D] using the message's grid (time-major
     order; for objects P = K slots)."""
     msg = bus.latest(kind)
@@ -130,7 +130,7 @@ def write_world_model_features(
     arch = load_modules({"perception": perception})
     chunks, ids, splits, extras = [], [], [], []
     for chunk, bus in encode(arch, refs, batch_size, progress, desc=f"features {suite}"):
-        chunks.append(percept_steps(bus, kind).to(torch.float16))
+        chunks.append(message_steps(bus, kind).to(torch.float16))
         ids += [r.clip_id for r in chunk]
         splits += [r.split for r in chunk]
         extras += [r.extra for r in chunk]

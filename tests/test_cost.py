@@ -16,13 +16,7 @@ from cogarch.modules.cost.model import CostModel, discounted_returns, lambda_ret
 from cogarch.modules.cost.train import Config, DataConfig, make_job
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and the test suite shares 2 cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_goal_term_is_zero_at_goal_and_weights_sum():

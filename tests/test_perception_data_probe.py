@@ -19,12 +19,7 @@ from cogarch.modules.perception.train import Config, DataConfig, make_job
 T, S = 4, 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # micro tensors; avoids OpenMP spin-waits on a shared machine
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _track(xs, ys, vis=None):
@@ -53,26 +48,13 @@ def _clip(i: int, dx: float, collide_at: int) -> tuple[np.ndarray, dict, list]:
 
 
 @pytest.fixture(scope="module")
-def clips_dir(tmp_path_factory):
-    from datasets import Dataset, DatasetDict
+def clips_dir(tmp_path_factory, write_clip_suite):
+    def dx(i: int) -> float:
+        return (1.0 + i % 3) * (1 if i % 2 else -1) if i else 2.0
 
-    from cogarch.video import write_mp4
-
-    root = tmp_path_factory.mktemp("clips")
-    (root / "videos").mkdir()
-    splits = {}
-    for split, n in (("train", 6), ("val", 2), ("test", 2)):
-        rows = []
-        for i in range(n):
-            frames, ann, objects = _clip(i, dx=(1.0 + i % 3) * (1 if i % 2 else -1) if i else 2.0, collide_at=1 if i % 2 else 10)
-            rel = f"videos/{split}_{i}.mp4"
-            write_mp4(root / rel, frames, 8.0)
-            rows.append({"clip_id": f"{split}_{i}", "split": split, "family": "table", "seed": i, "video": rel,
-                         "num_frames": T, "observed_frames": T, "fps": 8.0, "width": S, "height": S,
-                         "objects": json.dumps(objects), "annotations": json.dumps(ann)})
-        splits[split] = Dataset.from_list(rows)
-    DatasetDict(splits).save_to_disk(str(root / "clips"))
-    return root
+    return write_clip_suite(tmp_path_factory.mktemp("clips"), {
+        split: [_clip(i, dx=dx(i), collide_at=1 if i % 2 else 10) for i in range(n)]
+        for split, n in (("train", 6), ("val", 2), ("test", 2))})
 
 
 def micro() -> PerceptionConfig:

@@ -15,6 +15,8 @@ from cogarch.modules.perception.config import PerceptionConfig, vjepa2_mask_sets
 from cogarch.modules.perception.masking import MaskCollator
 from cogarch.modules.perception.model import PerceptionModule
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 
 def micro(**kw) -> PerceptionConfig:
     # 4 frames x 32 px, patch 8, tubelet 2 -> 2 x 4 x 4 = 32 tokens
@@ -241,12 +243,3 @@ def test_inference_only_export_encodes_identically(tmp_path):
     # The context encoder restarts from the target weights, so training can continue from it.
     for (ka, a), (kb, b) in zip(loaded.encoder.state_dict().items(), loaded.target_encoder.state_dict().items()):
         assert ka == kb and torch.equal(a, b), ka
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Micro tensors gain nothing from intra-op threads, and on a shared, oversubscribed 2-core
-    # machine OpenMP spin-waiting made these tests ~20x slower with 2 threads.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

@@ -4,7 +4,6 @@ trainer (loss goes down), the exported folder's round trip, and the language ada
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -21,12 +20,7 @@ T, S = 4, 32
 VOCAB = (["red", "blue", "green"], ["cube", "sphere"], ["rubber", "metal"])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _track(xs, ys, vis):
@@ -50,26 +44,9 @@ def _clip(i: int):
 
 
 @pytest.fixture(scope="module")
-def clips_dir(tmp_path_factory):
-    from datasets import Dataset, DatasetDict
-
-    from cogarch.video import write_mp4
-
-    root = tmp_path_factory.mktemp("objclips")
-    (root / "videos").mkdir()
-    splits = {}
-    for split, n in (("train", 8), ("val", 2)):
-        rows = []
-        for i in range(n):
-            frames, ann, objects = _clip(i)
-            rel = f"videos/{split}_{i}.mp4"
-            write_mp4(root / rel, frames, 8.0)
-            rows.append({"clip_id": f"{split}_{i}", "split": split, "family": "table", "seed": i, "video": rel,
-                         "num_frames": T, "observed_frames": T, "fps": 8.0, "width": S, "height": S,
-                         "objects": json.dumps(objects), "annotations": json.dumps(ann)})
-        splits[split] = Dataset.from_list(rows)
-    DatasetDict(splits).save_to_disk(str(root / "clips"))
-    return root
+def clips_dir(tmp_path_factory, write_clip_suite):
+    return write_clip_suite(tmp_path_factory.mktemp("objclips"), {"train": [_clip(i) for i in range(8)],
+                                                                  "val": [_clip(i) for i in range(2)]})
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,7 @@ from cogarch.modules.cost.planner import LatentDynamics, Planner, cem, run_episo
 from cogarch.modules.world_model import WorldModel, WorldModelConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_cem_finds_quadratic_optimum():

@@ -17,13 +17,7 @@ from cogarch.modules.world_model import WorldModel, WorldModelConfig, block_caus
 from cogarch.modules.world_model.train import Config, DataConfig, FeatureWindows, make_job, read_shards
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and the test suite shares 2 cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny(**kw) -> WorldModel:
