@@ -44,8 +44,10 @@ class CogModule(Protocol):
     """Structural type of a module (see the file docstring)."""
 
     name: ClassVar[str]
-    reads: ClassVar[tuple[str, ...]]
-    writes: ClassVar[tuple[str, ...]]
+    # Plain attributes, not ClassVar: a module may set them per instance from its config (a world
+    # model reads "percept" or "objects" depending on `source`).
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
     config: Any
 
     def step(self, bus: LatentBus) -> None: ...

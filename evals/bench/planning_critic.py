@@ -14,7 +14,7 @@
     # moves the predicted puck the way the simulator moves it (opposite pushes from the same state)
     python -m cogarch.evals.bench.planning_critic dynamics --pack runs/pack/pack --data runs/pack/data/planning
 
-Numbers and their reading: docs/benchmarks.md (planning).
+Numbers and their reading: docs/bench_pack_history.md (planning).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ class CostConfig:
     relabel: float = 0.0
     # Keypoint critic only: weight of an L1 loss pulling the keypoint onto the true agent position
     # (shards' `positions` / `goal_position`, the environment's state). Cost regression alone finds
-    # the puck for some seeds and latches onto other features for others (docs/benchmarks.md).
+    # the puck for some seeds and latches onto other features for others (docs/bench_pack_history.md).
     keypoint_weight: float = 0.0
     gamma: float = 0.9
     target: str = "td_lambda"  # critic targets: "mc" (Monte-Carlo returns) | "td_lambda"

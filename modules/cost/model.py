@@ -120,7 +120,7 @@ class KeypointCritic(nn.Module):
     grid weights the tokens' cell centres plus a learned in-cell offset, giving a 2-D point. Trained
     only on costs (e.g. the puck-goal distance), the point is free to be any position-like feature
     the cost depends on. A pooled MLP critic must recover WHERE from a mean over the grid, which a
-    small object barely moves (docs/benchmarks.md: planning).
+    small object barely moves (docs/bench_pack_history.md: planning).
     """
 
     def __init__(self, dim: int, hidden: int) -> None:

@@ -3,7 +3,7 @@
 Why: with LLaVA's layout the bus tokens enter the LM before the question, so they cannot depend on
 what is asked, and the LM (1M parameters, adapted only by LoRA) must itself find the object a
 question names among dozens of prefix tokens. With the simulator's own object tokens it reached
-only 39 % on "What color is the cylinder?" (docs/benchmarks.md). Moving the prefix after the
+only 39 % on "What color is the cylinder?" (docs/bench_pack_history.md). Moving the prefix after the
 question (config.prefix_at = "answer") did not help. This is the fix InstructBLIP (Dai et al. 2023)
 makes to BLIP-2's Q-Former (Li et al. 2023): learned queries and the instruction's text tokens share
 self-attention, the queries cross-attend to the visual tokens, and only the queries go to the LM.

@@ -3,7 +3,7 @@
 Why: the encoder's patch tokens carry WHAT is in a clip (a frozen probe reads "a red object is
 present" at 0.91 AUROC) but not which colour belongs to which shape (0.77), and most physqa
 questions need exactly that binding. With ground-truth object tokens the language module reaches
-59 % on val; with the pooled patch tokens 44 % (docs/benchmarks.md). So perception gets a second
+59 % on val; with the pooled patch tokens 44 % (docs/bench_pack_history.md, "Object slots"). So perception gets a second
 output: K object slots, each a tracked object with its identity and its trajectory.
 
 How (DETR, Carion et al. 2020): K learned queries cross-attend to the frozen encoder tokens (plus a

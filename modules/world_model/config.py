@@ -36,7 +36,7 @@ class WorldModelConfig:
     # Also add the step's action embedding to each of its latent tokens (FiLM-like, our choice on
     # top of V-JEPA 2-AC's separate action token): the change of a token is a function of that
     # token and the action, which a per-token path learns without first learning to attend to the
-    # action token (docs/benchmarks.md, planning: with the token alone the model ignored actions).
+    # action token (docs/bench_pack_history.md, planning: with the token alone the model ignored actions).
     action_to_tokens: bool = False
     # Predict the change from the current step (out_t = z_t + f(z_<=t)) instead of z_{t+1} itself:
     # copying the last step is then the zero function, so the model starts at the copy-last
@@ -48,7 +48,7 @@ class WorldModelConfig:
     rollout_weight: float = 1.0
     # Per-element loss: "l1" (V-JEPA 2-AC) or "l2". L1's optimum is the per-dimension median of
     # the next latent, which is "no change" for every dimension the model is unsure about; L2's is
-    # the mean, which keeps the expected motion of a small object (docs/benchmarks.md, planning).
+    # the mean, which keeps the expected motion of a small object (docs/bench_pack_history.md, planning).
     loss: str = "l1"
     # Weight each token's loss by 1 + change_weight * (its true change / the mean change of the
     # step's tokens). 0 = plain L1. When one small object moves, copying the frame already
@@ -60,7 +60,7 @@ class WorldModelConfig:
     # frozen for that term, from the PREDICTED ones; the WM is trained so that the two agree.
     # So the prediction must move where the world moved, in the directions the true latents use,
     # which a per-element latent loss leaves to a small object's handful of tokens
-    # (docs/benchmarks.md, planning). 0 = off.
+    # (docs/bench_pack_history.md, planning). 0 = off.
     position_weight: float = 0.0
     position_dim: int = 2
     # VoE clip score from per-step surprise: "max" or "topk_mean" (mean of the k largest steps).

@@ -60,8 +60,8 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def percept_to_steps(msg: Message) -> torch.Tensor:
-    """Perception message tokens [B, N, D] -> per-step latents [B, T', P, D].
+def message_to_steps(msg: Message) -> torch.Tensor:
+    """A perception message's tokens [B, N, D] (`percept` patches or `objects` slots) -> per-step latents [B, T', P, D].
 
     Uses meta["grid"] = [T', H', W'] (time-major token order) when present; otherwise groups tokens
     by their time index; without either, tokens are pooled per step ([B, T', D] -> P = 1).
@@ -120,15 +120,15 @@ class WorldModel(nn.Module):
     """Block-causal latent predictor (see the file docstring)."""
 
     name: ClassVar[str] = "world_model"
-    reads: ClassVar[tuple[str, ...]] = ("percept",)
-    writes: ClassVar[tuple[str, ...]] = ("forecast", "surprise")
+    reads: tuple[str, ...] = ("percept",)  # set per instance from config.source
+    writes: tuple[str, ...] = ("forecast", "surprise")
 
     def __init__(self, config: WorldModelConfig, forecast_horizon: int = 4) -> None:
         super().__init__()
         config.validate()
         self.config = config
         self.forecast_horizon = forecast_horizon
-        self.reads = (config.source,)  # per instance: an object world model reads "objects"
+        self.reads = (config.source,)  # an object world model reads "objects"
         c = config
         self.in_proj = nn.Linear(c.latent_dim, c.hidden_dim)
         self.action_proj = nn.Linear(c.action_dim, c.hidden_dim) if c.action_dim else None
@@ -388,7 +388,7 @@ class WorldModel(nn.Module):
         msg = bus.latest(self.config.source)
         if msg is None:
             return
-        z = percept_to_steps(msg)  # [B, T, P, D]; for objects P = K slots, D = 18
+        z = message_to_steps(msg)  # [B, T, P, D]; for objects P = K slots, D = 18
         B, T, P, D = z.shape
         times = step_times(msg, T).to(z.device)  # [B, T]
         dt = (times[:, -1:] - times[:, -2:-1]) if T > 1 else torch.ones_like(times[:, :1])
@@ -434,4 +434,4 @@ def param_count_str(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
 
 
-__all__ = ["WorldModel", "WorldModelConfig", "block_causal_mask", "percept_to_steps", "param_count_str"]
+__all__ = ["WorldModel", "WorldModelConfig", "block_causal_mask", "message_to_steps", "param_count_str"]
