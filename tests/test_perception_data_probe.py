@@ -122,6 +122,21 @@ def test_probe_end_to_end(clips_dir, tmp_path):
     assert res["n"] == {"train": 6, "val": 2, "test": 2} and res["feature_shape"] == [32, 48]
     for r in res["targets"].values():
         assert 0.0 <= r["test"] <= 1.0 and 0.0 < r["chance_majority"] <= 1.0 and r["epoch"] in (0, 1)
+        # the per-clip record agrees with the reported accuracy (it feeds the paired comparison)
+        assert len(r["test_correct"]) == 2 and r["test_correct"].count("1") / 2 == pytest.approx(r["test"])
+    # another encoder's probe on the same clips pairs with it clip by clip
+    from cogarch.evals.bench.probe_compare import compare, mcnemar
+
+    torch.manual_seed(1)
+    PerceptionModule(micro()).save_pretrained(tmp_path / "enc1")
+    other = run(ProbeConfig(encoder=str(tmp_path / "enc1"), data_dir=str(clips_dir), epochs=1, batch_size=4,
+                            pooler_heads=2, out=str(tmp_path / "other.json")))
+    lines = compare([str(out)], [str(other)], ("trained", "random"))
+    assert sum(line.startswith("| direction") for line in lines) == 2  # its paired row and its mean row
+    assert lines[-5].startswith("| num_objects") and lines[-1].endswith("of 1 |")
+    assert mcnemar("1100", "0000") == (2, 0, 0.5) and mcnemar("10", "01")[2] == 1.0
+    with pytest.raises(UserError):
+        compare([str(out)], [], ("a", "b"))
     with pytest.raises(UserError):
         run(ProbeConfig(encoder=str(tmp_path / "missing"), data_dir=str(clips_dir)))
 
@@ -186,3 +201,23 @@ def test_probe_blocks_see_all_tokens():
     assert x.grad[0].abs().sum(-1).gt(0).all() and x.grad[1:].abs().sum() == 0  # clips stay independent
     with pytest.raises(ConfigError):
         ProbeConfig(blocks=-1).validate()
+
+
+def test_probe_feature_cache_reuses_features_and_keys_the_encoder(clips_dir, tmp_path, monkeypatch):
+    import cogarch.modules.perception.probe as probe_mod
+
+    cfg = dict(data_dir=str(clips_dir), epochs=1, batch_size=4, pooler_heads=2, random_arch="tiny",
+               cache_dir=str(tmp_path / "cache"), encode_batch=2, max_clips=2, progress=False)
+    first = json.loads(run(ProbeConfig(encoder="random", seed=0, out=str(tmp_path / "a.json"), **cfg)).read_text())
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 3  # train, val, test
+
+    def no_extract(*a, **k):
+        raise AssertionError("features should come from the cache")
+
+    monkeypatch.setattr(probe_mod, "extract", no_extract)
+    again = json.loads(run(ProbeConfig(encoder="random", seed=0, out=str(tmp_path / "b.json"), **cfg)).read_text())
+    assert {t: r["test_correct"] for t, r in again["targets"].items()} == \
+        {t: r["test_correct"] for t, r in first["targets"].items()}
+    # another random init is another encoder: it must not hit the seed-0 cache
+    with pytest.raises(AssertionError, match="from the cache"):
+        run(ProbeConfig(encoder="random", seed=1, out=str(tmp_path / "c.json"), **cfg))

@@ -40,6 +40,7 @@ Entry point for the registry: `Config` + `run(cfg, resume) -> Path` (results JSO
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -50,11 +51,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
 from cogarch.errors import ConfigError, UserError
-from cogarch.fsutil import atomic_write_json
+from cogarch.fsutil import atomic_path, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,9 @@ class Config:
     weight_decay: float = 0.01
     seed: int = 0
     encode_batch: int = 16
+    # A folder for the extracted frozen features, keyed by encoder, data and splits: a second probe of
+    # the same encoder (another probe seed, blocks or position) skips the extraction. "" = no cache.
+    cache_dir: str = ""
     progress: bool = True  # progress bars (stderr) for feature extraction and the probe's epochs
     out: str = "runs/probe/results.json"
 
@@ -273,16 +279,50 @@ def extract(encoder, data_dir: str, split: str, max_clips: int, batch: int, move
     return torch.cat(feats), labels
 
 
-def _accuracy(probe: MultiQueryProbe, x: torch.Tensor, ys: torch.Tensor, batch: int) -> list[float]:
+def _cache_file(cfg: Config, split: str) -> Path | None:
+    """The cache file of one split's features, or None without a cache_dir.
+
+    The key names everything the features depend on: the encoder (a path is resolved, and its weights'
+    modification time is included so a retrained encoder misses), the init seed when the encoder is
+    random, the data folder, split, clip limit and move threshold (labels are cached with the features).
+    """
+    if not cfg.cache_dir:
+        return None
+    enc = cfg.encoder
+    if enc in ("random", "pixels"):
+        key_enc = f"{enc}:{cfg.random_arch}:{cfg.seed if enc == 'random' else ''}"
+    else:
+        path = Path(enc).resolve()
+        stamp = max((f.stat().st_mtime_ns for f in path.glob("*.safetensors")), default=0) if path.is_dir() else 0
+        key_enc = f"{path}:{stamp}"
+    key = json.dumps([key_enc, str(Path(cfg.data_dir).resolve()), split, cfg.max_clips, cfg.move_px])
+    return Path(cfg.cache_dir) / f"probe_features_{hashlib.sha256(key.encode()).hexdigest()[:16]}.safetensors"
+
+
+def _write_cache(path: Path, feats: torch.Tensor, labels: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file({"features": feats.contiguous()}, tmp, metadata={"labels": json.dumps(labels)})
+
+
+def _read_cache(path: Path) -> tuple[torch.Tensor, list[dict]]:
+    try:
+        with safe_open(str(path), "pt") as f:
+            return f.get_tensor("features"), json.loads(f.metadata()["labels"])
+    except (OSError, ValueError, KeyError, SafetensorError) as e:
+        raise UserError(f"probe feature cache {path} is unreadable ({e.__class__.__name__}); delete it") from None
+
+
+def _correct(probe: MultiQueryProbe, x: torch.Tensor, ys: torch.Tensor, batch: int) -> torch.Tensor:
+    """[N, targets] bool: is the probe's argmax right on each clip (an unseen class, -1, never is)."""
     probe.eval()
-    correct = torch.zeros(ys.shape[1])
+    rows = []
     with torch.no_grad():
         for s in range(0, x.shape[0], batch):
             logits = probe(x[s : s + batch].float())
-            for k, lg in enumerate(logits):
-                correct[k] += (lg.argmax(-1) == ys[s : s + batch, k]).sum()
+            rows.append(torch.stack([lg.argmax(-1) == ys[s : s + batch, k] for k, lg in enumerate(logits)], dim=1))
     probe.train()
-    return (correct / max(1, x.shape[0])).tolist()
+    return torch.cat(rows) if rows else torch.zeros(0, ys.shape[1], dtype=torch.bool)
 
 
 def run(cfg: Config, resume: bool = False) -> Path:
@@ -293,8 +333,15 @@ def run(cfg: Config, resume: bool = False) -> Path:
     splits = {"train": cfg.train_split, "val": cfg.val_split, "test": cfg.test_split}
     feats, labels = {}, {}
     for role, sp in splits.items():
+        cache = _cache_file(cfg, sp)
+        if cache is not None and cache.exists():
+            feats[role], labels[role] = _read_cache(cache)
+            log.info("probe: %s features %s from %s", sp, tuple(feats[role].shape), cache)
+            continue
         feats[role], labels[role] = extract(encoder, cfg.data_dir, sp, cfg.max_clips, cfg.encode_batch, cfg.move_px,
                                             cfg.progress)
+        if cache is not None:
+            _write_cache(cache, feats[role], labels[role])
         log.info("probe: %s features %s", sp, tuple(feats[role].shape))
     t_feat = time.perf_counter() - t0
     classes = {t: sorted({lab[t] for lab in labels["train"]}) for t in cfg.targets}
@@ -312,6 +359,7 @@ def run(cfg: Config, resume: bool = False) -> Path:
     steps = cfg.epochs * math.ceil(n / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
     best = {t: {"val": -1.0, "test": 0.0, "epoch": -1} for t in cfg.targets}
+    best_correct: dict[str, str] = {}  # per target, the test clips' right/wrong at the chosen epoch
     gen = torch.Generator().manual_seed(cfg.seed)
     bar = tqdm(range(cfg.epochs), desc="probe epochs", disable=not cfg.progress)
     for epoch in bar:
@@ -324,11 +372,13 @@ def run(cfg: Config, resume: bool = False) -> Path:
             loss.backward()
             opt.step()
             sched.step()
-        acc_val = _accuracy(probe, feats["val"], y["val"], 256)
-        acc_test = _accuracy(probe, feats["test"], y["test"], 256)
+        ok_test = _correct(probe, feats["test"], y["test"], 256)
+        acc_val = _correct(probe, feats["val"], y["val"], 256).float().mean(0).tolist()
+        acc_test = ok_test.float().mean(0).tolist()
         for k, t in enumerate(cfg.targets):
             if acc_val[k] > best[t]["val"]:
                 best[t] = {"val": acc_val[k], "test": acc_test[k], "epoch": epoch}
+                best_correct[t] = "".join("1" if b else "0" for b in ok_test[:, k].tolist())
         log.info("probe epoch %d: loss %.4f val %s", epoch, float(loss.detach()), [round(a, 3) for a in acc_val])
         bar.set_postfix(loss=round(float(loss.detach()), 4), val=" ".join(f"{a:.2f}" for a in acc_val))
     results = {"encoder": cfg.encoder, "data_dir": cfg.data_dir, "splits": splits,
@@ -340,7 +390,10 @@ def run(cfg: Config, resume: bool = False) -> Path:
         majority = max(test_labels.count(c) for c in set(test_labels)) / len(test_labels)
         results["targets"][t] = {**{kk: round(v, 4) if isinstance(v, float) else v for kk, v in best[t].items()},
                                  "chance_majority": round(majority, 4), "classes": classes[t],
-                                 "motion": t in MOTION_TARGETS}
+                                 "motion": t in MOTION_TARGETS,
+                                 # one character per test clip, in split order: lets two encoders'
+                                 # probes be compared clip by clip (McNemar), evals/bench/probe_compare.py
+                                 "test_correct": best_correct[t]}
     out = Path(cfg.out)
     atomic_write_json(out, results)
     print(json.dumps({t: (r["test"], r["chance_majority"]) for t, r in results["targets"].items()}))
