@@ -125,7 +125,7 @@ def test_probe_end_to_end(clips_dir, tmp_path):
         # the per-clip record agrees with the reported accuracy (it feeds the paired comparison)
         assert len(r["test_correct"]) == 2 and r["test_correct"].count("1") / 2 == pytest.approx(r["test"])
     # another encoder's probe on the same clips pairs with it clip by clip
-    from cogarch.evals.bench.probe_compare import compare, mcnemar
+    from cogarch.evals.bench.probe_compare import compare, mcnemar, pooled_sign_test
 
     torch.manual_seed(1)
     PerceptionModule(micro()).save_pretrained(tmp_path / "enc1")
@@ -133,8 +133,10 @@ def test_probe_end_to_end(clips_dir, tmp_path):
                             pooler_heads=2, out=str(tmp_path / "other.json")))
     lines = compare([str(out)], [str(other)], ("trained", "random"))
     assert sum(line.startswith("| direction") for line in lines) == 2  # its paired row and its mean row
-    assert lines[-5].startswith("| num_objects") and lines[-1].endswith("of 1 |")
+    assert lines[-5].startswith("| num_objects") and "| 0 of 1 |" in lines[-1]
     assert mcnemar("1100", "0000") == (2, 0, 0.5) and mcnemar("10", "01")[2] == 1.0
+    # pooled over two seeds: clip 0 is right 2/2 under A, 0/2 under B; clip 1 ties (0/2); clip 2: 1/2 vs 2/2
+    assert pooled_sign_test(["101", "100"], ["001", "001"])[:2] == (1, 1)
     with pytest.raises(UserError):
         compare([str(out)], [], ("a", "b"))
     with pytest.raises(UserError):

@@ -9,8 +9,10 @@ the seed is also the random init). All files must come from the same data folder
 the probe records, per target, which test clips it got right at the epoch chosen on val, so two
 probes can be compared on the same clips. For each pair and target the table gives both
 accuracies, the discordant clips (right only under A / only under B) and the exact two-sided
-McNemar p (a binomial test on the discordant clips). A difference in accuracy between two probes
-on n = 200 test clips is within noise unless p is small; across seeds, the sign should hold.
+McNemar p (a binomial test on the discordant clips). The summary pools the pairs: per clip, how
+often each encoder's probes were right over the seeds, then a sign test over the clips (the
+independent units; `pooled_sign_test`). A difference in accuracy between two probes on a few
+hundred test clips is within noise unless p is small; across seeds, the sign should hold.
 """
 
 from __future__ import annotations
@@ -69,10 +71,30 @@ def compare(a_files: list[str], b_files: list[str], names: tuple[str, str]) -> l
             accs_a.append(ta["test"])
             accs_b.append(tb["test"])
             lines.append(f"| {t} ({chance:.3f}) | {i} | {ta['test']:.3f} | {tb['test']:.3f} | {oa} | {ob} | {p:.2g} |")
-        means[t] = (sum(accs_a) / len(accs_a), sum(accs_b) / len(accs_b), sum(x > y for x, y in zip(accs_a, accs_b)))
-    lines += ["", f"| target | mean {na} | mean {nb} | pairs where {na} is ahead |", "|---|---|---|---|"]
-    lines += [f"| {t} | {ma:.3f} | {mb:.3f} | {w} of {len(a_files)} |" for t, (ma, mb, w) in means.items()]
+        better_a, better_b, p = pooled_sign_test([r["targets"][t]["test_correct"] for r in a_res],
+                                                 [r["targets"][t]["test_correct"] for r in b_res])
+        means[t] = (sum(accs_a) / len(accs_a), sum(accs_b) / len(accs_b), sum(x > y for x, y in zip(accs_a, accs_b)),
+                    better_a, better_b, p)
+    lines += ["", f"| target | mean {na} | mean {nb} | pairs where {na} is ahead | clips better under {na} | "
+              f"clips better under {nb} | sign-test p |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {t} | {ma:.3f} | {mb:.3f} | {w} of {len(a_files)} | {ba} | {bb} | {p:.2g} |"
+              for t, (ma, mb, w, ba, bb, p) in means.items()]
     return lines
+
+
+def pooled_sign_test(a: list[str], b: list[str]) -> tuple[int, int, float]:
+    """Over all seed pairs at once: per clip, the fraction of A's probes right vs B's.
+
+    Clips, not (clip, seed) rows, are the independent units (every seed tests the same clips), so the
+    seeds are averaged per clip first; then a two-sided sign test over the clips where A and B differ.
+    Returns (clips where A is right more often, clips where B is, p).
+    """
+    n = len(a[0])
+    score_a = [sum(s[i] == "1" for s in a) for i in range(n)]  # equal seed counts: sums compare as means
+    score_b = [sum(s[i] == "1" for s in b) for i in range(n)]
+    more_a = sum(x > y for x, y in zip(score_a, score_b))
+    more_b = sum(x < y for x, y in zip(score_a, score_b))
+    return more_a, more_b, (binomtest(more_a, more_a + more_b, 0.5).pvalue if more_a + more_b else 1.0)
 
 
 def main() -> int:
