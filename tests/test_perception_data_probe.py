@@ -133,12 +133,21 @@ def test_probe_end_to_end(clips_dir, tmp_path):
                             pooler_heads=2, out=str(tmp_path / "other.json")))
     lines = compare([str(out)], [str(other)], ("trained", "random"))
     assert sum(line.startswith("| direction") for line in lines) == 2  # its paired row and its mean row
-    assert lines[-5].startswith("| num_objects") and "| 0 of 1 |" in lines[-1]
+    means = [line for line in lines if " of 1 |" in line]
+    assert [m.split(" | ")[0] for m in means] == ["| num_objects", "| num_moving", "| fastest_color", "| direction",
+                                                   "| collision"]
+    assert all(m.endswith("| — |") for m in means)  # one seed pair: no seed-level test
     assert mcnemar("1100", "0000") == (2, 0, 0.5) and mcnemar("10", "01")[2] == 1.0
     # pooled over two seeds: clip 0 is right 2/2 under A, 0/2 under B; clip 1 ties (0/2); clip 2: 1/2 vs 2/2
     assert pooled_sign_test(["101", "100"], ["001", "001"])[:2] == (1, 1)
     with pytest.raises(UserError):
         compare([str(out)], [], ("a", "b"))
+    (tmp_path / "bad.json").write_text(json.dumps({"targets": []}))
+    with pytest.raises(UserError, match="not a probe results JSON"):
+        compare([str(tmp_path / "bad.json")], [str(out)], ("a", "b"))
+    from cogarch.evals.bench.probe_compare import seed_level_p
+
+    assert seed_level_p([0.6, 0.7], [0.5, 0.55]) is not None and seed_level_p([0.6], [0.5]) is None
     with pytest.raises(UserError):
         run(ProbeConfig(encoder=str(tmp_path / "missing"), data_dir=str(clips_dir)))
 
@@ -223,3 +232,23 @@ def test_probe_feature_cache_reuses_features_and_keys_the_encoder(clips_dir, tmp
     # another random init is another encoder: it must not hit the seed-0 cache
     with pytest.raises(AssertionError, match="from the cache"):
         run(ProbeConfig(encoder="random", seed=1, out=str(tmp_path / "c.json"), **cfg))
+
+
+def test_probe_cache_key_follows_the_data_and_the_encoder_files(clips_dir, tmp_path):
+    import shutil
+
+    from cogarch.modules.perception.model import PerceptionModule
+    from cogarch.modules.perception.probe import _cache_file
+
+    data = tmp_path / "data"
+    shutil.copytree(clips_dir, data)
+    PerceptionModule(micro()).save_pretrained(tmp_path / "enc")
+    cfg = ProbeConfig(encoder=str(tmp_path / "enc"), data_dir=str(data), cache_dir=str(tmp_path / "cache"))
+    key = _cache_file(cfg, "train")
+    assert _cache_file(cfg, "train") == key and _cache_file(cfg, "val") != key
+    state = data / "clips" / "train" / "state.json"
+    state.write_text(state.read_text() + " ")  # regenerated data: the split's files change
+    assert _cache_file(cfg, "train") != key
+    key = _cache_file(cfg, "train")
+    (tmp_path / "enc" / "config.json").write_text((tmp_path / "enc" / "config.json").read_text() + "\n")
+    assert _cache_file(cfg, "train") != key  # a reconfigured encoder misses too

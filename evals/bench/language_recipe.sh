@@ -10,7 +10,7 @@
 # config fixes model.*, so model.* overrides are refused then). Stages whose output exists in OUT_DIR
 # are kept (use a new OUT_DIR for new arguments). Paths are relative to the repository root.
 # A blind baseline trained as long:
-#   cogarch train language --config configs/language/tiny.yaml stage=2 blind=true ... (see docs/benchmarks.md)
+#   cogarch train language --config configs/language/tiny.yaml stage=2 blind=true ... (see docs/bench_pack_history.md)
 set -e
 if [ $# -lt 4 ]; then
   echo "usage: bash evals/bench/language_recipe.sh OUT_DIR FEATURES S1_STEPS S2_STEPS [OVERRIDE ...]" >&2; exit 2

@@ -9,10 +9,12 @@ the seed is also the random init). All files must come from the same data folder
 the probe records, per target, which test clips it got right at the epoch chosen on val, so two
 probes can be compared on the same clips. For each pair and target the table gives both
 accuracies, the discordant clips (right only under A / only under B) and the exact two-sided
-McNemar p (a binomial test on the discordant clips). The summary pools the pairs: per clip, how
-often each encoder's probes were right over the seeds, then a sign test over the clips (the
-independent units; `pooled_sign_test`). A difference in accuracy between two probes on a few
-hundred test clips is within noise unless p is small; across seeds, the sign should hold.
+McNemar p (a binomial test on the discordant clips). The summary pools the pairs two ways:
+- a sign test over clips, each clip's correctness averaged over the seeds (`pooled_sign_test`). It
+  asks whether these probes differ on these clips; it holds the probe seeds fixed, so it does not
+  count the seed-to-seed variance of the probe itself;
+- a paired t-test over the seed pairs' accuracies (`seed_level_p`), which does, with few units.
+All p values are two-sided and not corrected for the number of targets.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import argparse
 import json
 from pathlib import Path
 
-from scipy.stats import binomtest
+from scipy.stats import binomtest, ttest_rel
 
 from cogarch.errors import UserError
 
@@ -30,7 +32,16 @@ def _load(path: str) -> dict:
     try:
         res = json.loads(Path(path).read_text())
         targets = res["targets"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        for key in ("data_dir", "splits", "n"):
+            res[key]  # noqa: B018 -- presence check; a KeyError is reported below
+        res["data_dir"] = str(Path(res["data_dir"]).resolve())  # the same folder by any relative path
+        if not isinstance(targets, dict) or not targets:
+            raise TypeError("no targets")
+        for r in targets.values():
+            if not isinstance(r.get("test_correct", ""), str) or not isinstance(r["test"], (int, float)):
+                raise TypeError("bad target entry")
+            r["chance_majority"]  # noqa: B018
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise UserError(f"{path}: not a probe results JSON ({e.__class__.__name__})") from None
     missing = [t for t, r in targets.items() if "test_correct" not in r]
     if missing:
@@ -74,12 +85,24 @@ def compare(a_files: list[str], b_files: list[str], names: tuple[str, str]) -> l
         better_a, better_b, p = pooled_sign_test([r["targets"][t]["test_correct"] for r in a_res],
                                                  [r["targets"][t]["test_correct"] for r in b_res])
         means[t] = (sum(accs_a) / len(accs_a), sum(accs_b) / len(accs_b), sum(x > y for x, y in zip(accs_a, accs_b)),
-                    better_a, better_b, p)
+                    better_a, better_b, p, seed_level_p(accs_a, accs_b))
     lines += ["", f"| target | mean {na} | mean {nb} | pairs where {na} is ahead | clips better under {na} | "
-              f"clips better under {nb} | sign-test p |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {t} | {ma:.3f} | {mb:.3f} | {w} of {len(a_files)} | {ba} | {bb} | {p:.2g} |"
-              for t, (ma, mb, w, ba, bb, p) in means.items()]
+              f"clips better under {nb} | sign-test p (clips, seeds fixed) | paired t p (seeds) |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {t} | {ma:.3f} | {mb:.3f} | {w} of {len(a_files)} | {ba} | {bb} | {p:.2g} | "
+              + ("—" if ps is None else f"{ps:.2g}") + " |"
+              for t, (ma, mb, w, ba, bb, p, ps) in means.items()]
+    lines += ["", f"p values are two-sided and uncorrected for the {len(targets)} targets."]
     return lines
+
+
+def seed_level_p(accs_a: list[float], accs_b: list[float]) -> float | None:
+    """Paired t-test over the seed pairs' accuracies: it counts the probe-seed variance that the
+    clip-level sign test holds fixed, at the price of few units (None below 2 pairs or with no spread)."""
+    diffs = [x - y for x, y in zip(accs_a, accs_b)]
+    if len(diffs) < 2 or max(diffs) == min(diffs):
+        return None
+    return float(ttest_rel(accs_a, accs_b).pvalue)
 
 
 def pooled_sign_test(a: list[str], b: list[str]) -> tuple[int, int, float]:

@@ -152,8 +152,8 @@ class CostModel(nn.Module):
     """Energy terms + critic (see the file docstring)."""
 
     name: ClassVar[str] = "cost"
-    reads: ClassVar[tuple[str, ...]] = ("forecast", "goal", "surprise")
-    writes: ClassVar[tuple[str, ...]] = ("cost",)
+    reads: tuple[str, ...] = ("forecast", "goal", "surprise")
+    writes: tuple[str, ...] = ("cost",)
 
     def __init__(self, config: CostConfig) -> None:
         super().__init__()

@@ -190,7 +190,7 @@ class LanguageModule(nn.Module):
     """Causal LM (+LoRA) that reads bus messages through per-kind projectors; see the file docstring."""
 
     name: ClassVar[str] = "language"
-    writes: ClassVar[tuple[str, ...]] = ()
+    writes: tuple[str, ...] = ()
 
     def __init__(self, config: LanguageConfig, lm: nn.Module, tokenizer: Any, base_path: str | None = None) -> None:
         super().__init__()

@@ -37,8 +37,8 @@ class MemoryModule(nn.Module):
     """name="memory", reads ("percept",), writes ("recall",). See the file docstring."""
 
     name: ClassVar[str] = "memory"
-    reads: ClassVar[tuple[str, ...]] = ("percept",)
-    writes: ClassVar[tuple[str, ...]] = ("recall",)
+    reads: tuple[str, ...] = ("percept",)
+    writes: tuple[str, ...] = ("recall",)
 
     def __init__(self, config: MemoryConfig | None = None) -> None:
         super().__init__()

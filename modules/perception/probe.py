@@ -279,23 +279,36 @@ def extract(encoder, data_dir: str, split: str, max_clips: int, batch: int, move
     return torch.cat(feats), labels
 
 
+# Bump when what a cached file holds changes (extraction, labels): old caches then miss.
+CACHE_VERSION = 1
+
+
+def _files_stamp(folder: Path, pattern: str) -> list:
+    """(name, size, mtime) of the files under `folder` matching `pattern`: changes when they are rewritten."""
+    return sorted((str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns)
+                  for f in folder.glob(pattern) if f.is_file())
+
+
 def _cache_file(cfg: Config, split: str) -> Path | None:
     """The cache file of one split's features, or None without a cache_dir.
 
-    The key names everything the features depend on: the encoder (a path is resolved, and its weights'
-    modification time is included so a retrained encoder misses), the init seed when the encoder is
-    random, the data folder, split, clip limit and move threshold (labels are cached with the features).
+    The key names everything the features depend on: the encoder (a folder by its resolved path and
+    the size and mtime of each of its files, so a retrained or reconfigured encoder misses; random and
+    pixels by their builder and, for random, the init seed), the data (the split's Arrow files and
+    state, so regenerated clips miss), the clip limit, the move threshold (labels are cached with the
+    features) and CACHE_VERSION.
     """
     if not cfg.cache_dir:
         return None
     enc = cfg.encoder
     if enc in ("random", "pixels"):
-        key_enc = f"{enc}:{cfg.random_arch}:{cfg.seed if enc == 'random' else ''}"
+        key_enc = [enc, cfg.random_arch, cfg.seed if enc == "random" else None]
     else:
         path = Path(enc).resolve()
-        stamp = max((f.stat().st_mtime_ns for f in path.glob("*.safetensors")), default=0) if path.is_dir() else 0
-        key_enc = f"{path}:{stamp}"
-    key = json.dumps([key_enc, str(Path(cfg.data_dir).resolve()), split, cfg.max_clips, cfg.move_px])
+        key_enc = [str(path), _files_stamp(path, "*") if path.is_dir() else None]
+    data = Path(cfg.data_dir).resolve()
+    key = json.dumps([CACHE_VERSION, key_enc, str(data), _files_stamp(data / "clips" / split, "*"), split,
+                      cfg.max_clips, cfg.move_px])
     return Path(cfg.cache_dir) / f"probe_features_{hashlib.sha256(key.encode()).hexdigest()[:16]}.safetensors"
 
 
@@ -336,6 +349,9 @@ def run(cfg: Config, resume: bool = False) -> Path:
         cache = _cache_file(cfg, sp)
         if cache is not None and cache.exists():
             feats[role], labels[role] = _read_cache(cache)
+            if feats[role].shape[0] != len(labels[role]):
+                raise UserError(f"probe feature cache {cache} holds {feats[role].shape[0]} clips but "
+                                f"{len(labels[role])} labels; delete it")
             log.info("probe: %s features %s from %s", sp, tuple(feats[role].shape), cache)
             continue
         feats[role], labels[role] = extract(encoder, cfg.data_dir, sp, cfg.max_clips, cfg.encode_batch, cfg.move_px,

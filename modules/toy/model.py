@@ -23,8 +23,8 @@ from cogarch.modules.toy.config import ToyConfig, ToyDataConfig
 
 class ToyRegressor(nn.Module):
     name: ClassVar[str] = "toy"
-    reads: ClassVar[tuple[str, ...]] = ("percept",)
-    writes: ClassVar[tuple[str, ...]] = ("cost",)
+    reads: tuple[str, ...] = ("percept",)
+    writes: tuple[str, ...] = ("cost",)
 
     def __init__(self, config: ToyConfig) -> None:
         super().__init__()
