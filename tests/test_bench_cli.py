@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from cogarch.errors import UserError
 from cogarch.evals.bench import cli
@@ -23,9 +24,24 @@ def test_cli_maps_user_error_to_exit_2(capsys):
 
 
 @pytest.mark.parametrize("args", [["pack_table", "/nonexistent"], ["probe_compare", "--a", "/nonexistent", "--b", "/x"],
+                                  ["perception_mixed_step", "--preset", "tiny", "--batch", "0"],
                                   ["planning_critic", "dynamics", "--pack", "/nonexistent", "--data", "/nonexistent"]])
 def test_bench_script_bad_path(args):
     r = subprocess.run([sys.executable, "-m", f"cogarch.evals.bench.{args[0]}", *args[1:]], capture_output=True, text=True)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_mixed_step_bench_counts_flops_and_reports_mfu(capsys):
+    # The accelerator benchmark runs the same code on the CPU: tiny preset, bf16 autocast, one step.
+    from cogarch.evals.bench.perception_mixed_step import bench, main
+
+    torch.set_num_threads(1)
+    r = bench("tiny", "cpu", batch=1, steps=1, warmup=0)
+    # the tiny encoder alone is ~2.7 M params x 512 tokens x 2 FLOPs forward; a training step is more
+    assert r["flops_per_step"] > 2 * 2.5e6 * 512 and r["median_s"] > 0 and r["peak_mem_gib"] is None
+    assert main(["--preset", "tiny", "--device", "cpu", "--batch", "1", "--steps", "1", "--warmup", "0",
+                 "--peak-tflops", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| MFU |" in out and " % |" in out
