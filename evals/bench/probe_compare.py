@@ -31,16 +31,15 @@ from cogarch.errors import UserError
 def _load(path: str) -> dict:
     try:
         res = json.loads(Path(path).read_text())
-        targets = res["targets"]
-        for key in ("data_dir", "splits", "n"):
-            res[key]  # noqa: B018 -- presence check; a KeyError is reported below
-        res["data_dir"] = str(Path(res["data_dir"]).resolve())  # the same folder by any relative path
-        if not isinstance(targets, dict) or not targets:
-            raise TypeError("no targets")
+        missing = [k for k in ("targets", "data_dir", "splits", "n") if k not in res]
+        targets = res.get("targets")
+        if missing or not isinstance(targets, dict) or not targets:
+            raise KeyError(missing or "targets")
         for r in targets.values():
-            if not isinstance(r.get("test_correct", ""), str) or not isinstance(r["test"], (int, float)):
+            if ("test" not in r or "chance_majority" not in r or not isinstance(r["test"], (int, float))
+                    or not isinstance(r.get("test_correct", ""), str)):
                 raise TypeError("bad target entry")
-            r["chance_majority"]  # noqa: B018
+        res["data_dir"] = str(Path(res["data_dir"]).resolve())  # the same folder by any relative path
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise UserError(f"{path}: not a probe results JSON ({e.__class__.__name__})") from None
     missing = [t for t, r in targets.items() if "test_correct" not in r]
