@@ -3,7 +3,7 @@
     cogarch ask CLIP QUESTION [-q QUESTION ...] [--model PACK] [--memory DIR] [--explain] [--trace] [--json]
     cogarch train MODULE --config FILE [key=value ...] [--resume]
     cogarch eval --suite NAME [--model PACK|blind|baseline:chance|baseline:prior] [--data DIR] [--limit N] [--output DIR]
-                 [--planner cem|hier|random|YAML]    (planning only: replaces the pack's stored planner)
+                 [--planner cem|hier|random|YAML] [--category near|far|...]   (planning only)
     cogarch generate --suite NAME --n N [--seed S] --out DIR [KEY=VALUE ...]
     cogarch info [PACK]
     cogarch memory list|search|forget|rebuild [TARGET] --store DIR
@@ -41,7 +41,8 @@ EXAMPLES = {
   cogarch eval --suite intphys2 --data ~/datasets/IntPhys2/Main --model blind
   cogarch eval --suite planning --model runs/pack/pack --limit 20                  # the pack's own planner
   cogarch eval --suite planning --model runs/pack/pack --planner hier              # same pack, hierarchical CEM
-  cogarch eval --suite planning --model runs/pack/pack --planner my/plan.yaml      # a PlannerConfig YAML""",
+  cogarch eval --suite planning --model runs/pack/pack --planner my/plan.yaml      # a PlannerConfig YAML
+  cogarch eval --suite planning --model runs/pack/pack --category near --limit 100  # 100 near-goal episodes""",
     "generate": """examples:
   cogarch generate --suite physqa --n 2000 --out data/physqa
   cogarch generate --suite voe --n 400 --seed 1 --out data/voe
@@ -112,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--planner", help="planning suite only: plan with this planner instead of the pack's stored one: "
                                      "a preset in configs/planner/ (random | cem | hier) or a planner YAML file")
+    e.add_argument("--category", help="planning suite only: evaluate only this goal category "
+                                      "(near | far | near+obstacles | far+obstacles), taken before --limit")
 
     g = _sub(subs, "generate", "generate a physics-world suite with exact answers")
     g.add_argument("--suite", required=True, help="physqa | voe | planning")
@@ -200,9 +203,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     tag = Path(model).name if os.path.sep in model else model.replace(":", "-")
     if planner is not None:  # its own default folder: never overwrite the pack planner's results
         tag += "-" + Path(args.planner).stem
+    if args.category:
+        tag += "-" + args.category.replace("+", "-")
     output = args.output or f"outputs/eval-{args.suite}-{tag}"
     results = run_eval(args.suite, model, args.data, args.limit, output, seed=args.seed, split=args.split,
-                       planner=planner)
+                       planner=planner, category=args.category)
     print(format_table(results))
     if planner is not None:  # the table does not say which planner ran
         print(f"planner: {planner['name']} (kind {planner['kind']}) in place of the pack's stored planner")

@@ -245,9 +245,16 @@ def _episode_category(row: dict) -> str:
     return env["goal_distance"] + ("+obstacles" if env["obstacles"] else "")
 
 
+PLANNING_CATEGORIES = ("near", "near+obstacles", "far", "far+obstacles")
+
+
 def _run_planning(model, data_dir: Path, split: str, limit: int | None,
-                  planner: Any = None) -> tuple[dict, dict, list, int]:
+                  planner: Any = None, category: str | None = None) -> tuple[dict, dict, list, int]:
     eps = sorted((dict(r) for r in load_episodes(data_dir, split)), key=lambda r: r["episode_id"])
+    if category is not None:  # before --limit: "the first N near-goal episodes" of the split
+        eps = [e for e in eps if _episode_category(e) == category]
+        if not eps:
+            raise DataError(f"planning split {split!r} at {str(data_dir)!r} has no {category!r} episodes")
     if limit is not None:
         if limit < 1:
             raise UserError(f"--limit must be >= 1, got {limit}")
@@ -300,6 +307,7 @@ def run_eval(
     seed: int = 0,
     split: str | None = "test",
     planner: Any = None,
+    category: str | None = None,
 ) -> dict:
     """Score `model` on one split of `suite`, with baselines; write outputs; return results.json.
 
@@ -307,18 +315,27 @@ def run_eval(
     PIQA and Perception Test, whose test labels are withheld; test otherwise). planner: planning
     suite only, a JSON-able override handed to the registered planner and recorded as
     config["planner"]; None keeps the model's own planner (and results.json as before).
+    category: planning suite only, evaluate only episodes of this goal category (near, far,
+    near+obstacles, far+obstacles), taken before `limit`; recorded as config["category"].
     """
     from cogarch.evals.report import write_outputs
 
     check_suite(suite)
     if planner is not None and suite != "planning":
         raise UserError(f"--planner applies only to --suite planning, not --suite {suite}")
+    if category is not None:
+        if suite != "planning":
+            raise UserError(f"--category applies only to --suite planning, not --suite {suite}")
+        if category not in PLANNING_CATEGORIES:
+            raise UserError(f"--category must be one of {', '.join(PLANNING_CATEGORIES)}, got {category!r}")
     split = split or default_split(suite)
     data_dir = resolve_data_dir(suite, data)
     config: dict[str, Any] = {"suite": suite, "data": str(data_dir), "split": split,
                               "limit": limit, "seed": seed}
     if suite == "planning":
-        metrics, baselines, samples, n = _run_planning(model, data_dir, split, limit, planner)
+        metrics, baselines, samples, n = _run_planning(model, data_dir, split, limit, planner, category)
+        if category is not None:
+            config["category"] = category
         config["baseline_note"] = "chance = stored random-action episodes; no answer prior for planning"
         if planner is not None:
             config["planner"] = planner

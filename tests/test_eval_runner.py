@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from cogarch.errors import NotBuiltError, UserError
+from cogarch.evals.suites.schema import DataError
 from cogarch.evals import runner
 from cogarch.evals.report import format_table
 from cogarch.evals.runner import run_eval, select_limit
@@ -369,6 +370,41 @@ def test_planning_reports_stored_random_success_and_planner_hook(tmp_path):
     assert rows[0]["steps"] == 3 and rows[0]["stored_random_success"] is True and rows[0]["category"] == "planning"
 
 
+def test_planning_category_filters_before_the_limit(tmp_path):
+    import datasets
+
+    kinds = [("near", False), ("far", False), ("near", True), ("near", False), ("far", True), ("near", False)]
+    eps = [{"episode_id": f"ep{i:02d}", "split": "test", "seed": i, "video": f"videos/ep{i}.mp4", "frames": 16,
+            "actions": "[]", "states": "[]", "goal": json.dumps({"x": 1, "y": 1, "r": 0.2}), "obstacles": "[]",
+            "success": i in (0, 5), "env": json.dumps({"goal_distance": d, "obstacles": o})}
+           for i, (d, o) in enumerate(kinds)]
+    root = tmp_path / "planning"
+    datasets.DatasetDict({"test": datasets.Dataset.from_list(eps)}).save_to_disk(str(root / "episodes"))
+    res = run_eval("planning", "baseline:chance", data=root, output=tmp_path / "o", category="near")
+    assert res["metrics"]["overall"] == {"success_rate": pytest.approx(2 / 3), "n": 3}  # ep00, ep03, ep05
+    assert set(res["metrics"]) == {"overall", "near"} and res["config"]["category"] == "near"
+    res = run_eval("planning", "baseline:chance", data=root, output=tmp_path / "o", category="near", limit=2)
+    assert res["metrics"]["overall"] == {"success_rate": 0.5, "n": 2}  # ep00, ep03: filtered, then the first 2
+    qids = [json.loads(line)["qid"] for line in (tmp_path / "o" / "samples.jsonl").read_text().splitlines()]
+    assert qids == ["ep00", "ep03"]
+    assert run_eval("planning", "baseline:chance", data=root, output=tmp_path / "o",
+                    category="far+obstacles")["metrics"]["overall"]["n"] == 1
+    near_only = _only(root, tmp_path, "near")
+    with pytest.raises(DataError, match="no 'far' episodes"):
+        run_eval("planning", "baseline:chance", data=near_only, output=tmp_path / "o", category="far")
+
+
+def _only(root, tmp_path, kind):
+    """A copy of the suite at `root` holding only its `kind` (goal distance, no obstacles) episodes."""
+    import datasets
+
+    ds = datasets.load_from_disk(str(root / "episodes"))["test"]
+    keep = ds.filter(lambda r: json.loads(r["env"]) == {"goal_distance": kind, "obstacles": False})
+    out = tmp_path / f"only-{kind}"
+    datasets.DatasetDict({"test": keep}).save_to_disk(str(out / "episodes"))
+    return out
+
+
 def _planning_suite(root, n=4):
     """A planning suite of `n` stored test episodes (every other one a stored success)."""
     import datasets
@@ -445,7 +481,10 @@ def test_plan_episode_plans_with_the_override_config(tmp_path, monkeypatch):
     (["--planner", "{dir}/range.yaml"], "range.yaml: cem.elites=8 exceeds cem.samples=4"),
     (["--planner", "hier", "--model", "baseline:chance"], "--planner needs a pack"),
     (["--planner", "hier", "--suite", "physqa"], "--planner applies only to --suite planning"),
-], ids=["unknown-preset", "missing-file", "unknown-key", "bad-type", "bad-range", "chance-model", "physqa-suite"])
+    (["--category", "middle"], "--category must be one of near, near+obstacles, far, far+obstacles"),
+    (["--category", "near", "--suite", "physqa"], "--category applies only to --suite planning"),
+], ids=["unknown-preset", "missing-file", "unknown-key", "bad-type", "bad-range", "chance-model", "physqa-suite",
+        "bad-category", "category-physqa"])
 def test_eval_bad_planner_exits_2_with_one_line(args, needle, tmp_path, capsys):
     from cogarch.cli import main
 
