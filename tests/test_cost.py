@@ -90,6 +90,19 @@ def test_step_publishes_cost_and_save_load(tmp_path):
     assert torch.equal(back.critic_value(z, g), cm.critic_value(z, g))
 
 
+def test_critic_reduce_final_reads_the_last_step_and_mean_every_step():
+    torch.manual_seed(0)
+    z, g = torch.randn(3, 4, 2, 8), torch.randn(3, 2, 8)  # [B, H, P, D] rollouts, [B, P, D] goal
+    final = CostModel(CostConfig(latent_dim=8, critic_weight=1.0, goal_weight=0.0))
+    mean = CostModel(CostConfig(latent_dim=8, critic_weight=1.0, goal_weight=0.0, critic_reduce="mean"))
+    mean.load_state_dict(final.state_dict())
+    per_step = final.critic_value(z, g)  # [B, H]
+    assert torch.allclose(final.cost(z, g)["critic"], per_step[:, -1])
+    assert torch.allclose(mean.cost(z, g)["total"], per_step.mean(dim=1))
+    with pytest.raises(ConfigError, match="critic_reduce"):
+        CostConfig(critic_reduce="max").validate()
+
+
 def test_critic_job_uses_train_split_only(tmp_path):
     n, T, D = 4, 5, 8
     save_file(

@@ -110,7 +110,9 @@ def dynamics(pack: str, data: str, episodes: int = 50, split: str = "val", world
     actions; the critic's keypoint of step t+h is compared with the true puck position (px). The
     keypoint of the TRUE latent is the readout floor. Response: from each state, one random push u
     (|u| = a_max) and its opposite -u are simulated and rolled out one step; cosine and ratio of the
-    predicted keypoint difference kp(u) - kp(-u) against the true one.
+    predicted keypoint difference kp(u) - kp(-u) against the true one. Displacement slope: the
+    least-squares slope of the keypoint's one-step displacement on the puck's true one, read from the
+    true next latent (the readout's own sensitivity to motion) and from the prediction.
     """
     import datasets
 
@@ -129,6 +131,7 @@ def dynamics(pack: str, data: str, episodes: int = 50, split: str = "val", world
     rng = np.random.default_rng(seed)
     err = {k: [[] for _ in range(horizons)] for k in ("model", "copy_last", "true_latent")}
     cos, ratio, true_sep, pred_sep = [], [], [], []
+    disp: dict[str, list] = {"true": [], "true_latent": [], "model": []}
     for r in rows:
         env = env_from_row(r)
         size, stored = float(env.size), json.loads(r["actions"])
@@ -145,6 +148,11 @@ def dynamics(pack: str, data: str, episodes: int = 50, split: str = "val", world
             ctx = z[t - C + 1 : t + 1][None]
             pred = wm.rollout(ctx, H, actions=A[t : t + H][None], past_actions=A[t - C + 1 : t][None])[0]
             kp_pred, kp_true_lat, kp_last = kp(pred) * size, kp(z[t + 1 : t + 1 + H]) * size, kp(z[t]) * size
+            # One-step displacements (px): true, as the keypoint of the true next latent reads it, as predicted.
+            step = torch.as_tensor(pos[t + 1] - pos[t])
+            disp["true"].append(step.tolist())
+            disp["true_latent"].append((kp_true_lat[0] - kp_last).tolist())
+            disp["model"].append((kp_pred[0] - kp_last).tolist())
             for h in range(H):
                 truth = torch.as_tensor(pos[t + 1 + h])
                 err["model"][h].append(float((kp_pred[h] - truth).norm()))
@@ -167,8 +175,18 @@ def dynamics(pack: str, data: str, episodes: int = 50, split: str = "val", world
             cos.append(float(torch.nn.functional.cosine_similarity(d_pred[None], d_true[None].float())[0]))
             ratio.append(float(d_pred.norm() / d_true.norm().clamp(min=1e-6)))
     med = lambda v: round(float(np.median(v)), 2) if v else None  # noqa: E731
+    # Least-squares slope of a readout's one-step displacement on the true one (1 = full size, 0 =
+    # blind to motion): how much of the puck's motion the keypoint sees in true and predicted latents.
+    d_true = np.asarray(disp["true"]).reshape(-1, 2)
+
+    def slope(k: str) -> float | None:
+        d = np.asarray(disp[k]).reshape(-1, 2)
+        return round(float((d * d_true).sum() / max((d_true * d_true).sum(), 1e-9)), 3) if len(d) else None
+
     return {"episodes": len(rows), "split": split, "context": C,
             "keypoint_err_px_median": {k: [med(v[h]) for h in range(horizons)] for k, v in err.items()},
+            "displacement_slope": {"true_latent": slope("true_latent"), "model": slope("model"),
+                                   "true_step_px_median": med(np.linalg.norm(d_true, axis=1).tolist())},
             "push_response": {"cosine_mean": round(float(np.mean(cos)), 3), "predicted_sep_px_median": med(pred_sep),
                               "true_sep_px_median": med(true_sep), "ratio_median": med(ratio), "n": len(cos)}}
 

@@ -15,6 +15,10 @@ class CostConfig:
     goal_weight: float = 1.0
     surprise_weight: float = 0.0  # weight of mean surprise (prefer predictable futures)
     critic_weight: float = 0.0  # weight of the critic's cost-to-go at the trajectory's last step
+    # Over a predicted trajectory: "final" step (a cost-to-go critic, gamma > 0) | "mean" over steps.
+    # With a gamma = 0 critic (the current distance), "mean" prefers arriving early and staying; "final"
+    # is indifferent to a trajectory that sweeps past the goal as long as it ends near it.
+    critic_reduce: str = "final"
     constraint_weight: float = 1.0  # weight of caller-supplied constraint terms (e.g. leaving the table)
     # critic: "mlp": MLP(LN(pooled z), LN(pooled goal)) -> predicted discounted future cost;
     # "keypoint": a soft-argmax keypoint over each step's token grid, value = a |kp(z) - kp(goal)| + b
@@ -40,6 +44,8 @@ class CostConfig:
             raise ConfigError(f"cost.distance must be 'l1', 'l2' or 'cosine', got {self.distance!r}")
         if self.goal_reduce not in ("final", "mean"):
             raise ConfigError(f"cost.goal_reduce must be 'final' or 'mean', got {self.goal_reduce!r}")
+        if self.critic_reduce not in ("final", "mean"):
+            raise ConfigError(f"cost.critic_reduce must be 'final' or 'mean', got {self.critic_reduce!r}")
         if self.critic_arch not in ("mlp", "keypoint"):
             raise ConfigError(f"cost.critic_arch must be 'mlp' or 'keypoint', got {self.critic_arch!r}")
         if self.target not in ("mc", "td_lambda"):

@@ -210,7 +210,8 @@ class CostModel(nn.Module):
             terms["goal"] = d[:, -1] if c.goal_reduce == "final" else d.mean(dim=1)
             total = total + c.goal_weight * terms["goal"]
             if c.critic_weight:
-                terms["critic"] = self.critic_value(z[:, -1:], goal)[:, 0]
+                v = self.critic_value(z if c.critic_reduce == "mean" else z[:, -1:], goal)  # [B, H or 1]
+                terms["critic"] = v.mean(dim=1)
                 total = total + c.critic_weight * terms["critic"]
         if surprise is not None:
             terms["surprise"] = surprise if surprise.dim() == 1 else surprise.mean(dim=1)
