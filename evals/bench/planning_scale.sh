@@ -7,6 +7,7 @@
 # PERCEPTION: the perception training folder whose encoder makes the features (default: the v9
 # pack's, runs/pack9/perception/final); PACK: the pack whose perception/ the planner reads (the same
 # encoder, exported). Stages whose output exists in OUT_DIR are kept (delete a folder to redo it).
+# Paths must not contain spaces or quotes (they are pasted into Python strings).
 # Numbers: docs/bench_world_model.md, "Planning on 8x the data".
 set -e
 cd "$(dirname "$0")/../.."
@@ -15,6 +16,7 @@ PERC=${2:-runs/pack9/perception/final}
 PACK=${3:-runs/pack9/pack}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 ovr() { .venv/bin/python -c "import yaml; print(' '.join(yaml.safe_load(open('configs/pack/default.yaml'))['$1']))"; }
+WM_OVR=$(ovr planning_world_model_overrides)  # own line: set -e stops here if the recipe cannot be read
 keep() { [ -e "$1" ] && echo "keeping $1 (delete it to redo that stage)" >&2; }
 # A separately seeded suite: its train split trains, val chose the variant, test is reported.
 keep $R/data/episodes || .venv/bin/cogarch generate --suite planning --n 8000 --seed 1002 --out $R/data
@@ -24,7 +26,7 @@ write_planning_features('$R/data', PerceptionEncoder('$PERC', 4, tokens=True), '
 # The default recipe's world model (its overrides), trained 8000 steps instead of 2000.
 keep $R/wmC/final || .venv/bin/cogarch train world_model --config configs/world_model/tiny.yaml \
   data.features_dir=$R/features/world_model model.latent_dim=192 model.action_dim=2 trainer.out_dir=$R/wmC \
-  trainer.seed=0 $(ovr planning_world_model_overrides) trainer.max_steps=8000 trainer.ckpt_every=1000
+  trainer.seed=0 $WM_OVR trainer.max_steps=8000 trainer.ckpt_every=1000
 # The pack's own keypoint critic (trained on its 700 episodes), its energy averaged over the
 # rollout (critic_reduce=mean), and 5 observed steps of context instead of 3: chosen on 30 near-goal
 # val episodes of this suite (docs/bench_world_model.md).

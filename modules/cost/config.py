@@ -14,7 +14,7 @@ class CostConfig:
     goal_reduce: str = "final"  # over a predicted trajectory: "final" step | "mean" over steps
     goal_weight: float = 1.0
     surprise_weight: float = 0.0  # weight of mean surprise (prefer predictable futures)
-    critic_weight: float = 0.0  # weight of the critic's cost-to-go at the trajectory's last step
+    critic_weight: float = 0.0  # weight of the critic's cost-to-go (last step, or mean: critic_reduce)
     # Over a predicted trajectory: "final" step (a cost-to-go critic, gamma > 0) | "mean" over steps.
     # With a gamma = 0 critic (the current distance), "mean" prefers arriving early and staying; "final"
     # is indifferent to a trajectory that sweeps past the goal as long as it ends near it.
