@@ -370,16 +370,21 @@ def test_planning_reports_stored_random_success_and_planner_hook(tmp_path):
     assert rows[0]["steps"] == 3 and rows[0]["stored_random_success"] is True and rows[0]["category"] == "planning"
 
 
-def test_planning_category_filters_before_the_limit(tmp_path):
+def _category_suite(root, kinds):
+    """A planning suite whose test episode i has goal distance / obstacles kinds[i] (ep00, ep05 stored successes)."""
     import datasets
 
-    kinds = [("near", False), ("far", False), ("near", True), ("near", False), ("far", True), ("near", False)]
     eps = [{"episode_id": f"ep{i:02d}", "split": "test", "seed": i, "video": f"videos/ep{i}.mp4", "frames": 16,
             "actions": "[]", "states": "[]", "goal": json.dumps({"x": 1, "y": 1, "r": 0.2}), "obstacles": "[]",
             "success": i in (0, 5), "env": json.dumps({"goal_distance": d, "obstacles": o})}
            for i, (d, o) in enumerate(kinds)]
-    root = tmp_path / "planning"
     datasets.DatasetDict({"test": datasets.Dataset.from_list(eps)}).save_to_disk(str(root / "episodes"))
+    return root
+
+
+def test_planning_category_filters_before_the_limit(tmp_path):
+    kinds = [("near", False), ("far", False), ("near", True), ("near", False), ("far", True), ("near", False)]
+    root = _category_suite(tmp_path / "planning", kinds)
     res = run_eval("planning", "baseline:chance", data=root, output=tmp_path / "o", category="near")
     assert res["metrics"]["overall"] == {"success_rate": pytest.approx(2 / 3), "n": 3}  # ep00, ep03, ep05
     assert set(res["metrics"]) == {"overall", "near"} and res["config"]["category"] == "near"
@@ -389,20 +394,9 @@ def test_planning_category_filters_before_the_limit(tmp_path):
     assert qids == ["ep00", "ep03"]
     assert run_eval("planning", "baseline:chance", data=root, output=tmp_path / "o",
                     category="far+obstacles")["metrics"]["overall"]["n"] == 1
-    near_only = _only(root, tmp_path, "near")
+    near_only = _category_suite(tmp_path / "near_only", [("near", False)] * 2)
     with pytest.raises(DataError, match="no 'far' episodes"):
         run_eval("planning", "baseline:chance", data=near_only, output=tmp_path / "o", category="far")
-
-
-def _only(root, tmp_path, kind):
-    """A copy of the suite at `root` holding only its `kind` (goal distance, no obstacles) episodes."""
-    import datasets
-
-    ds = datasets.load_from_disk(str(root / "episodes"))["test"]
-    keep = ds.filter(lambda r: json.loads(r["env"]) == {"goal_distance": kind, "obstacles": False})
-    out = tmp_path / f"only-{kind}"
-    datasets.DatasetDict({"test": keep}).save_to_disk(str(out / "episodes"))
-    return out
 
 
 def _planning_suite(root, n=4):

@@ -28,23 +28,35 @@ from scipy.stats import binomtest, ttest_rel
 from cogarch.errors import UserError
 
 
+def _shape_problem(res: object) -> str | None:
+    """Why `res` is not a probe results JSON (None when it is one)."""
+    if not isinstance(res, dict):
+        return "not an object"
+    missing = [k for k in ("targets", "data_dir", "splits", "n") if k not in res]
+    if missing:
+        return f"missing {missing}"
+    targets = res["targets"]
+    if not isinstance(targets, dict) or not targets:
+        return "no targets"
+    for name, r in targets.items():
+        if (not isinstance(r, dict) or not isinstance(r.get("test"), (int, float)) or "chance_majority" not in r
+                or not isinstance(r.get("test_correct", ""), str)):
+            return f"bad entry for target {name!r}"
+    return None
+
+
 def _load(path: str) -> dict:
     try:
         res = json.loads(Path(path).read_text())
-        missing = [k for k in ("targets", "data_dir", "splits", "n") if k not in res]
-        targets = res.get("targets")
-        if missing or not isinstance(targets, dict) or not targets:
-            raise KeyError(missing or "targets")
-        for r in targets.values():
-            if ("test" not in r or "chance_majority" not in r or not isinstance(r["test"], (int, float))
-                    or not isinstance(r.get("test_correct", ""), str)):
-                raise TypeError("bad target entry")
-        res["data_dir"] = str(Path(res["data_dir"]).resolve())  # the same folder by any relative path
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+    except (OSError, ValueError) as e:
         raise UserError(f"{path}: not a probe results JSON ({e.__class__.__name__})") from None
-    missing = [t for t, r in targets.items() if "test_correct" not in r]
+    problem = _shape_problem(res)
+    if problem:
+        raise UserError(f"{path}: not a probe results JSON ({problem})")
+    missing = [t for t, r in res["targets"].items() if "test_correct" not in r]
     if missing:
         raise UserError(f"{path}: no per-clip results for {missing} (written by an older probe; rerun it)")
+    res["data_dir"] = str(Path(res["data_dir"]).resolve())  # the same folder by any relative path
     return res
 
 
