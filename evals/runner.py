@@ -251,18 +251,17 @@ PLANNING_CATEGORIES = ("near", "near+obstacles", "far", "far+obstacles")
 def _run_planning(model, data_dir: Path, split: str, limit: int | None,
                   planner: Any = None, category: str | None = None) -> tuple[dict, dict, list, int]:
     eps = sorted((dict(r) for r in load_episodes(data_dir, split)), key=lambda r: r["episode_id"])
+    cats = [_episode_category(e) for e in eps]  # parsed once; filtered in step with eps
     if category is not None:  # before --limit: "the first N near-goal episodes" of the split
-        eps = [e for e in eps if _episode_category(e) == category]
+        eps, cats = [e for e, c in zip(eps, cats) if c == category], [c for c in cats if c == category]
         if not eps:
             raise DataError(f"planning split {split!r} at {str(data_dir)!r} has no {category!r} episodes")
     if limit is not None:
         if limit < 1:
             raise UserError(f"--limit must be >= 1, got {limit}")
-        eps = eps[:limit]
+        eps, cats = eps[:limit], cats[:limit]
     if not eps:
         raise DataError(f"planning split {split!r} at {str(data_dir)!r} has no episodes")
-
-    cats = [_episode_category(e) for e in eps]
 
     def metrics(succ: list[bool]) -> dict:
         out = {"overall": {"success_rate": sum(map(bool, succ)) / len(succ), "n": len(succ)}}

@@ -110,3 +110,22 @@ def test_run_plan_writes_strip_and_rejects_bad_input(tmp_path):
             run_plan(*bad, 0, str(tmp_path / "x.png"), None)
     with pytest.raises(UserError, match="planning model folder"):
         run_plan("table-push", "near", "cem", 0, str(tmp_path / "x.png"), str(tmp_path))
+
+
+def test_load_learned_keeps_the_saved_energy_config(tmp_path):
+    """The planner scores with the cost config as saved (goal_reduce, critic_reduce); a planning
+    folder without a critic averages the goal distance over the rollout."""
+    import json
+
+    from cogarch.modules.cost.cli import load_learned
+    from cogarch.modules.cost.config import CostConfig
+    from cogarch.modules.cost.model import CostModel
+
+    torch.manual_seed(0)
+    wm = WorldModel(WorldModelConfig(latent_dim=64, hidden_dim=16, depth=1, heads=2, max_steps=8, action_dim=2))
+    wm.save_pretrained(tmp_path / "world_model")
+    (tmp_path / "planning.json").write_text(json.dumps({"encoder": "blur-pixels", "context": 2}))
+    assert load_learned(str(tmp_path)).cost.config.goal_reduce == "mean"  # no critic: the default energy
+    CostModel(CostConfig(latent_dim=64, goal_reduce="final", critic_reduce="mean")).save_pretrained(tmp_path / "cost")
+    cfg = load_learned(str(tmp_path)).cost.config
+    assert (cfg.goal_reduce, cfg.critic_reduce) == ("final", "mean")

@@ -15,9 +15,8 @@ R=${1:-runs/plan8k}
 PERC=${2:-runs/pack9/perception/final}
 PACK=${3:-runs/pack9/pack}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-ovr() { .venv/bin/python -c "import yaml; print(' '.join(yaml.safe_load(open('configs/pack/default.yaml'))['$1']))"; }
-WM_OVR=$(ovr planning_world_model_overrides)  # own line: set -e stops here if the recipe cannot be read
-keep() { [ -e "$1" ] && echo "keeping $1 (delete it to redo that stage)" >&2; }
+. evals/bench/recipe_lib.sh  # ovr, keep
+WM_OVR=$(ovr planning_world_model_overrides)
 # A separately seeded suite: its train split trains, val chose the variant, test is reported.
 keep $R/data/episodes || .venv/bin/cogarch generate --suite planning --n 8000 --seed 1002 --out $R/data
 keep $R/features/planning_features.json || .venv/bin/python -c "

@@ -12,10 +12,9 @@ R=${1:-runs/untrained_plan}
 export OMP_NUM_THREADS=2
 # The world model's and critic's overrides come from the default pack's recipe, so the baseline
 # follows it when the recipe changes.
-ovr() { .venv/bin/python -c "import yaml; print(' '.join(yaml.safe_load(open('configs/pack/default.yaml'))['$1']))"; }
+. evals/bench/recipe_lib.sh  # ovr, keep
 WM_OVR=$(ovr planning_world_model_overrides)
 CRITIC_OVR=$(ovr critic_overrides)
-keep() { [ -e "$1" ] && echo "keeping $1 (delete it to redo that stage)" >&2; }
 keep $R/perception/final || .venv/bin/cogarch train perception --config configs/perception/tiny.yaml data.data_dir=runs/pack/data/physqa trainer.out_dir=$R/perception trainer.seed=0 trainer.max_steps=1 optim.lr=1.0e-12 optim.warmup_steps=0 model.pool_grid=4 trainer.ckpt_every=0 trainer.progress=false
 keep $R/features/planning_features.json || .venv/bin/python -c "
 from cogarch.modules.cost.cli import PerceptionEncoder, write_planning_features

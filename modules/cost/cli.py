@@ -135,8 +135,12 @@ def load_learned(folder: str) -> LearnedModel:
     meta = json.loads(meta_file.read_text())
     wm = module_class("world_model").from_pretrained(root / "world_model").eval()
     D = wm.config.latent_dim
-    cost = CostModel.from_pretrained(root / "cost") if (root / "cost").is_dir() else CostModel(CostConfig(latent_dim=D))
-    cost.config.goal_reduce = "mean"  # mean distance along the rollout rewards reaching the goal early
+    # The energy is the saved cost config as trained (goal_reduce, critic_reduce, weights). Without a
+    # trained critic: goal distance averaged over the rollout, which rewards reaching the goal early.
+    if (root / "cost").is_dir():
+        cost = CostModel.from_pretrained(root / "cost")
+    else:
+        cost = CostModel(CostConfig(latent_dim=D, goal_reduce="mean"))
     if wm.config.action_dim < 1:
         raise UserError(f"{folder!r}: the world model is not action-conditioned; it cannot plan")
     enc = make_encoder(meta["encoder"], int(meta.get("grid", 0)), root, bool(meta.get("tokens", False)))
