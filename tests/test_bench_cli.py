@@ -25,7 +25,8 @@ def test_cli_maps_user_error_to_exit_2(capsys):
 
 @pytest.mark.parametrize("args", [["pack_table", "/nonexistent"], ["probe_compare", "--a", "/nonexistent", "--b", "/x"],
                                   ["perception_mixed_step", "--preset", "tiny", "--batch", "0"],
-                                  ["planning_critic", "dynamics", "--pack", "/nonexistent", "--data", "/nonexistent"]])
+                                  ["planning_critic", "dynamics", "--pack", "/nonexistent", "--data", "/nonexistent"],
+                                  ["voe_scores", "--world-model", "/nonexistent", "--data", "/nonexistent"]])
 def test_bench_script_bad_path(args):
     r = subprocess.run([sys.executable, "-m", f"cogarch.evals.bench.{args[0]}", *args[1:]], capture_output=True, text=True)
     assert r.returncode == 2
@@ -45,3 +46,21 @@ def test_mixed_step_bench_counts_flops_and_reports_mfu(capsys):
                  "--peak-tflops", "1"]) == 0
     out = capsys.readouterr().out
     assert "| MFU |" in out and " % |" in out
+
+
+def test_voe_score_variants_localise_one_object():
+    """One slot mispredicted by 1 in every entry: slot_max sees all of it, row_mean 1/K of it, the
+    visibility score only that entry; a perfect prediction scores 0; ratio divides by the scene's change."""
+    from cogarch.evals.bench.voe_scores import VISIBLE, clip_score, step_scores
+
+    z = torch.zeros(1, 4, 6, 18)  # [N, T', K, 18]
+    pred = z[:, 1:].clone()
+    assert all(float(s.abs().max()) == 0 for s in step_scores(pred, z).values())
+    pred[0, 2, 3] += 1.0  # slot 3 at the prediction of step 3
+    s = step_scores(pred, z)
+    assert float(s["slot_max"][0, 2]) == pytest.approx(1.0) and float(s["row_mean"][0, 2]) == pytest.approx(1 / 6)
+    assert float(s["presence"][0, 2]) == pytest.approx(1.0) and float(s["presence"][0, 1]) == 0.0
+    assert float(s["ratio"][0, 2]) == pytest.approx((1 / 6) / 0.01)  # nothing changed in the scene
+    assert float(clip_score(s["slot_max"], 1)[0]) == pytest.approx(1.0)  # the peak step
+    assert float(clip_score(s["slot_max"], 0)[0]) == pytest.approx(0.5)  # steps 2-3 of the clip
+    assert VISIBLE == 13

@@ -45,7 +45,12 @@ def clip_targets(data: str, split: str, clip_ids: list[str]) -> dict[str, torch.
 
 
 class AttentiveProbe(nn.Module):
-    """[B, N, D] -> [B, out]: `queries` learned queries cross-attend to the tokens, then a linear head."""
+    """[B, N, D] -> [B, out]: `queries` learned queries cross-attend to the tokens, then a linear head.
+
+    Deliberately not perception's MultiQueryProbe (modules/perception/probe.py): that one adds a
+    3-D position code of a known token grid and has one query per target. This one reads any bus
+    tokens (pooled, slot rows; no grid) and scores a whole multi-label target with one head.
+    """
 
     def __init__(self, dim: int, out: int, queries: int = 8, width: int = 64) -> None:
         super().__init__()
