@@ -26,7 +26,8 @@ def test_cli_maps_user_error_to_exit_2(capsys):
 @pytest.mark.parametrize("args", [["pack_table", "/nonexistent"], ["probe_compare", "--a", "/nonexistent", "--b", "/x"],
                                   ["perception_mixed_step", "--preset", "tiny", "--batch", "0"],
                                   ["planning_critic", "dynamics", "--pack", "/nonexistent", "--data", "/nonexistent"],
-                                  ["voe_scores", "--world-model", "/nonexistent", "--data", "/nonexistent"]])
+                                  ["voe_scores", "--world-model", "/nonexistent", "--data", "/nonexistent"],
+                                  ["vjepa_surprise", "--perception", "/nonexistent", "--data", "/nonexistent"]])
 def test_bench_script_bad_path(args):
     r = subprocess.run([sys.executable, "-m", f"cogarch.evals.bench.{args[0]}", *args[1:]], capture_output=True, text=True)
     assert r.returncode == 2

@@ -1,0 +1,103 @@
+"""VoE with the V-JEPA predictor itself: surprise = error predicting the next step's tokens from the past.
+
+Garrido et al. (2025, "Intuitive physics understanding emerges from self-supervised pretraining on
+natural videos") score violation-of-expectation clips with a pretrained V-JEPA's own predictor:
+the context encoder sees the past frames, the predictor fills in the future tokens, and the L1
+error against the target encoder's tokens is the surprise. This script does that with a cogarch
+perception TRAINING folder (encoder + predictor + EMA target; a shipped pack keeps only the target
+encoder): for every latent step t >= 2 of a clip, the context is all tokens of steps < t, the
+targets are step t's tokens (of the full clip, encoded by the target encoder, as in training).
+Per step it keeps the mean and the max over the step's tokens; a clip scores the max or the mean
+of its steps. Reported: pairwise accuracy per violation type, for the trained module and for an
+untrained one of the same config (seed 0) on the same clips.
+
+    python -m cogarch.evals.bench.vjepa_surprise --perception runs/pack/perception/final --data runs/voe1000
+
+Caveat: the pack's masks are tubes over the whole clip (temporal_scale 1.0), so the predictor never
+trained on "future from past" targets; the original paper's models did not either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from cogarch.errors import UserError
+from cogarch.evals.bench import cli
+from cogarch.evals.bench.world_model import voe_eval, voe_rows
+
+SPLITS = ("val", "test", "test_ood")
+
+
+@torch.no_grad()
+def step_surprise(m, frames: torch.Tensor) -> torch.Tensor:
+    """frames [B, T, 3, H, W] in [0, 1] -> [B, T', 2] (mean, max over step t's tokens); steps 0-1 are 0."""
+    c = m.config
+    T, H, W = m.token_grid(c.num_frames)
+    P = H * W
+    x = m.normalize(frames)
+    target = m.encode_target(x)  # [B, T'*P, D]
+    emb = m.encoder.embeddings(x)  # [B, T'*P, D] tubelet embeddings, (t', h', w') row-major
+    B = x.shape[0]
+    out = torch.zeros(B, T, 2)
+    for t in range(2, T):
+        ci = torch.arange(t * P).expand(B, -1)
+        ti = torch.arange(t * P, (t + 1) * P).expand(B, -1)
+        ctx = m._run_layers(m.encoder, emb[:, : t * P], ci)  # context encoder on the past only
+        err = (m.predict(ctx, ci, ti, mask_index=0) - target[:, t * P:(t + 1) * P]).abs().mean(-1)  # [B, P]
+        out[:, t, 0], out[:, t, 1] = err.mean(1), err.amax(1)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--perception", required=True, help="a perception training folder (with the predictor)")
+    ap.add_argument("--data", required=True, help="a generated VoE suite")
+    ap.add_argument("--batch", type=int, default=16)
+    a = ap.parse_args(argv)
+    from cogarch.features import clip_refs, read_frames
+    from cogarch.registry import module_class
+
+    if not Path(a.perception, "config.json").is_file():
+        raise UserError(f"--perception {a.perception!r} is not a saved module folder")
+    if not Path(a.data, "manifest.json").is_file():
+        raise UserError(f"--data {a.data!r} is not a generated suite (no manifest.json)")
+    if json.loads((Path(a.perception) / "config.json").read_text()).get("inference_only"):
+        raise UserError(f"{a.perception!r} holds the target encoder only (a shipped pack): use the training folder")
+    trained = module_class("perception").from_pretrained(a.perception).eval()
+    torch.manual_seed(0)
+    models = {"trained": trained, "untrained": type(trained)(trained.config).eval()}
+    suite, refs = clip_refs(a.data, SPLITS)
+    if suite != "voe":
+        raise UserError(f"--data {a.data!r} is a {suite!r} suite, not voe")
+    c = trained.config
+    rows = voe_rows(Path(a.data), set(SPLITS))
+    print("| encoder + predictor | score | " + " | ".join(SPLITS) + " |\n|---|---|" + "---|" * len(SPLITS))
+    per_type = {}
+    for name, m in models.items():
+        s: dict[str, torch.Tensor] = {}
+        for i in range(0, len(refs), a.batch):
+            chunk = refs[i:i + a.batch]
+            frames = torch.stack([read_frames(r.video, c.num_frames, c.img_size) for r in chunk])
+            for r, v in zip(chunk, step_surprise(m, frames)):
+                s[r.clip_id] = v[2:]  # steps with >= 2 steps of context
+        for j, tok in enumerate(("token mean", "token max")):
+            for agg in ("max", "mean"):
+                res = {sp: voe_eval([r for r in rows if r["split"] == sp],
+                                    {r["clip_id"]: float(getattr(s[r["clip_id"]][:, j], agg)())
+                                     for r in rows if r["split"] == sp}) for sp in SPLITS}
+                per_type[(name, tok, agg)] = res
+                print(f"| {name} | {tok}, {agg} over steps | "
+                      + " | ".join(f"{100 * res[sp]['mean']['pairwise_acc']:.1f}" for sp in SPLITS) + " |")
+    print("\nper type on test (pairwise %):")
+    for (name, tok, agg), res in per_type.items():
+        r = res["test"]
+        print(f"  {name:9s} {tok}, {agg}: " + ", ".join(f"{t} {100 * r[t]['pairwise_acc']:.0f}" for t in r if t != "mean"))
+    return 0
+
+
+if __name__ == "__main__":
+    cli(main)
