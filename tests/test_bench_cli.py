@@ -27,7 +27,8 @@ def test_cli_maps_user_error_to_exit_2(capsys):
                                   ["perception_mixed_step", "--preset", "tiny", "--batch", "0"],
                                   ["planning_critic", "dynamics", "--pack", "/nonexistent", "--data", "/nonexistent"],
                                   ["voe_scores", "--world-model", "/nonexistent", "--data", "/nonexistent"],
-                                  ["vjepa_surprise", "--perception", "/nonexistent", "--data", "/nonexistent"]])
+                                  ["vjepa_surprise", "--perception", "/nonexistent", "--data", "/nonexistent"],
+                                  ["paired", "/nonexistent/a.jsonl", "/nonexistent/b.jsonl"]])
 def test_bench_script_bad_path(args):
     r = subprocess.run([sys.executable, "-m", f"cogarch.evals.bench.{args[0]}", *args[1:]], capture_output=True, text=True)
     assert r.returncode == 2
@@ -65,3 +66,26 @@ def test_voe_score_variants_localise_one_object():
     assert float(clip_score(s["slot_max"], 1)[0]) == pytest.approx(1.0)  # the peak step
     assert float(clip_score(s["slot_max"], 0)[0]) == pytest.approx(0.5)  # steps 2-3 of the clip
     assert VISIBLE == 13
+
+
+def test_paired_mcnemar_counts_and_p(tmp_path):
+    """Discordant questions are counted per category; the exact McNemar p of 6 vs 0 is 2 / 2**6."""
+    import json
+
+    from cogarch.evals.bench.paired import compare, load
+
+    def write(name, correct):
+        rows = [{"qid": f"q{i}", "category": "predictive" if i < 8 else "descriptive", "correct": c}
+                for i, c in enumerate(correct)]
+        (tmp_path / name).write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        return load(str(tmp_path / name))
+
+    a = write("a.jsonl", [True] * 8 + [True, False])
+    b = write("b.jsonl", [True, True] + [False] * 6 + [False, True])
+    res = compare(a, b)
+    assert (res["predictive"]["only_a"], res["predictive"]["only_b"]) == (6, 0)
+    assert res["predictive"]["p"] == pytest.approx(2 / 2**6)
+    assert res["overall"]["n"] == 10 and (res["overall"]["only_a"], res["overall"]["only_b"]) == (7, 1)
+    assert res["descriptive"]["acc_a"] == 0.5 and res["descriptive"]["p"] == 1.0
+    with pytest.raises(UserError, match="different questions"):
+        compare(a, {k: v for k, v in b.items() if k != "q0"})
