@@ -65,7 +65,16 @@ def test_voe_score_variants_localise_one_object():
     assert float(s["ratio"][0, 2]) == pytest.approx((1 / 6) / 0.01)  # nothing changed in the scene
     assert float(clip_score(s["slot_max"], 1)[0]) == pytest.approx(1.0)  # the peak step
     assert float(clip_score(s["slot_max"], 0)[0]) == pytest.approx(0.5)  # steps 2-3 of the clip
-    assert VISIBLE == 13
+    assert float(clip_score(s["slot_max"], 0, min_context=3)[0]) == pytest.approx(1.0)  # step 3 only
+    # VISIBLE indexes the visibility entry of perception's published rows
+    from cogarch.modules.perception.objects import ObjectHead
+
+    out = {"color": torch.zeros(1, 1, 8), "shape": torch.zeros(1, 1, 3), "material": torch.zeros(1, 1, 2),
+           "exist": torch.full((1, 1), 20.0), "visible": torch.full((1, 1, 2), 20.0),
+           "pos": torch.full((1, 1, 2, 2), 0.5), "vel": torch.full((1, 1, 2, 2), -0.5)}
+    rows = ObjectHead.tokens(out)[0][0, 0]  # [18]
+    assert rows[VISIBLE] == pytest.approx(1.0) and rows[VISIBLE + 1] == pytest.approx(0.5)
+    assert rows[VISIBLE - 1] < 0.9 and rows.shape == (18,)
 
 
 def test_paired_mcnemar_counts_and_p(tmp_path):

@@ -32,9 +32,14 @@ def load(path: str) -> dict[str, tuple[str, bool]]:
             continue
         try:
             r = json.loads(line)
-            out[r["qid"]] = (r["category"], bool(r["correct"]))
+            qid, cat, ok = r["qid"], str(r["category"]), bool(r["correct"])
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise UserError(f"{path}:{i + 1}: not a samples row with qid, category and correct ({e})") from None
+        if qid in out:
+            raise UserError(f"{path}:{i + 1}: question {qid!r} appears twice")
+        if cat == "overall":
+            raise UserError(f"{path}:{i + 1}: a category named 'overall' clashes with the summary row")
+        out[qid] = (cat, ok)
     if not out:
         raise UserError(f"{path!r} holds no samples")
     return out

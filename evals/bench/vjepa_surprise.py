@@ -65,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--perception {a.perception!r} is not a saved module folder")
     if not Path(a.data, "manifest.json").is_file():
         raise UserError(f"--data {a.data!r} is not a generated suite (no manifest.json)")
-    if json.loads((Path(a.perception) / "config.json").read_text()).get("inference_only"):
+    if a.batch < 1:
+        raise UserError(f"--batch must be >= 1, got {a.batch}")
+    try:
+        meta = json.loads((Path(a.perception) / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{a.perception!r}: unreadable config.json ({e})") from None
+    if meta.get("inference_only"):
         raise UserError(f"{a.perception!r} holds the target encoder only (a shipped pack): use the training folder")
     trained = module_class("perception").from_pretrained(a.perception).eval()
     torch.manual_seed(0)

@@ -34,7 +34,7 @@ from cogarch.errors import UserError
 from cogarch.evals.bench import cli
 from cogarch.evals.bench.world_model import voe_eval, voe_rows
 
-VISIBLE, POS = 13, slice(14, 16)  # row layout: identity probs (13) | visible | x, y | vx, vy (objects.py)
+VISIBLE = 13  # row layout: identity probs (13) | visible | x, y | vx, vy (ObjectHead.tokens in objects.py)
 SPLITS = ("val", "test", "test_ood")
 KS = (1, 2, 0)  # 0 = all steps
 
@@ -56,9 +56,10 @@ def load_rows(features: str | None, perception: str | None, data: str) -> tuple[
     if not Path(features).is_file():
         raise UserError(f"--features {features!r} is not a file")
     with safe_open(features, "pt") as f:
-        meta, z = f.metadata(), f.get_tensor("latents").float()
-    if meta.get("suite") != "voe" or z.dim() != 4 or z.shape[-1] != 18:
-        raise UserError(f"{features!r} is not a VoE shard of object rows [N, T, K, 18] (got {tuple(z.shape)})")
+        meta = f.metadata() or {}
+        z = f.get_tensor("latents").float() if "latents" in f.keys() else None
+    if meta.get("suite") != "voe" or "clip_ids" not in meta or z is None or z.dim() != 4 or z.shape[-1] != 18:
+        raise UserError(f"{features!r} is not a VoE shard of object rows [N, T, K, 18] with clip ids")
     return z, json.loads(meta["clip_ids"])
 
 
@@ -77,8 +78,10 @@ def step_scores(pred: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
             "ratio": row / ((prev - obs).abs().mean((2, 3)) + 0.01)}
 
 
-def clip_score(s: torch.Tensor, k: int) -> torch.Tensor:
-    s = s[:, 1:]  # the first predicted step has one step of context
+def clip_score(s: torch.Tensor, k: int, min_context: int = 2) -> torch.Tensor:
+    """Mean of the k largest per-step scores [N, T'-1] (k = 0: all) of the steps the module scores:
+    entry t predicts step t + 1, so steps with >= min_context observed steps start at entry min_context - 1."""
+    s = s[:, max(min_context - 1, 0):]
     return s.topk(min(k, s.shape[1]) if k else s.shape[1], dim=1).values.mean(1)
 
 
@@ -103,21 +106,26 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(a.world_model, "config.json").is_file():
         raise UserError(f"--world-model {a.world_model!r} is not a saved module folder")
     wm = module_class("world_model").from_pretrained(a.world_model).eval()
-    if wm.config.source != "objects":
-        raise UserError(f"--world-model {a.world_model!r} reads {wm.config.source!r}, not object rows")
+    if wm.config.source != "objects" or wm.config.normalize:
+        raise UserError(f"--world-model {a.world_model!r} must read raw object rows (source=objects, normalize=false)")
     if not Path(a.data, "manifest.json").is_file():
         raise UserError(f"--data {a.data!r} is not a generated suite (no manifest.json)")
     z, ids = load_rows(a.features, a.perception, a.data)
+    wm._check(z)  # slot count and row width against the model's config
     idx = {c: i for i, c in enumerate(ids)}
     rows = voe_rows(Path(a.data), set(SPLITS))
+    missing = [r["clip_id"] for r in rows if r["clip_id"] not in idx]
+    if missing:
+        raise UserError(f"the features hold no rows for {len(missing)} clips of {a.data!r} (e.g. {missing[0]}): another suite?")
+    mc = wm.config.surprise_min_context
     torch.manual_seed(0)
     untrained = type(wm)(wm.config).eval()
     preds = {"trained": predictions(wm, z), "untrained": predictions(untrained, z), "copy-last": z[:, :-1]}
-    res = {m: {f"{v}@{k}": evaluate(clip_score(s, k), idx, rows) for v, s in step_scores(p, z).items()
+    res = {m: {f"{v}@{k}": evaluate(clip_score(s, k, mc), idx, rows) for v, s in step_scores(p, z).items()
                if not (m == "copy-last" and v == "ratio") for k in KS} for m, p in preds.items()}
     best = max(res["trained"], key=lambda key: res["trained"][key]["val"]["mean"]["pairwise_acc"])
     types = [t for t in res["trained"][best]["test"] if t != "mean"]
-    print(f"trained model, every variant (pairwise accuracy %, mean over types; k = 0: all steps)\n")
+    print("trained model, every variant (pairwise accuracy %, mean over types; k = 0: all steps)\n")
     print("| variant@k | val | test | test_ood |\n|---|---|---|---|")
     for key, r in res["trained"].items():
         print(f"| {key} | " + " | ".join(f"{100 * r[sp]['mean']['pairwise_acc']:.1f}" for sp in SPLITS) + " |")
