@@ -15,10 +15,9 @@ import argparse
 import json
 from pathlib import Path
 
-from scipy.stats import binomtest
-
 from cogarch.errors import UserError
 from cogarch.evals.bench import cli
+from cogarch.evals.bench.probe_compare import mcnemar  # the exact test on '0'/'1' strings
 
 
 def load(path: str) -> dict[str, tuple[str, bool]]:
@@ -57,11 +56,9 @@ def compare(a: dict[str, tuple[str, bool]], b: dict[str, tuple[str, bool]]) -> d
     groups["overall"] = list(a)
     out = {}
     for cat, qs in groups.items():
-        only_a = sum(a[q][1] and not b[q][1] for q in qs)
-        only_b = sum(b[q][1] and not a[q][1] for q in qs)
-        n_disc = only_a + only_b
+        only_a, only_b, p = mcnemar("".join("01"[a[q][1]] for q in qs), "".join("01"[b[q][1]] for q in qs))
         out[cat] = {"n": len(qs), "acc_a": sum(a[q][1] for q in qs) / len(qs), "acc_b": sum(b[q][1] for q in qs) / len(qs),
-                    "only_a": only_a, "only_b": only_b, "p": binomtest(only_a, n_disc, 0.5).pvalue if n_disc else 1.0}
+                    "only_a": only_a, "only_b": only_b, "p": p}
     return out
 
 

@@ -40,13 +40,12 @@ def step_surprise(m, frames: torch.Tensor) -> torch.Tensor:
     P = H * W
     x = m.normalize(frames)
     target = m.encode_target(x)  # [B, T'*P, D]
-    emb = m.encoder.embeddings(x)  # [B, T'*P, D] tubelet embeddings, (t', h', w') row-major
     B = x.shape[0]
     out = torch.zeros(B, T, 2)
     for t in range(2, T):
         ci = torch.arange(t * P).expand(B, -1)
         ti = torch.arange(t * P, (t + 1) * P).expand(B, -1)
-        ctx = m._run_layers(m.encoder, emb[:, : t * P], ci)  # context encoder on the past only
+        ctx = m.encode_context(x, [ci])[0]  # context encoder on the past only (tokens are (t', h', w') row-major)
         err = (m.predict(ctx, ci, ti, mask_index=0) - target[:, t * P:(t + 1) * P]).abs().mean(-1)  # [B, P]
         out[:, t, 0], out[:, t, 1] = err.mean(1), err.amax(1)
     return out
