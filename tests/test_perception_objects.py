@@ -186,11 +186,41 @@ def test_step_readout_reads_only_its_own_step():
     assert head(torch.randn(2, 16, 16))["pos"].shape == (2, 3, 4, 2)
 
 
-def test_train_objects_loss_goes_down_and_export_publishes_objects(clips_dir, encoder_dir, tmp_path):
+def test_pixel_branch_reads_each_steps_own_frames():
+    """head.pixels > 0: a CNN map of the frames is added to the tokens at the patch grid. Step t's
+    memory depends on the frames of step t's tubelet only, and the map changes the slots; a head
+    with the branch refuses to run without frames or with frames of the wrong shape."""
+    torch.manual_seed(0)
+    grid, tubelet, patch = (4, 2, 2), 2, 8
+    head = ObjectHead(16, grid, slots=3, hidden=16, layers=1, heads=2, blocks=0, classes=(3, 2, 2),
+                      pixels=4, patch=patch, tubelet=tubelet)
+    assert len([m for m in head.stem if isinstance(m, torch.nn.Conv2d)]) == 4  # log2(8) stride-2 convs + 1x1
+    x = torch.zeros(2, 16, 16)
+    frames = torch.randn(2, 8, 3, 16, 16, requires_grad=True)
+    mem = head.with_pixels(x, frames)
+    assert mem.shape == (2, 16, 16)
+    mem.view(2, 4, 4, 16)[:, 1].sum().backward()  # step 1 reads frames 2 and 3
+    g = frames.grad.abs().sum(dim=(0, 2, 3, 4))
+    assert float(g[2]) > 0 and float(g[3]) > 0 and float(g[[0, 1, 4, 5, 6, 7]].sum()) == 0.0
+    tokens = torch.randn(2, 16, 16)
+    with torch.no_grad():
+        a, b = head(tokens, frames), head(tokens, frames + 1.0)
+    assert not torch.allclose(a["exist"], b["exist"])
+    with pytest.raises(ValueError, match="pass the clip's frames"):
+        head(tokens)
+    with pytest.raises(ValueError, match="expected"):
+        head(tokens, frames[:, :6])
+    with pytest.raises(ConfigError, match="power-of-two"):
+        PerceptionConfig(object_slots=2, object_pixels=4, img_size=48, patch_size=12).validate()
+
+
+@pytest.mark.parametrize("pixels", [0, 8])
+def test_train_objects_loss_goes_down_and_export_publishes_objects(clips_dir, encoder_dir, tmp_path, pixels):
     from cogarch.train import fit
 
     cfg = Config(encoder=str(encoder_dir))
     cfg.head.slots, cfg.head.hidden, cfg.head.layers, cfg.head.heads, cfg.head.step_layers = 3, 32, 2, 2, 1
+    cfg.head.pixels = pixels
     cfg.data.data_dir, cfg.data.progress = str(clips_dir), False
     cfg.trainer.out_dir, cfg.trainer.max_steps, cfg.trainer.batch_size = str(tmp_path / "run"), 80, 8
     cfg.trainer.log_every, cfg.trainer.ckpt_every, cfg.trainer.seed = 10, 0, 0
@@ -211,6 +241,7 @@ def test_train_objects_loss_goes_down_and_export_publishes_objects(clips_dir, en
 
     loaded = PerceptionModule.from_pretrained(final).eval()
     assert loaded.config.object_slots == 3 and loaded.config.object_step_layers == 1
+    assert loaded.config.object_pixels == pixels and (loaded.objects.pixels > 0) == (pixels > 0)
     assert loaded.writes == ("percept", "objects")
     from cogarch.modules.perception.data import ClipDataset
 

@@ -35,13 +35,13 @@ def score(perception: str, data: str, split: str, batch: int = 50, max_clips: in
     if model.objects is None:
         raise UserError(f"{perception}: this perception module has no object slots (train them: cogarch train objects)")
     model.eval()
-    tokens, targets = encode_split(model, data, split, max_clips, progress=True)
+    tokens, targets, frames = encode_split(model, data, split, max_clips, progress=True)
     train_targets = split_targets(model, data, "train", cache=False)[1]  # the majority baselines are fit there
     n_obj = count_ok = vis_ok = vis_n = 0
     correct = Counter()
     pos_err, pos_n = 0.0, 0
     for i in range(0, len(targets), batch):
-        out = model.objects(tokens[i : i + batch].float())
+        out = model.objects(tokens[i : i + batch].float(), None if frames is None else frames[i : i + batch].float())
         tg = targets[i : i + batch]
         pairs = match(out, tg)
         for b, ((si, oi), y) in enumerate(zip(pairs, tg)):

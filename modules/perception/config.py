@@ -110,6 +110,9 @@ class PerceptionConfig:
     # are step-local only with object_blocks = 0); 0: the track comes from the clip-level slot
     # vector (v8), which smooths sudden changes away.
     object_step_layers: int = 0
+    # Channels of the pixel branch (objects.py: a CNN on the frames, down to the patch grid, added
+    # to the encoder tokens the slots read); 0: the slots read the encoder tokens only (v9 and earlier).
+    object_pixels: int = 0
     object_colors: list[str] = field(default_factory=lambda: list(COLORS))
     object_shapes: list[str] = field(default_factory=lambda: list(SHAPES))
     object_materials: list[str] = field(default_factory=lambda: list(MATERIALS))
@@ -143,9 +146,12 @@ class PerceptionConfig:
         if self.attn_implementation not in ("sdpa", "eager"):
             raise ConfigError(f"perception: attn_implementation must be 'sdpa' or 'eager', got {self.attn_implementation!r}")
         if self.object_slots < 0 or (self.object_slots and (min(self.object_hidden, self.object_heads, self.object_layers) < 1
-                                                             or self.object_hidden % self.object_heads or self.object_blocks < 0 or self.object_step_layers < 0)):
+                                                             or self.object_hidden % self.object_heads or self.object_blocks < 0 or self.object_step_layers < 0
+                                                             or self.object_pixels < 0)):
             raise ConfigError("perception: object_slots must be >= 0; object_hidden, object_heads, object_layers >= 1, "
-                              "object_hidden a multiple of object_heads, object_blocks and object_step_layers >= 0")
+                              "object_hidden a multiple of object_heads, object_blocks, object_step_layers and object_pixels >= 0")
+        if self.object_slots and self.object_pixels and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
+            raise ConfigError(f"perception: object_pixels needs a power-of-two patch_size, got {self.patch_size}")
         if self.object_slots and not (self.object_colors and self.object_shapes and self.object_materials):
             raise ConfigError("perception: object_colors / object_shapes / object_materials must not be empty")
         if len(self.norm_mean) != self.in_chans or len(self.norm_std) != self.in_chans:

@@ -95,7 +95,8 @@ class PerceptionModule(nn.Module):
             classes = (len(config.object_colors), len(config.object_shapes), len(config.object_materials))
             self.objects = ObjectHead(config.hidden_size, config.grid, config.object_slots, config.object_hidden,
                                       config.object_layers, config.object_heads, config.object_blocks, classes,
-                                      config.object_step_layers)
+                                      config.object_step_layers, config.object_pixels, config.patch_size,
+                                      config.tubelet_size)
             self.writes = ("percept", "objects")
         mean = torch.tensor(config.norm_mean, dtype=torch.float32).view(1, 1, -1, 1, 1)
         std = torch.tensor(config.norm_std, dtype=torch.float32).view(1, 1, -1, 1, 1)
@@ -278,11 +279,13 @@ class PerceptionModule(nn.Module):
     @torch.no_grad()
     def publish(self, bus: LatentBus, frames: torch.Tensor, normalized: bool = False, fps: float | None = None) -> Message:
         """Encode `frames` and publish a "percept" message (per-token time index t' in tubelets)."""
-        tokens = self.encode(frames, normalized=normalized)  # [B, N, D]
+        self._check_frames(frames)
+        x = frames if normalized else self.normalize(frames)
+        tokens = self.encode(x, normalized=True)  # [B, N, D]
         B, N, D = tokens.shape
         grid = self.token_grid(frames.shape[1])
         if self.objects is not None:
-            self.publish_objects(bus, tokens, grid)
+            self.publish_objects(bus, tokens, grid, x)
         t_index = torch.arange(grid[0], device=tokens.device)
         if self.config.pool_per_step:
             tokens = tokens.view(B, grid[0], grid[1] * grid[2], D).mean(2)  # [B, T', D]
@@ -303,12 +306,14 @@ class PerceptionModule(nn.Module):
         return bus.publish(Message("percept", self.name, tokens, time=time.contiguous(), meta=meta))
 
     @torch.no_grad()
-    def publish_objects(self, bus: LatentBus, tokens: torch.Tensor, grid: tuple[int, int, int]) -> Message:
-        """Object slots from the full token grid [B, T'H'W', D] -> an "objects" message [B, T'*K, 18]."""
+    def publish_objects(self, bus: LatentBus, tokens: torch.Tensor, grid: tuple[int, int, int],
+                        frames: torch.Tensor | None = None) -> Message:
+        """Object slots from the full token grid [B, T'H'W', D] (and, for a head with a pixel branch,
+        the normalised frames [B, T, 3, H, W]) -> an "objects" message [B, T'*K, 18]."""
         if tuple(grid) != tuple(self.objects.grid):
             raise UserError(f"perception: the object head reads a {tuple(self.objects.grid)} token grid, this clip "
                             f"gives {tuple(grid)} (it needs {self.config.num_frames} frames)")
-        out = self.objects(tokens)
+        out = self.objects(tokens, frames)
         rows, time = ObjectHead.tokens(out)
         c = self.config
         meta = {"slots": c.object_slots, "grid": list(grid), "canvas": CANVAS, "colors": list(c.object_colors),

@@ -8,7 +8,12 @@ output: K object slots, each a tracked object with its identity and its trajecto
 
 How (DETR, Carion et al. 2020): K learned queries cross-attend to the frozen encoder tokens (plus a
 learned map of each token's 3-D sin-cos position: the encoder's tokens carry none, V-JEPA 2 uses
-RoPE inside attention only) through a small transformer decoder. Each slot predicts
+RoPE inside attention only) through a small transformer decoder. Optionally (`pixels` > 0) a small
+CNN reads the frames themselves, down to the encoder's patch grid, and its map is added to the
+tokens. Why: physics-world objects are about 7 px wide, under one 8 px patch, and from the frozen
+tokens alone the slots count right on 56 % of clips and name 72 % of shapes, whether or not the
+encoder was pretrained (docs/benchmarks.md, "The v9 recipe on an untrained encoder"); DETR itself
+reads a CNN's map. Each slot predicts
   exist      is this slot an object?                       [B, K]
   colour / shape / material logits                         [B, K, C_*]
   visible    per latent step t', is the object in view?    [B, K, T']
@@ -40,12 +45,27 @@ class ObjectHead(nn.Module):
     """Frozen tokens [B, T'*H'*W', D] -> K object slots (see the file docstring)."""
 
     def __init__(self, dim: int, grid: tuple[int, int, int], slots: int, hidden: int, layers: int, heads: int,
-                 blocks: int, classes: tuple[int, int, int], step_layers: int = 0) -> None:
+                 blocks: int, classes: tuple[int, int, int], step_layers: int = 0, pixels: int = 0,
+                 patch: int = 8, tubelet: int = 2) -> None:
         super().__init__()
         self.grid, self.slots, self.classes = tuple(grid), slots, tuple(classes)
         self.inp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden))
         self.register_buffer("pos_code", sincos_3d(self.grid), persistent=False)  # [N, 48]
         self.pos_proj = nn.Sequential(nn.Linear(self.pos_code.shape[1], hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.pixels, self.patch, self.tubelet = pixels, patch, tubelet
+        if pixels:
+            if patch < 2 or patch & (patch - 1):
+                raise ValueError(f"object head: the pixel branch needs a power-of-two patch size, got {patch}")
+            # One step's tubelet of frames, stacked as channels (so the stem sees motion), down to the
+            # encoder's patch grid by stride-2 3x3 convolutions (log2(patch) of them; receptive field
+            # 15 px at patch 8). Its map is ADDED to the patch tokens: the memory the slots read keeps
+            # its size, so the head costs about what it did, and the convolutions can code where in
+            # its 8 px cell an object sits, which a patch token of a frozen encoder does not keep.
+            convs, c_in, c = [], 3 * tubelet, pixels
+            for _ in range(patch.bit_length() - 1):
+                convs += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GELU()]
+                c_in, c = c, min(2 * c, 4 * pixels)
+            self.stem = nn.Sequential(*convs, nn.Conv2d(c_in, hidden, 1))
         self.blocks = nn.ModuleList(  # DETR's encoder: lets tokens of one object gather before the slots read them
             nn.TransformerEncoderLayer(hidden, heads, 4 * hidden, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
             for _ in range(blocks)
@@ -70,11 +90,14 @@ class ObjectHead(nn.Module):
         else:  # v8 heads: the whole track from the clip-level slot vector
             self.track = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, T * 5))
 
-    def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, frames: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """tokens [B, T'H'W', D]; frames [B, T, 3, H, W] normalised (needed only with the pixel branch)."""
         B, N, _ = tokens.shape
         if N != self.pos_code.shape[0]:
             raise ValueError(f"object head: {N} tokens per clip, but its grid {self.grid} has {self.pos_code.shape[0]}")
         x = self.inp(tokens) + self.pos_proj(self.pos_code)  # [B, N, h]
+        if self.pixels:
+            x = self.with_pixels(x, frames)  # [B, T'H'W', h]
         for block in self.blocks:
             x = block(x)
         s = self.decoder(self.queries.expand(B, -1, -1), x)  # [B, K, h]
@@ -90,6 +113,19 @@ class ObjectHead(nn.Module):
             "pos": tr[..., 1:3],
             "vel": tr[..., 3:5],
         }
+
+    def with_pixels(self, x: torch.Tensor, frames: torch.Tensor | None) -> torch.Tensor:
+        """Token memory [B, T'H'W', h] + the stem's map of `frames` [B, T, 3, H, W] at the same grid."""
+        T, gh, gw = self.grid
+        if frames is None:
+            raise ValueError("object head: this head has a pixel branch; pass the clip's frames too")
+        B = x.shape[0]
+        want = (B, T * self.tubelet, 3, gh * self.patch, gw * self.patch)
+        if tuple(frames.shape) != want:
+            raise ValueError(f"object head: frames {tuple(frames.shape)}, expected {list(want)}")
+        f = frames.reshape(B * T, 3 * self.tubelet, *want[3:]).to(x.dtype)  # a step's frames as channels
+        p = self.stem(f)  # [B*T', h, H', W']
+        return x + p.flatten(2).transpose(1, 2).reshape(B, T * gh * gw, -1)  # time-major, row-major like the tokens
 
     def read_tracks(self, s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Slots [B, K, h] and tokens [B, T'H'W', h] -> per-step (visible, x, y, vx, vy) [B, K, T', 5]."""

@@ -50,6 +50,7 @@ class HeadConfig:
     heads: int = 4
     blocks: int = 0
     step_layers: int = 0  # per-step track readout layers (objects.py); 0: tracks from the slot vector
+    pixels: int = 0  # channels of the pixel branch (a stride-4 CNN on the frames); 0: tokens only
 
 
 @dataclass
@@ -64,9 +65,9 @@ class Config:
         if self.data.split in EVAL_SPLITS:
             raise ConfigError(f"objects: data.split={self.data.split!r} is an evaluation split; the head trains on train clips only")
         h = self.head
-        if min(h.slots, h.hidden, h.layers, h.heads) < 1 or h.blocks < 0 or h.step_layers < 0:
+        if min(h.slots, h.hidden, h.layers, h.heads) < 1 or h.blocks < 0 or h.step_layers < 0 or h.pixels < 0:
             raise ConfigError("objects: head.slots, head.hidden, head.layers and head.heads must be >= 1, "
-                              "head.blocks and head.step_layers >= 0")
+                              "head.blocks, head.step_layers and head.pixels >= 0")
         if h.hidden % h.heads:
             raise ConfigError(f"objects: head.heads={h.heads} must divide head.hidden={h.hidden}")
         if self.data.max_clips < 0 or self.data.encode_batch < 1:
@@ -86,7 +87,7 @@ def load_with_head(encoder: str, head: HeadConfig | None = None):
         return loaded
     cfg = dataclasses.replace(loaded.config, object_slots=head.slots, object_hidden=head.hidden,
                               object_layers=head.layers, object_heads=head.heads, object_blocks=head.blocks,
-                              object_step_layers=head.step_layers)
+                              object_step_layers=head.step_layers, object_pixels=head.pixels)
     try:
         model = PerceptionModule(cfg)
     except ConfigError as e:
@@ -119,33 +120,40 @@ def split_targets(model, data_dir: str, split: str, max_clips: int = 0, cache: b
 @torch.no_grad()
 def encode_split(model, data_dir: str, split: str, max_clips: int = 0, batch: int = 16, progress: bool = True,
                  max_objects: int = 0):
-    """(tokens [N, L, D] fp16 from the frozen target encoder, one target dict per clip). With
+    """(tokens [N, L, D] fp16 from the frozen target encoder, one target dict per clip, and the
+    normalised frames [N, T, 3, H, W] fp16 when the head has a pixel branch, else None). With
     max_objects > 0, a clip showing more objects is an error raised before any encoding."""
     ds, targets = split_targets(model, data_dir, split, max_clips)
     most = max((t["color"].numel() for t in targets), default=0)
     if max_objects and most > max_objects:
         raise ConfigError(f"objects: a clip of {data_dir} shows {most} objects but head.slots={max_objects}")
     model.eval()
-    feats = []
+    pixels = model.objects is not None and model.objects.pixels > 0
+    feats, frames = [], []
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=False)
     for b in tqdm(loader, desc=f"object features {split}", disable=not progress, unit="batch"):
         feats.append(model.encode(b["frames"], normalized=True).to(torch.float16))
-    return torch.cat(feats), targets
+        if pixels:  # fp16 halves the cache (5600 clips of 16 x 64 x 64: 2.2 GB)
+            frames.append(b["frames"].to(torch.float16))
+    return torch.cat(feats), targets, (torch.cat(frames) if pixels else None)
 
 
 class TokenTargets(torch.utils.data.Dataset):
-    def __init__(self, tokens: torch.Tensor, targets: list[dict]) -> None:
-        self.tokens, self.targets = tokens, targets
+    def __init__(self, tokens: torch.Tensor, targets: list[dict], frames: torch.Tensor | None = None) -> None:
+        self.tokens, self.targets, self.frames = tokens, targets, frames
 
     def __len__(self) -> int:
         return len(self.targets)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict]:
-        return self.tokens[i], self.targets[i]
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
+        return self.tokens[i], self.targets[i], (None if self.frames is None else self.frames[i])
 
 
-def collate(items: list[tuple[torch.Tensor, dict]]) -> dict[str, Any]:
-    return {"tokens": torch.stack([t for t, _ in items]), "targets": [y for _, y in items]}
+def collate(items: list[tuple[torch.Tensor, dict, torch.Tensor | None]]) -> dict[str, Any]:
+    batch = {"tokens": torch.stack([t for t, _, _ in items]), "targets": [y for _, y, _ in items]}
+    if items[0][2] is not None:
+        batch["frames"] = torch.stack([f for _, _, f in items])
+    return batch
 
 
 class ObjectTraining(nn.Module):
@@ -160,7 +168,9 @@ class ObjectTraining(nn.Module):
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         from cogarch.modules.perception.objects import set_loss
 
-        out = self.perception.objects(batch["tokens"].float())  # [B, L, D] frozen tokens -> slots
+        frames = batch.get("frames")
+        frames = None if frames is None else frames.float()  # [B, T, 3, H, W] for the pixel branch
+        out = self.perception.objects(batch["tokens"].float(), frames)  # [B, L, D] frozen tokens -> slots
         return set_loss(out, batch["targets"])
 
     def save_pretrained(self, path) -> None:
@@ -169,8 +179,8 @@ class ObjectTraining(nn.Module):
 
 def make_job(cfg: Config) -> TrainJob:
     model = load_with_head(cfg.encoder, cfg.head)
-    tokens, targets = encode_split(model, cfg.data.data_dir, cfg.data.split, cfg.data.max_clips,
-                                   cfg.data.encode_batch, cfg.data.progress, max_objects=cfg.head.slots)
+    tokens, targets, frames = encode_split(model, cfg.data.data_dir, cfg.data.split, cfg.data.max_clips,
+                                           cfg.data.encode_batch, cfg.data.progress, max_objects=cfg.head.slots)
     most = max((t["color"].numel() for t in targets), default=0)
     log.info("objects: %d clips, %d tokens each, up to %d objects, %d slots", len(targets), tokens.shape[1], most, cfg.head.slots)
-    return TrainJob(model=ObjectTraining(model), dataset=TokenTargets(tokens, targets), collate_fn=collate)
+    return TrainJob(model=ObjectTraining(model), dataset=TokenTargets(tokens, targets, frames), collate_fn=collate)
