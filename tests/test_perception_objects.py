@@ -202,6 +202,16 @@ def test_pixel_branch_reads_each_steps_own_frames():
     mem.view(2, 4, 4, 16)[:, 1].sum().backward()  # step 1 reads frames 2 and 3
     g = frames.grad.abs().sum(dim=(0, 2, 3, 4))
     assert float(g[2]) > 0 and float(g[3]) > 0 and float(g[[0, 1, 4, 5, 6, 7]].sum()) == 0.0
+    # One token (t', h', w') on a non-square grid reads only its tubelet's frames, near its patch:
+    # map cell j spans pixels 8j-7 .. 8j+7 (three stride-2 3x3 convolutions, padding 1).
+    wide = ObjectHead(16, (2, 2, 3), slots=3, hidden=16, layers=1, heads=2, blocks=0, classes=(3, 2, 2),
+                      pixels=4, patch=patch, tubelet=tubelet)
+    f = torch.randn(1, 4, 3, 16, 24, requires_grad=True)
+    wide.with_pixels(torch.zeros(1, 12, 16), f).view(1, 2, 2, 3, 16)[0, 1, 1, 2].sum().backward()
+    g = f.grad[0].abs().sum(dim=1)  # [T, H, W]
+    assert float(g[:2].sum()) == 0.0 and float(g[2:].sum()) > 0  # step 1 = frames 2, 3
+    rows, cols = g[2:].sum(dim=(0, 2)).nonzero().flatten(), g[2:].sum(dim=(0, 1)).nonzero().flatten()
+    assert int(rows.min()) >= 1 and int(rows.max()) <= 15 and int(cols.min()) >= 9 and int(cols.max()) <= 23
     tokens = torch.randn(2, 16, 16)
     with torch.no_grad():
         a, b = head(tokens, frames), head(tokens, frames + 1.0)
@@ -212,6 +222,16 @@ def test_pixel_branch_reads_each_steps_own_frames():
         head(tokens, frames[:, :6])
     with pytest.raises(ConfigError, match="power-of-two"):
         PerceptionConfig(object_slots=2, object_pixels=4, img_size=48, patch_size=12).validate()
+    # a one-frame clip fills its tubelet by repetition, in the pixel branch as in the encoder
+    cfg = PerceptionConfig(img_size=16, num_frames=2, patch_size=8, tubelet_size=2, hidden_size=16, depth=1,
+                           num_heads=2, pred_hidden_size=12, pred_depth=1, pred_num_heads=2, masks=vjepa2_mask_sets(),
+                           min_context=1, object_slots=2, object_hidden=16, object_heads=2, object_layers=1, object_pixels=4)
+    one = PerceptionModule(cfg).eval()
+    bus, image = LatentBus(), torch.rand(1, 1, 3, 16, 16)
+    one.step(bus, frames=image)
+    bus2 = LatentBus()
+    one.step(bus2, frames=image.repeat(1, 2, 1, 1, 1))
+    assert torch.allclose(bus.latest("objects").tokens, bus2.latest("objects").tokens, atol=1e-6)
 
 
 @pytest.mark.parametrize("pixels", [0, 8])

@@ -11,8 +11,8 @@ learned map of each token's 3-D sin-cos position: the encoder's tokens carry non
 RoPE inside attention only) through a small transformer decoder. Optionally (`pixels` > 0) a small
 CNN reads the frames themselves, down to the encoder's patch grid, and its map is added to the
 tokens. Why: physics-world objects are about 7 px wide, under one 8 px patch, and from the frozen
-tokens alone the slots count right on 56 % of clips and name 72 % of shapes, whether or not the
-encoder was pretrained (docs/benchmarks.md, "The v9 recipe on an untrained encoder"); DETR itself
+tokens alone the slots count right on 56 % of clips and name 72 % of shapes (49 % and 69 % on a
+random-init encoder; docs/benchmarks.md, "The v9 recipe on an untrained encoder"); DETR itself
 reads a CNN's map. Each slot predicts
   exist      is this slot an object?                       [B, K]
   colour / shape / material logits                         [B, K, C_*]
@@ -59,8 +59,12 @@ class ObjectHead(nn.Module):
             # One step's tubelet of frames, stacked as channels (so the stem sees motion), down to the
             # encoder's patch grid by stride-2 3x3 convolutions (log2(patch) of them; receptive field
             # 15 px at patch 8). Its map is ADDED to the patch tokens: the memory the slots read keeps
-            # its size, so the head costs about what it did, and the convolutions can code where in
+            # its size, so the decoder costs what it did, and the convolutions can code where in
             # its 8 px cell an object sits, which a patch token of a frozen encoder does not keep.
+            # (Padding 1 centres map cell j on the top-left pixel of patch j, half a patch off its
+            # centre, so the cell sees patch j and the last 7 px of patch j-1; the learned position
+            # code and the 15 px field absorb that. The shipped v10 head was trained this way; a
+            # centred variant (k=4, p=1) is untested.)
             convs, c_in, c = [], 3 * tubelet, pixels
             for _ in range(patch.bit_length() - 1):
                 convs += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GELU()]

@@ -50,7 +50,7 @@ class HeadConfig:
     heads: int = 4
     blocks: int = 0
     step_layers: int = 0  # per-step track readout layers (objects.py); 0: tracks from the slot vector
-    pixels: int = 0  # channels of the pixel branch (a stride-4 CNN on the frames); 0: tokens only
+    pixels: int = 0  # channels of the pixel branch (a CNN on the frames down to the patch grid); 0: tokens only
 
 
 @dataclass
