@@ -14,7 +14,7 @@ from cogarch.errors import ConfigError, UserError
 from cogarch.modules.perception.config import PerceptionConfig, vjepa2_mask_sets
 from cogarch.modules.perception.model import PerceptionModule
 from cogarch.modules.perception.objects import ObjectHead, clip_targets, match, set_loss
-from cogarch.modules.perception.objects_train import Config, load_with_head, make_job
+from cogarch.modules.perception.objects_train import Config, collate, load_with_head, make_job
 
 T, S = 4, 32
 VOCAB = (["red", "blue", "green"], ["cube", "sphere"], ["rubber", "metal"])
@@ -273,6 +273,14 @@ def test_train_objects_loss_goes_down_and_export_publishes_objects(clips_dir, en
     bus2 = LatentBus()
     job.model.perception.eval().step(bus2, frames=frames)
     assert torch.allclose(bus2.latest("objects").tokens, msg.tokens, atol=1e-6)  # save/load round trip
+    # training reads cached fp16 tokens (and frames) of the normalised clips; `publish` must see the same
+    raw = torch.stack([ClipDataset(clips_dir, "train", T, S, normalize=False)[i] for i in range(2)])
+    cached = collate([job.dataset[i] for i in range(2)])
+    with torch.no_grad():
+        out = loaded.objects(cached["tokens"].float(), cached["frames"].float() if pixels else None)
+    bus3 = LatentBus()
+    loaded.step(bus3, frames=raw)
+    assert torch.allclose(ObjectHead.tokens(out)[0], bus3.latest("objects").tokens, atol=2e-2)
     assert bus.latest("percept") is not None
 
 

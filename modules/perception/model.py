@@ -313,9 +313,10 @@ class PerceptionModule(nn.Module):
         if tuple(grid) != tuple(self.objects.grid):
             raise UserError(f"perception: the object head reads a {tuple(self.objects.grid)} token grid, this clip "
                             f"gives {tuple(grid)} (it needs {self.config.num_frames} frames)")
-        if frames is not None and frames.shape[1] < self.config.tubelet_size:
+        tubelet = self.config.tubelet_size
+        if frames is not None and frames.shape[1] < tubelet:
             # the encoder repeats a short clip's frames to fill its one tubelet; the pixel branch too
-            frames = frames.repeat(1, -(-self.config.tubelet_size // frames.shape[1]), 1, 1, 1)[:, : self.config.tubelet_size]
+            frames = frames.repeat(1, math.ceil(tubelet / frames.shape[1]), 1, 1, 1)[:, :tubelet]
         out = self.objects(tokens, frames)
         rows, time = ObjectHead.tokens(out)
         c = self.config
