@@ -146,6 +146,38 @@ def test_object_world_model_reads_slots_and_keeps_units(tmp_path):
         WorldModelConfig(source="pixels").validate()
 
 
+def test_constant_velocity_base_on_chosen_dims(tmp_path):
+    """extrapolate_dims: with the network's output zeroed, a rollout continues those dims at
+    constant velocity and holds the others (copy-last); the first step has no velocity to use.
+    It must be a residual model, and the dims must exist."""
+    wm = tiny(source="objects", normalize=False, extrapolate_dims=[1, 2])
+    torch.nn.init.zeros_(wm.out_proj.weight)
+    torch.nn.init.zeros_(wm.out_proj.bias)
+    t = torch.arange(4, dtype=torch.float32)
+    z = torch.zeros(1, 4, 1, 8)
+    z[..., 0, 0], z[..., 0, 1], z[..., 0, 2] = 3.0 * t, 2.0 * t, -0.5 * t  # dim 0 moves but is not extrapolated
+    with torch.no_grad():
+        fut = wm.rollout(z, 3)[0, :, 0]  # [3, 8]
+        pred = wm.predict(z)[0, :, 0]
+    assert torch.allclose(fut[:, 1], torch.tensor([8.0, 10.0, 12.0]))
+    assert torch.allclose(fut[:, 2], torch.tensor([-2.0, -2.5, -3.0]))
+    assert torch.allclose(fut[:, 0], torch.full((3,), 9.0))  # copy-last off the chosen dims
+    assert torch.equal(pred[0], z[0, 0, 0])  # t = 0: nothing to extrapolate from
+    # surprise of a clip that moves at constant velocity is zero on the chosen dims only
+    still = z.clone()
+    still[..., 0] = 0.0
+    with torch.no_grad():
+        s, _ = wm.surprise(still)
+    assert torch.allclose(s[:, 2:], torch.zeros(1, 2)) and float(s[0, 1]) > 0  # step 1 was predicted by copy
+    wm.save_pretrained(tmp_path / "cv")  # the mask is rebuilt from the saved config
+    back = WorldModel.from_pretrained(tmp_path / "cv")
+    assert torch.equal(back.extrap_mask, wm.extrap_mask) and back.config.extrapolate_dims == [1, 2]
+    with pytest.raises(ConfigError, match="residual"):
+        WorldModelConfig(latent_dim=8, extrapolate_dims=[1], residual=False).validate()
+    with pytest.raises(ConfigError, match="outside"):
+        WorldModelConfig(latent_dim=8, extrapolate_dims=[8]).validate()
+
+
 def test_learns_predictable_dynamics_and_beats_copy_last():
     """Latents rotate by a fixed angle each step: learnable, and copy-last is wrong at every step."""
     torch.manual_seed(0)

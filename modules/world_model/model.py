@@ -140,6 +140,10 @@ class WorldModel(nn.Module):
         self.norm = nn.LayerNorm(c.hidden_dim)
         self.out_proj = nn.Linear(c.hidden_dim, c.latent_dim)
         self.position_head = PositionHead(c.latent_dim, c.max_patches, c.position_dim) if c.position_weight else None
+        # [D] 1 on the dims whose residual base is constant velocity (config.extrapolate_dims)
+        extrap = torch.zeros(c.latent_dim)
+        extrap[list(c.extrapolate_dims)] = 1.0
+        self.register_buffer("extrap_mask", extrap, persistent=False)
         for p in (self.step_embed, self.patch_embed, self.type_embed):
             nn.init.trunc_normal_(p, std=0.02)
         self.apply(self._init)  # (the head's anchors keep their uniform init: Linear only)
@@ -210,7 +214,16 @@ class WorldModel(nn.Module):
             x = blk(x, mask)
         x = self.norm(x).reshape(B, T, K + P, c.hidden_dim)[:, :, K:]
         out = self.out_proj(x)  # [B, T, P, D]
-        return z + out if c.residual else out
+        return self.base(z) + out if c.residual else out
+
+    def base(self, z: torch.Tensor) -> torch.Tensor:
+        """The residual's starting point for predicting step t+1 from z [B, T, P, D]: z_t itself
+        (copy-last), except on config.extrapolate_dims, where it is z_t + (z_t - z_{t-1}) (constant
+        velocity; copy at t = 0, which has no previous step)."""
+        if not self.config.extrapolate_dims or z.shape[1] < 2:
+            return z
+        step = (z[:, 1:] - z[:, :-1]) * self.extrap_mask.to(z.dtype)  # [B, T-1, P, D]
+        return z + torch.cat([torch.zeros_like(z[:, :1]), step], dim=1)
 
     def _rollout_normed(
         self, z: torch.Tensor, horizon: int, actions: torch.Tensor | None, states: torch.Tensor | None
