@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cogarch.bus import LatentBus, Message
-from cogarch.modules.language.adapters import BusInputError, adaptive_pool, grid_pool, time_mean_pool
+from cogarch.modules.language.adapters import BusAdapter, BusInputError, adaptive_pool, grid_pool, step_index, time_mean_pool
 from cogarch.errors import ConfigError
 from cogarch.modules.language.config import LanguageConfig
 from cogarch.modules.language.data import FeatureError, FeatureShard, write_shard
@@ -191,6 +191,46 @@ def test_peft_round_trip_with_stock_peft(lms, tmp_path):
     assert torch.equal(got, want)
     back = LanguageModule.from_pretrained(tmp_path / "lang")  # uses the bundled base/ copy
     bus = make_bus(3)
+    assert back.score_choices(bus, "What color?", ["red", "blue"]) == m.score_choices(bus, "What color?", ["red", "blue"])
+
+
+def test_index_embed_tells_slots_apart_and_binds_kinds(lms, tmp_path):
+    """index_embed: a token's index within its time step (the slot k of time-major slot rows) gets
+    a learned vector shared by all kinds. Without it, swapping two slots' rows only permutes the
+    prefix; with it, the prefix itself changes, and slot k of objects and of forecast share the
+    same vector. A module saved with it loads with it (same scores)."""
+    t = torch.tensor([[0.0, 0, 0, 1, 1, 1, 2, 2, 2]])
+    assert step_index(t).tolist() == [[0, 1, 2, 0, 1, 2, 0, 1, 2]]
+    assert step_index(torch.zeros(1, 4)).tolist() == [[0, 1, 2, 3]]  # untimed: the position
+    rows = torch.randn(1, 3, 2, 8)  # [B, T', K=2 slots, D]
+    swapped = rows.flip(2)
+    time = torch.arange(3).repeat_interleave(2).float()[None]
+
+    def prefix(adapter, r):
+        msg = Message("objects", "perception", r.reshape(1, 6, 8), time=time)
+        with torch.no_grad():
+            return adapter({"objects": msg})[0][0]  # [6, H]
+
+    for index_embed in (0, 4):
+        torch.manual_seed(0)
+        cfg = LanguageConfig(kind_dims={"objects": 8, "forecast": 8}, pool="none", index_embed=index_embed)
+        adapter = BusAdapter(cfg, 16)
+        a, b = prefix(adapter, rows), prefix(adapter, swapped)
+        same_set = torch.allclose(a.reshape(3, 2, 16).flip(1).reshape(6, 16), b, atol=1e-6)
+        assert same_set == (index_embed == 0)
+    both = {k: Message(k, "m", torch.zeros(1, 6, 8), time=time) for k in ("objects", "forecast")}
+    with torch.no_grad():
+        pre = adapter(both)[0][0]  # zero rows: only the embeddings differ
+    obj, fc = pre[:6], pre[6:]  # same rows and steps: the kinds differ by their projector and kind vector only
+    assert torch.allclose(obj[1::2] - obj[0::2], fc[1::2] - fc[0::2], atol=1e-6)  # slot 1 vs 0: one shared vector
+    assert not torch.allclose(obj[1], obj[0])  # slots 0 and 1 of one step differ
+    with pytest.raises(ConfigError, match="index_embed"):
+        LanguageConfig(index_embed=-1).validate()
+    m = make_module(lms["llama"], index_embed=4)
+    m.save_pretrained(tmp_path / "idx")
+    back = LanguageModule.from_pretrained(tmp_path / "idx")
+    assert back.adapter.index_embed is not None and torch.equal(back.adapter.index_embed.weight, m.adapter.index_embed.weight)
+    bus = make_bus(4)
     assert back.score_choices(bus, "What color?", ["red", "blue"]) == m.score_choices(bus, "What color?", ["red", "blue"])
 
 

@@ -63,6 +63,16 @@ def time_mean_pool(x: torch.Tensor, t: torch.Tensor, m: torch.Tensor, n_buckets:
     return pooled, order.to(x.dtype), torch.gather(nonempty, 1, order)
 
 
+def step_index(t: torch.Tensor) -> torch.Tensor:
+    """[B, N] times -> [B, N] long: each token's rank among the earlier tokens of the same time
+    step (the slot k of a time-major [T' x K] layout, the cell of a pooled grid). Untimed
+    messages pass all-zero times, so their index is the token's position."""
+    N = t.shape[1]
+    same = t[:, :, None] == t[:, None, :]  # [B, N, N]
+    earlier = torch.ones(N, N, dtype=torch.bool, device=t.device).tril(-1)  # key j before query n
+    return (same & earlier).sum(-1)
+
+
 def canonical_kinds(kinds) -> list[str]:
     """Prefix / kind-embedding order: the bus's KNOWN_KINDS order, then unknown kinds by name.
 
@@ -137,6 +147,11 @@ class BusAdapter(nn.Module):
         self.time_embed = nn.Embedding(config.max_time + 1, lm_hidden)  # last row: "untimed"
         nn.init.normal_(self.kind_embed.weight, std=0.02)
         nn.init.normal_(self.time_embed.weight, std=0.02)
+        # within-step token index (config.index_embed; shared by all kinds), absent when 0 so
+        # packs saved without it load unchanged
+        self.index_embed = nn.Embedding(config.index_embed, lm_hidden) if config.index_embed else None
+        if self.index_embed is not None:
+            nn.init.normal_(self.index_embed.weight, std=0.02)
         # Optional question-conditioned resampler (config.resampler_queries > 0), applied by
         # LanguageModule.prefix once the prompt is known; saved with the projectors.
         self.resampler = None
@@ -188,6 +203,8 @@ class BusAdapter(nn.Module):
             h = self.proj[kind](x.to(dtype))  # [B, M, H]
             tidx = t.round().long().clamp(0, self.config.max_time - 1) if timed else torch.full_like(t, self.config.max_time, dtype=torch.long)
             h = h + self.kind_embed.weight[ki] + self.time_embed(tidx)
+            if self.index_embed is not None:
+                h = h + self.index_embed(step_index(t).clamp(max=self.index_embed.num_embeddings - 1))
             outs.append(h)
             masks.append(m)
         if not outs:

@@ -39,6 +39,13 @@ class LanguageConfig:
     proj_hidden: int = 0  # hidden width of the 2-layer MLP projector; 0: the LM's hidden size
     input_norm: bool = True  # LayerNorm on each kind's input (kinds with D > 1); see model.py
     max_time: int = 256  # size of the learned time-embedding table; times clamp into it
+    # Learned embedding of a token's index among the tokens of its own time step (0 = off): the
+    # slot number of an `objects` or `forecast` row, the cell of a pooled `percept` grid. One table
+    # shared by all kinds, so slot k's observed rows and its forecast rows carry the same vector
+    # (which object a forecast row is about) and a slot's rows at different steps can be grouped
+    # (how many objects there are). Without it the LM must infer the index from its own position
+    # code over the prefix, as a ViT without position embeddings must. Indices clamp into the table.
+    index_embed: int = 0
     # LoRA (Hu et al. 2021) on the LM; projectors are separate, fully trained parameters.
     lora_r: int = 8
     lora_alpha: int = 16
@@ -82,6 +89,8 @@ class LanguageConfig:
                 raise ConfigError(f"language.kind_dims.{kind} must be >= 1 (or 0: from the features), got {dim}")
         if self.max_tokens < 1 or any(v < 1 for v in self.max_tokens_per_kind.values()):
             raise ConfigError("language.max_tokens (and max_tokens_per_kind) must be >= 1")
+        if self.index_embed < 0:
+            raise ConfigError(f"language.index_embed must be >= 0 (0 = off), got {self.index_embed}")
         if self.resampler_queries < 0:
             raise ConfigError(f"language.resampler_queries must be >= 0 (0 = off), got {self.resampler_queries}")
         for key in ("resampler_layers", "resampler_heads"):
