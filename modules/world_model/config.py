@@ -46,9 +46,10 @@ class WorldModelConfig:
     # predicted as z_t + (z_t - z_{t-1}) on these dims (z_t at t = 0) plus the network's
     # correction. For object slots the position columns ([14, 15] in the 18-D row): constant
     # velocity of the slots' own positions answers 74 % of test exit questions where the
-    # copy-based v10 world model's forecast answered 61 % (evals/bench/forecast_readout.py), so the
-    # predictor should start from it and learn the deviations (contacts, walls, friction), as
-    # physics-prior residual predictors do. Needs residual=true. Empty: off.
+    # copy-based v10 world model's forecast answered 61 % (evals/bench/forecast_readout.py); the
+    # idea was to start from it and learn only the deviations (contacts, walls). Measured: worse at
+    # every horizon and no better on exits (the slots' displacement is noisy; docs/benchmarks.md,
+    # "Thirteenth session"), so the presets leave it off. Needs residual=true. Empty: off.
     extrapolate_dims: list[int] = field(default_factory=list)
     # Training objective (V-JEPA 2-AC, Assran et al. 2025, Sec. 3): L1 to layer-normed targets,
     # teacher-forced next-step loss + autoregressive rollout loss over `rollout_steps` steps.
