@@ -67,3 +67,34 @@ def test_image_mode_masks_and_dict_samples():
     assert out["index"].tolist() == [0, 1, 2, 3] and out["name"] == ["c0", "c1", "c2", "c3"]
     for c, t in zip(out["masks_enc"], out["masks_pred"]):
         assert int(torch.cat([c, t], 1).max()) < 64
+
+
+def test_future_set_predicts_the_next_steps_from_the_past():
+    cfg = vjepa_tiny()  # grid 8 x 8 x 8
+    mset = MaskSetConfig(future=2)
+    P = 64
+    g = torch.Generator().manual_seed(3)
+    cuts = set()
+    for _ in range(60):
+        c, t = sample_mask_set(3, cfg.grid, mset, cfg.min_context, g)
+        cut = c.shape[1] // P
+        assert c.shape[1] == cut * P and 1 <= cut <= 7
+        assert torch.equal(c, torch.arange(cut * P).expand(3, -1))  # every token of steps < cut
+        assert torch.equal(t, torch.arange(cut * P, min(8, cut + 2) * P).expand(3, -1))  # the next 2 steps
+        cuts.add(cut)
+    assert cuts == set(range(1, 8))  # every cut is drawn
+
+
+def test_future_set_validation():
+    import pytest
+
+    from cogarch.errors import ConfigError
+
+    cfg = vjepa_tiny()
+    cfg.masks = [MaskSetConfig(future=-1)]
+    with pytest.raises(ConfigError, match=r"masks\[0\]\.future"):
+        cfg.validate()
+    cfg = vjepa_tiny()
+    cfg.masks, cfg.num_frames = [MaskSetConfig(future=1)], 2
+    with pytest.raises(ConfigError, match="future mask sets"):
+        cfg.validate()

@@ -14,7 +14,9 @@ untrained one of the same config (seed 0) on the same clips.
     python -m cogarch.evals.bench.vjepa_surprise --perception runs/pack/perception/final --data runs/voe1000
 
 Caveat: the pack's masks are tubes over the whole clip (temporal_scale 1.0), so the predictor never
-trained on "future from past" targets; the original paper's models did not either.
+trained on "future from past" targets; the original paper's models did not either. A perception
+trained with a future mask set (`MaskSetConfig.future`) did: its predictor is then run with that
+set's mask token (the first future set; `--mask-index` picks another).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ SPLITS = ("val", "test", "test_ood")
 
 
 @torch.no_grad()
-def step_surprise(m, frames: torch.Tensor) -> torch.Tensor:
+def step_surprise(m, frames: torch.Tensor, mask_index: int = 0) -> torch.Tensor:
     """frames [B, T, 3, H, W] in [0, 1] -> [B, T', 2] (mean, max over step t's tokens); steps 0-1 are 0."""
     c = m.config
     T, H, W = m.token_grid(c.num_frames)
@@ -46,7 +48,7 @@ def step_surprise(m, frames: torch.Tensor) -> torch.Tensor:
         ci = torch.arange(t * P).expand(B, -1)
         ti = torch.arange(t * P, (t + 1) * P).expand(B, -1)
         ctx = m.encode_context(x, [ci])[0]  # context encoder on the past only (tokens are (t', h', w') row-major)
-        err = (m.predict(ctx, ci, ti, mask_index=0) - target[:, t * P:(t + 1) * P]).abs().mean(-1)  # [B, P]
+        err = (m.predict(ctx, ci, ti, mask_index=mask_index) - target[:, t * P:(t + 1) * P]).abs().mean(-1)  # [B, P]
         out[:, t, 0], out[:, t, 1] = err.mean(1), err.amax(1)
     return out
 
@@ -56,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--perception", required=True, help="a perception training folder (with the predictor)")
     ap.add_argument("--data", required=True, help="a generated VoE suite")
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--mask-index", type=int, default=None,
+                    help="the predictor's mask token (default: the first future mask set's, else 0)")
     a = ap.parse_args(argv)
     from cogarch.features import clip_refs, read_frames
     from cogarch.registry import module_class
@@ -79,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     if suite != "voe":
         raise UserError(f"--data {a.data!r} is a {suite!r} suite, not voe")
     c = trained.config
+    mask_index = a.mask_index
+    if mask_index is None:
+        mask_index = next((i for i, m in enumerate(c.masks) if m.future), 0)
+    if not 0 <= mask_index < len(c.masks):
+        raise UserError(f"--mask-index must be in [0, {len(c.masks) - 1}] (the config's mask sets), got {mask_index}")
+    print(f"mask token {mask_index}: {c.masks[mask_index]}")
     rows = voe_rows(Path(a.data), set(SPLITS))
     print("| encoder + predictor | score | " + " | ".join(SPLITS) + " |\n|---|---|" + "---|" * len(SPLITS))
     per_type = {}
@@ -87,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(0, len(refs), a.batch):
             chunk = refs[i:i + a.batch]
             frames = torch.stack([read_frames(r.video, c.num_frames, c.img_size) for r in chunk])
-            for r, v in zip(chunk, step_surprise(m, frames)):
+            for r, v in zip(chunk, step_surprise(m, frames, mask_index)):
                 s[r.clip_id] = v[2:]  # steps with >= 2 steps of context
         for j, tok in enumerate(("token mean", "token max")):
             for agg in ("max", "mean"):

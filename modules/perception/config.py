@@ -32,6 +32,12 @@ class MaskSetConfig:
     frame's area with aspect ratio (h/w) in `aspect_ratio` and `temporal_scale` of the time steps
     (1.0: the block spans all frames, so the model cannot copy a target from a neighbouring frame).
     The context is the complement, optionally limited to the first `max_temporal_keep` of time.
+
+    `future: n > 0` makes it a future-prediction set instead (the blocks are then unused): one cut
+    step c per batch, uniform in [1, T'-1]; the context is every token of steps < c and the target
+    every token of steps c .. c+n-1. The predictor then learns what the surprise of Garrido et al.
+    (2025) reads at test time: the next steps from the past only (V-JEPA 2-AC's predictor is trained
+    the same way, Assran et al. 2025, Sec. 3), which the whole-clip tubes above never ask of it.
     """
 
     num_blocks: int = 8
@@ -39,6 +45,7 @@ class MaskSetConfig:
     temporal_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
     aspect_ratio: list[float] = field(default_factory=lambda: [0.75, 1.5])
     max_temporal_keep: float = 1.0
+    future: int = 0
 
 
 def vjepa2_mask_sets() -> list[MaskSetConfig]:
@@ -139,6 +146,10 @@ class PerceptionConfig:
                     raise ConfigError(f"perception: masks[{i}].{key} must be [lo, hi] with 0 < lo <= hi, got {list(v)}")
             if m.spatial_scale[1] >= 1.0 or m.temporal_scale[1] > 1.0 or m.num_blocks < 1:
                 raise ConfigError(f"perception: masks[{i}] scales must be < 1 (spatial), <= 1 (temporal), num_blocks >= 1")
+            if m.future < 0:
+                raise ConfigError(f"perception: masks[{i}].future must be >= 0 (0 = block masks), got {m.future}")
+        if any(m.future for m in self.masks) and self.grid[0] < 2:
+            raise ConfigError("perception: future mask sets need at least 2 latent time steps (num_frames / tubelet_size >= 2)")
         if self.var_weight < 0 or self.cov_weight < 0:
             raise ConfigError("perception: var_weight and cov_weight must be >= 0")
         if not (0.0 < self.ema_start <= 1.0 and 0.0 < self.ema_end <= 1.0):

@@ -12,6 +12,8 @@ for Learning Visual Representations from Video", Sec. 3.2 and App. C; facebookre
 - masks are index tensors into the flattened (t, h, w) token grid, sorted ascending; within a
   batch all clips get the same count by truncation to the batch minimum (the reference does this
   so that a batch is one dense tensor; it drops a few tokens from the end of the longer lists).
+- a set with `future: n` draws no blocks: the context is all steps before a cut drawn per batch,
+  the target the next n steps (future prediction, as V-JEPA 2-AC's predictor is trained).
 
 Output of `MaskCollator.__call__`: {"frames": [B, T, 3, H, W], "masks_enc": [LongTensor[B, Nc_i]],
 "masks_pred": [LongTensor[B, Np_i]]} with one entry per mask set, plus any other per-clip fields
@@ -77,6 +79,13 @@ def sample_mask_set(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(context indices [B, Nc], target indices [B, Np]), sorted, disjoint, equal counts per batch."""
     T, H, W = grid
+    if mset.future:
+        # Future set: one cut c for the whole batch (equal counts), context = steps < c, target =
+        # steps c .. c+future-1; tokens are (t, h, w) row-major, so both are contiguous ranges.
+        c = int(torch.randint(1, T, (1,), generator=generator))
+        ctx_idx = torch.arange(c * H * W).expand(batch, -1)
+        tgt_idx = torch.arange(c * H * W, min(T, c + mset.future) * H * W).expand(batch, -1)
+        return ctx_idx.contiguous(), tgt_idx.contiguous()
     block = sample_block_size(grid, mset, generator)
     target = sample_target_union(batch, grid, block, mset.num_blocks, generator)  # [B,T,H,W]
     allowed = torch.zeros(T, dtype=torch.bool)
