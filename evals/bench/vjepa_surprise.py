@@ -13,6 +13,13 @@ untrained one of the same config (seed 0) on the same clips.
 
     python -m cogarch.evals.bench.vjepa_surprise --perception runs/pack/perception/final --data runs/voe1000
 
+Frames: perception trains on consecutive frames at the clip rate (ClipDataset), while VoE clips are
+longer (32 frames) and `cogarch eval` reads 16 of them spread over the clip, i.e. objects move twice
+as far per step as in training. `--frames native` (the default) reads every frame at the clip's
+own rate and scores overlapping windows of num_frames (stride num_frames / 2), so the predictor sees
+the motion statistics it was trained on; a clip's steps are those of all its windows.
+`--frames uniform` is the pipeline's read (16 frames over the whole clip).
+
 Caveat: the pack's masks are tubes over the whole clip (temporal_scale 1.0), so the predictor never
 trained on "future from past" targets; the original paper's models did not either. A perception
 trained with a future mask set (`MaskSetConfig.future`) did: its predictor is then run with that
@@ -53,15 +60,49 @@ def step_surprise(m, frames: torch.Tensor, mask_index: int = 0) -> torch.Tensor:
     return out
 
 
+def native_windows(video: str, num_frames: int, size: int) -> torch.Tensor:
+    """Every frame of a clip at its own rate, cut into windows -> [W, num_frames, 3, H, W] in [0, 1]."""
+    from cogarch.video import probe, read_clip
+
+    info = probe(video)
+    n = max(info.frames, num_frames)  # a short clip pads its last frame (read_clip's rule)
+    frames = read_clip(video, num_frames=n, fps=info.fps or None, size=size)
+    starts = list(range(0, n - num_frames + 1, max(1, num_frames // 2)))
+    if starts[-1] != n - num_frames:
+        starts.append(n - num_frames)  # the clip's end is always scored
+    return torch.stack([frames[s:s + num_frames] for s in starts])
+
+
+def clip_steps(m, refs, mode: str, batch: int, mask_index: int) -> dict[str, torch.Tensor]:
+    """clip_id -> [S, 2] surprise (mean, max over tokens) of every scored step (>= 2 steps of context)."""
+    from cogarch.features import read_frames
+
+    c, out = m.config, {}
+    if mode == "uniform":
+        for i in range(0, len(refs), batch):
+            chunk = refs[i:i + batch]
+            frames = torch.stack([read_frames(r.video, c.num_frames, c.img_size) for r in chunk])
+            for r, v in zip(chunk, step_surprise(m, frames, mask_index)):
+                out[r.clip_id] = v[2:]
+        return out
+    for r in refs:
+        out[r.clip_id] = step_surprise(m, native_windows(r.video, c.num_frames, c.img_size), mask_index)[:, 2:].flatten(0, 1)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--perception", required=True, help="a perception training folder (with the predictor)")
     ap.add_argument("--data", required=True, help="a generated VoE suite")
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--skip-untrained", action="store_true",
+                    help="score only the trained module (the untrained baseline depends only on the config)")
+    ap.add_argument("--frames", choices=("native", "uniform"), default="native",
+                    help="native: every frame at the clip's rate, in windows (default); uniform: the pipeline's read")
     ap.add_argument("--mask-index", type=int, default=None,
                     help="the predictor's mask token (default: the first future mask set's, else 0)")
     a = ap.parse_args(argv)
-    from cogarch.features import clip_refs, read_frames
+    from cogarch.features import clip_refs
     from cogarch.registry import module_class
 
     if not Path(a.perception, "config.json").is_file():
@@ -78,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"{a.perception!r} holds the target encoder only (a shipped pack): use the training folder")
     trained = module_class("perception").from_pretrained(a.perception).eval()
     torch.manual_seed(0)
-    models = {"trained": trained, "untrained": type(trained)(trained.config).eval()}
+    models = {"trained": trained}
+    if not a.skip_untrained:
+        models["untrained"] = type(trained)(trained.config).eval()
     suite, refs = clip_refs(a.data, SPLITS)
     if suite != "voe":
         raise UserError(f"--data {a.data!r} is a {suite!r} suite, not voe")
@@ -88,17 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         mask_index = next((i for i, m in enumerate(c.masks) if m.future), 0)
     if not 0 <= mask_index < len(c.masks):
         raise UserError(f"--mask-index must be in [0, {len(c.masks) - 1}] (the config's mask sets), got {mask_index}")
-    print(f"mask token {mask_index}: {c.masks[mask_index]}")
+    print(f"frames: {a.frames}; mask token {mask_index}: {c.masks[mask_index]}")
     rows = voe_rows(Path(a.data), set(SPLITS))
     print("| encoder + predictor | score | " + " | ".join(SPLITS) + " |\n|---|---|" + "---|" * len(SPLITS))
     per_type = {}
     for name, m in models.items():
-        s: dict[str, torch.Tensor] = {}
-        for i in range(0, len(refs), a.batch):
-            chunk = refs[i:i + a.batch]
-            frames = torch.stack([read_frames(r.video, c.num_frames, c.img_size) for r in chunk])
-            for r, v in zip(chunk, step_surprise(m, frames, mask_index)):
-                s[r.clip_id] = v[2:]  # steps with >= 2 steps of context
+        s = clip_steps(m, refs, a.frames, a.batch, mask_index)  # steps with >= 2 steps of context
         for j, tok in enumerate(("token mean", "token max")):
             for agg in ("max", "mean"):
                 res = {sp: voe_eval([r for r in rows if r["split"] == sp],

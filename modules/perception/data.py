@@ -9,6 +9,12 @@ Decoding goes through `cogarch.video.read_clip` (PyAV), at the clip's native fra
 consecutive frames are read (from frame 0, or from a random start when `random_start` and the mp4
 holds more than T frames).
 
+`windows=True` cuts clips longer than `num_frames` into windows of consecutive frames (stride
+num_frames / 2, the last window ending at the clip's end), one sample each: a 32-frame VoE clip
+gives 3 samples, so training sees its middle and end at the clip's own rate. A VoE suite yields
+only its POSSIBLE clips unless `possible_only=False`: an impossible clip must never be learned as
+normal (the same rule as the world model's training data).
+
 `cache=True` decodes every clip once (frames 0..T-1, uint8) into DIR/.cache/perception/*.npy and
 memory-maps it: on a loaded 2-core machine PyAV needs 0.1-0.3 s per 16-frame clip, more than a
 whole training step of the tiny model, and pretraining plus two probes read each clip many times.
@@ -52,6 +58,22 @@ def load_clips_split(data_dir: str | os.PathLike, split: str):
     return dd[split]
 
 
+def voe_possible_ids(data_dir: str | os.PathLike) -> set[str] | None:
+    """clip_ids of the possible clips of a VoE suite (from its questions' extra); None for other suites."""
+    root = Path(data_dir)
+    try:
+        suite = json.loads((root / "manifest.json").read_text()).get("suite")
+    except (OSError, json.JSONDecodeError):
+        return None  # hand-made clip folders (tests) carry no manifest
+    if suite != "voe":
+        return None
+    from datasets import load_from_disk
+
+    qs = load_from_disk(str(root / "questions"))
+    return {cid for sp in qs for cid, ex in zip(qs[sp]["clip_id"], qs[sp]["extra"])
+            if ex and json.loads(ex).get("possible") is True}
+
+
 def read_frames(path: str | os.PathLike, num_frames: int, size: int, fps: float, start: int = 0) -> torch.Tensor:
     """Decode `num_frames` consecutive frames from frame `start`: [T, 3, size, size] float in [0, 1]."""
     from cogarch.video import read_clip
@@ -74,18 +96,27 @@ class ClipDataset(Dataset):
         with_index: bool = False,
         cache: bool = False,
         cache_workers: int = 2,
+        windows: bool = False,
+        possible_only: bool = True,
     ) -> None:
         if num_frames < 1 or size < 1:
             raise UserError(f"ClipDataset: num_frames and size must be positive, got {num_frames}, {size}")
         self.root = Path(data_dir)
         self.split = split
         self.rows = load_clips_split(data_dir, split)
+        possible = voe_possible_ids(self.root) if possible_only else None
+        if possible is not None:
+            self.rows = self.rows.select([i for i, c in enumerate(self.rows["clip_id"]) if c in possible])
         if max_clips and max_clips < len(self.rows):
             self.rows = self.rows.select(range(max_clips))
         if len(self.rows) == 0:
             raise UserError(f"{self.root / 'clips'}: split {split!r} is empty")
         self.num_frames, self.size = int(num_frames), int(size)
         self.random_start, self.normalize, self.with_index = random_start, normalize, with_index
+        self.windows, self.possible_only = windows, possible_only
+        # One sample per (row, start frame); without windows, one per row starting at frame 0.
+        self._items = [(r, st) for r, n in enumerate(self.rows["num_frames"])
+                       for st in (_window_starts(int(n), self.num_frames) if windows else [0])]
         self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         # Only the light columns are kept in memory; annotations are parsed lazily (probe targets).
@@ -102,7 +133,8 @@ class ClipDataset(Dataset):
         return state
 
     def _cache_path(self) -> Path:
-        fp = f"{self.split}_{len(self)}_{self.num_frames}x{self.size}_{self._video[0].replace('/', '_')}"
+        win = "_win" if self.windows else ""
+        fp = f"{self.split}_{len(self)}{win}_{self.num_frames}x{self.size}_{self._video[0].replace('/', '_')}"
         return self.root / ".cache" / "perception" / f"{fp}.npy"
 
     def _build_cache(self, workers: int) -> Path:
@@ -111,7 +143,8 @@ class ClipDataset(Dataset):
             path.parent.mkdir(parents=True, exist_ok=True)
             arr = np.empty((len(self), self.num_frames, 3, self.size, self.size), dtype=np.uint8)
             src = ClipDataset(self.root, self.split, self.num_frames, self.size, normalize=False,
-                              max_clips=len(self), with_index=True)
+                              max_clips=len(self.rows), with_index=True, windows=self.windows,
+                              possible_only=self.possible_only)
             loader = torch.utils.data.DataLoader(src, batch_size=16, num_workers=max(0, workers))
             for b in loader:
                 arr[b["index"].numpy()] = (b["frames"] * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
@@ -126,16 +159,16 @@ class ClipDataset(Dataset):
         return path
 
     def __len__(self) -> int:
-        return len(self._video)
+        return len(self._items)
 
     def row(self, i: int) -> dict[str, Any]:
-        return self.rows[int(i)]
+        return self.rows[self._items[int(i)][0]]
 
     def objects(self, i: int) -> list[dict]:
-        return json.loads(self.rows[int(i)]["objects"])
+        return json.loads(self.row(i)["objects"])
 
     def annotations(self, i: int) -> dict:
-        return json.loads(self.rows[int(i)]["annotations"])
+        return json.loads(self.row(i)["annotations"])
 
     def __getitem__(self, i: int) -> Any:
         i = int(i)
@@ -144,14 +177,22 @@ class ClipDataset(Dataset):
                 self._cache = np.load(self._cache_file, mmap_mode="r", allow_pickle=False)
             frames = torch.from_numpy(np.array(self._cache[i])).float().div_(255.0)  # [T,3,H,W]
         else:
-            path = safe_join(self.root, self._video[i])
-            start = 0
-            spare = int(self._n[i]) - self.num_frames
-            if self.random_start and spare > 0:
+            r, start = self._items[i]
+            path = safe_join(self.root, self._video[r])
+            spare = int(self._n[r]) - self.num_frames
+            if self.random_start and not self.windows and spare > 0:
                 start = int(torch.randint(0, spare + 1, ()).item())
-            frames = read_frames(path, self.num_frames, self.size, float(self._fps[i]), start)  # [T,3,H,W]
+            frames = read_frames(path, self.num_frames, self.size, float(self._fps[r]), start)  # [T,3,H,W]
         if self.normalize:
             frames = (frames - self.mean) / self.std
         if self.with_index:
             return {"frames": frames, "index": torch.tensor(i)}
         return frames
+
+
+def _window_starts(n: int, num_frames: int) -> list[int]:
+    """Start frames of the windows of a clip of n frames: stride num_frames // 2, last one ending at n."""
+    if n <= num_frames:
+        return [0]
+    starts = list(range(0, n - num_frames + 1, max(1, num_frames // 2)))
+    return starts if starts[-1] == n - num_frames else starts + [n - num_frames]

@@ -30,6 +30,10 @@ class DataConfig:
     random_start: bool = False  # only matters when the mp4s hold more frames than model.num_frames
     max_clips: int = 0  # 0: all clips of the split
     cache: bool = True  # decode once into DATA_DIR/.cache (see data.py)
+    # More generated suites to train on (their `split` too), e.g. a VoE suite: of it only the
+    # possible clips are read, so no violation is ever learned as normal.
+    extra_dirs: list[str] = field(default_factory=list)
+    windows: bool = False  # clips longer than model.num_frames: one sample per half-overlapping window
 
 
 @dataclass
@@ -71,15 +75,20 @@ def build_model(cfg: Config):
 
 
 def make_job(cfg: Config) -> TrainJob:
+    import torch
+
     from cogarch.modules.perception.data import ClipDataset
     from cogarch.modules.perception.masking import MaskCollator
 
     model = build_model(cfg)
     mc = model.config
-    dataset = ClipDataset(
-        cfg.data.data_dir, cfg.data.split, num_frames=mc.num_frames, size=mc.img_size,
-        random_start=cfg.data.random_start, max_clips=cfg.data.max_clips, cache=cfg.data.cache,
-        cache_workers=max(cfg.trainer.num_workers, 1),
-    )
+    parts = [ClipDataset(
+        d, cfg.data.split, num_frames=mc.num_frames, size=mc.img_size, random_start=cfg.data.random_start,
+        max_clips=cfg.data.max_clips, cache=cfg.data.cache, cache_workers=max(cfg.trainer.num_workers, 1),
+        windows=cfg.data.windows,
+    ) for d in [cfg.data.data_dir, *cfg.data.extra_dirs]]
+    dataset = parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
+    if len(parts) > 1:
+        log.info("perception: samples per folder %s", {str(p.root): len(p) for p in parts})
     log.info("perception: %d clips, %d tokens per clip, %d mask sets", len(dataset), mc.num_tokens, len(mc.masks))
     return TrainJob(model=model, dataset=dataset, collate_fn=MaskCollator(mc), save=lambda m, d: m.save_pretrained(d))
