@@ -98,3 +98,32 @@ def test_paired_mcnemar_counts_and_p(tmp_path):
     assert res["descriptive"]["acc_a"] == 0.5 and res["descriptive"]["p"] == 1.0
     with pytest.raises(UserError, match="different questions"):
         compare(a, {k: v for k, v in b.items() if k != "q0"})
+
+
+def test_vjepa_step_surprise_scores_and_control():
+    """Steps 0-1 are unscored; the control is copy-last's error on the target tokens; the ratio
+    divides the predictor's mean error by it; a frozen clip changes nothing."""
+    from cogarch.evals.bench.vjepa_surprise import step_surprise
+    from cogarch.modules.perception.config import MaskSetConfig, PerceptionConfig, vjepa2_mask_sets
+    from cogarch.modules.perception.model import PerceptionModule
+
+    torch.manual_seed(0)
+    cfg = PerceptionConfig(img_size=16, num_frames=8, patch_size=8, tubelet_size=2, hidden_size=24, depth=1,
+                           num_heads=2, pred_hidden_size=12, pred_depth=1, pred_num_heads=2,
+                           masks=[*vjepa2_mask_sets(), MaskSetConfig(future=1)], min_context=2)
+    m = PerceptionModule(cfg).eval()
+    frames = torch.rand(2, 8, 3, 16, 16)
+    with torch.no_grad():
+        s = step_surprise(m, frames, mask_index=2)
+        target = m.encode_target(m.normalize(frames))  # [B, 4 steps * 4 tokens, D]
+    assert s.shape == (2, 4, 4) and torch.all(s[:, :2] == 0)
+    P = 4
+    for t in (2, 3):
+        copy = (target[:, (t - 1) * P:t * P] - target[:, t * P:(t + 1) * P]).abs().mean((1, 2))
+        assert torch.allclose(s[:, t, 3], copy, atol=1e-5)
+        assert torch.allclose(s[:, t, 2], s[:, t, 0] / (copy + 1e-6), rtol=1e-4)
+        assert torch.all(s[:, t, 1] >= s[:, t, 0])  # the max over tokens bounds their mean
+    frozen = frames[:, :1].expand(-1, 8, -1, -1, -1)
+    with torch.no_grad():
+        f = step_surprise(m, frozen, mask_index=2)
+    assert torch.all(f[:, 2:, 3] < 1e-4) and torch.all(s[:, 2:, 3] > 0.1)  # (float error only)

@@ -43,38 +43,43 @@ SPLITS = ("val", "test", "test_ood")
 
 @torch.no_grad()
 def step_surprise(m, frames: torch.Tensor, mask_index: int = 0) -> torch.Tensor:
-    """frames [B, T, 3, H, W] in [0, 1] -> [B, T', 2] (mean, max over step t's tokens); steps 0-1 are 0."""
+    """frames [B, T, 3, H, W] in [0, 1] -> [B, T', 4]: the error's mean and max over step t's tokens,
+    and the mean error relative to copy-last's (|target_t - target_{t-1}|, how much the step changed,
+    so that a clip with more motion is not more surprising for that alone), and copy-last's error
+    itself (the control: a score that reads only how much changes); steps 0-1 are 0."""
     c = m.config
     T, H, W = m.token_grid(c.num_frames)
     P = H * W
     x = m.normalize(frames)
     target = m.encode_target(x)  # [B, T'*P, D]
     B = x.shape[0]
-    out = torch.zeros(B, T, 2)
+    out = torch.zeros(B, T, 4)
     for t in range(2, T):
         ci = torch.arange(t * P).expand(B, -1)
         ti = torch.arange(t * P, (t + 1) * P).expand(B, -1)
         ctx = m.encode_context(x, [ci])[0]  # context encoder on the past only (tokens are (t', h', w') row-major)
         err = (m.predict(ctx, ci, ti, mask_index=mask_index) - target[:, t * P:(t + 1) * P]).abs().mean(-1)  # [B, P]
+        copy = (target[:, (t - 1) * P:t * P] - target[:, t * P:(t + 1) * P]).abs().mean(-1)  # [B, P]
         out[:, t, 0], out[:, t, 1] = err.mean(1), err.amax(1)
+        out[:, t, 2], out[:, t, 3] = err.mean(1) / (copy.mean(1) + 1e-6), copy.mean(1)
     return out
 
 
 def native_windows(video: str, num_frames: int, size: int) -> torch.Tensor:
     """Every frame of a clip at its own rate, cut into windows -> [W, num_frames, 3, H, W] in [0, 1]."""
+    from cogarch.modules.perception.data import window_starts
     from cogarch.video import probe, read_clip
 
     info = probe(video)
     n = max(info.frames, num_frames)  # a short clip pads its last frame (read_clip's rule)
     frames = read_clip(video, num_frames=n, fps=info.fps or None, size=size)
-    starts = list(range(0, n - num_frames + 1, max(1, num_frames // 2)))
-    if starts[-1] != n - num_frames:
-        starts.append(n - num_frames)  # the clip's end is always scored
-    return torch.stack([frames[s:s + num_frames] for s in starts])
+    # the same windows as training's data.windows (stride num_frames / 2, the last at the clip's end)
+    return torch.stack([frames[s:s + num_frames] for s in window_starts(n, num_frames)])
 
 
 def clip_steps(m, refs, mode: str, batch: int, mask_index: int) -> dict[str, torch.Tensor]:
-    """clip_id -> [S, 2] surprise (mean, max over tokens) of every scored step (>= 2 steps of context)."""
+    """clip_id -> [S, 4] step scores (token mean, token max, ratio to copy-last, copy-last) of every
+    scored step (>= 2 steps of context; with windows, the scored steps of all of them)."""
     from cogarch.features import read_frames
 
     c, out = m.config, {}
@@ -137,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     per_type = {}
     for name, m in models.items():
         s = clip_steps(m, refs, a.frames, a.batch, mask_index)  # steps with >= 2 steps of context
-        for j, tok in enumerate(("token mean", "token max")):
+        for j, tok in enumerate(("token mean", "token max", "ratio to copy-last", "copy-last error (control)")):
             for agg in ("max", "mean"):
                 res = {sp: voe_eval([r for r in rows if r["split"] == sp],
                                     {r["clip_id"]: float(getattr(s[r["clip_id"]][:, j], agg)())

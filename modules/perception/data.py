@@ -116,7 +116,7 @@ class ClipDataset(Dataset):
         self.windows, self.possible_only = windows, possible_only
         # One sample per (row, start frame); without windows, one per row starting at frame 0.
         self._items = [(r, st) for r, n in enumerate(self.rows["num_frames"])
-                       for st in (_window_starts(int(n), self.num_frames) if windows else [0])]
+                       for st in (window_starts(int(n), self.num_frames) if windows else [0])]
         self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         # Only the light columns are kept in memory; annotations are parsed lazily (probe targets).
@@ -190,7 +190,7 @@ class ClipDataset(Dataset):
         return frames
 
 
-def _window_starts(n: int, num_frames: int) -> list[int]:
+def window_starts(n: int, num_frames: int) -> list[int]:
     """Start frames of the windows of a clip of n frames: stride num_frames // 2, last one ending at n."""
     if n <= num_frames:
         return [0]
