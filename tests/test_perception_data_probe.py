@@ -270,21 +270,28 @@ def test_voe_suite_gives_possible_clips_in_windows(tmp_path, clips_dir):
     possible = {c for c, e in zip(qs["clip_id"], qs["extra"]) if _json.loads(e)["possible"]}
     n_train = len(load_from_disk(str(root / "clips"))["train"])
     assert 0 < len(possible) < n_train
-    ds = ClipDataset(root, "train", 16, 32, normalize=False, windows=True)
+    ds = ClipDataset(root, "train", 16, 32, normalize=False, windows=True, possible_only=True)
     assert set(ds.rows["clip_id"]) == possible  # no impossible clip
     assert len(ds) == 3 * len(possible)  # every clip has 32 frames -> windows at 0, 8, 16
     whole = read_clip(root / ds.rows[0]["video"], num_frames=32, fps=8.0, size=32)
     for k, start in enumerate((0, 8, 16)):
         assert torch.allclose(ds[k], whole[start:start + 16], atol=1e-6)
         assert ds.row(k)["clip_id"] == ds.rows[0]["clip_id"]
-    cached = ClipDataset(root, "train", 16, 32, normalize=False, windows=True, cache=True, cache_workers=0)
+    cached = ClipDataset(root, "train", 16, 32, normalize=False, windows=True, possible_only=True, cache=True,
+                         cache_workers=0)
     assert len(cached) == len(ds) and torch.allclose(cached[4], ds[4], atol=1e-5)
-    assert len(ClipDataset(root, "train", 16, 32, possible_only=False)) == n_train  # opt-out keeps all
-    assert len(ClipDataset(root, "train", 16, 32)) == len(possible)  # no windows: one sample per clip
+    assert len(ClipDataset(root, "train", 16, 32)) == n_train  # probes and the object head read every clip
+    assert len(ClipDataset(root, "train", 16, 32, possible_only=True)) == len(possible)  # one sample per clip
+    # Two selections of equal size share no cache file: possible-only never reads an impossible clip's frames
+    kw = dict(normalize=False, max_clips=2, cache=True, cache_workers=0)
+    every, only = ClipDataset(root, "train", 16, 32, **kw), ClipDataset(root, "train", 16, 32, possible_only=True, **kw)
+    assert every._cache_file != only._cache_file
+    assert set(only.rows["clip_id"]) <= possible and set(every.rows["clip_id"]) - possible
+    for i in range(2):
+        assert torch.allclose(only[i], ClipDataset(root, "train", 16, 32, possible_only=True, normalize=False)[i], atol=1e-5)
     # make_job trains on both folders: physqa-like clips plus the VoE suite's possible windows
     # (T = 4 frames here: a 32-frame clip gives 15 half-overlapping windows)
     cfg = Config(model=micro(), data=DataConfig(data_dir=str(clips_dir), cache=False, extra_dirs=[str(root)], windows=True))
     job = make_job(cfg)
     assert len(job.dataset) == len(ClipDataset(clips_dir, "train", T, S)) + 15 * len(possible)
     assert job.dataset[len(job.dataset) - 1].shape == (T, 3, S, S)
-

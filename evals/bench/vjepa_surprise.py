@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--perception", required=True, help="a perception training folder (with the predictor)")
     ap.add_argument("--data", required=True, help="a generated VoE suite")
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=16, help="clips per batch (uniform frames; native reads one clip at a time)")
     ap.add_argument("--skip-untrained", action="store_true",
                     help="score only the trained module (the untrained baseline depends only on the config)")
     ap.add_argument("--frames", choices=("native", "uniform"), default="native",
@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     if suite != "voe":
         raise UserError(f"--data {a.data!r} is a {suite!r} suite, not voe")
     c = trained.config
+    if c.grid[0] < 3:
+        raise UserError(f"{a.perception!r}: {c.grid[0]} latent steps per clip; scoring needs >= 3 (2 of context)")
     mask_index = a.mask_index
     if mask_index is None:
         mask_index = next((i for i, m in enumerate(c.masks) if m.future), 0)

@@ -33,7 +33,8 @@ class MaskSetConfig:
     (1.0: the block spans all frames, so the model cannot copy a target from a neighbouring frame).
     The context is the complement, optionally limited to the first `max_temporal_keep` of time.
 
-    `future: n > 0` makes it a future-prediction set instead (the blocks are then unused): one cut
+    `future: n > 0` makes it a future-prediction set instead (the blocks, `max_temporal_keep` and
+    `min_context` are then unused; the context is at least one whole step's tokens): one cut
     step c per batch, uniform in [1, T'-1]; the context is every token of steps < c and the target
     every token of steps c .. c+n-1. The predictor then learns what the surprise of Garrido et al.
     (2025) reads at test time: the next steps from the past only (V-JEPA 2-AC's predictor is trained

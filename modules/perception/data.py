@@ -11,17 +11,20 @@ holds more than T frames).
 
 `windows=True` cuts clips longer than `num_frames` into windows of consecutive frames (stride
 num_frames / 2, the last window ending at the clip's end), one sample each: a 32-frame VoE clip
-gives 3 samples, so training sees its middle and end at the clip's own rate. A VoE suite yields
-only its POSSIBLE clips unless `possible_only=False`: an impossible clip must never be learned as
-normal (the same rule as the world model's training data).
+gives 3 samples, so training sees its middle and end at the clip's own rate (`random_start` is then
+unused). With `possible_only=True` (what perception training passes) a VoE suite yields only its
+POSSIBLE clips: an impossible clip must never be learned as normal (the same rule as the world
+model's training data). Probes and the object head read every clip, with labels from frame 0, so
+they never use windows.
 
-`cache=True` decodes every clip once (frames 0..T-1, uint8) into DIR/.cache/perception/*.npy and
+`cache=True` decodes every sample once (its T frames, uint8) into DIR/.cache/perception/*.npy and
 memory-maps it: on a loaded 2-core machine PyAV needs 0.1-0.3 s per 16-frame clip, more than a
 whole training step of the tiny model, and pretraining plus two probes read each clip many times.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -69,9 +72,12 @@ def voe_possible_ids(data_dir: str | os.PathLike) -> set[str] | None:
         return None
     from datasets import load_from_disk
 
-    qs = load_from_disk(str(root / "questions"))
-    return {cid for sp in qs for cid, ex in zip(qs[sp]["clip_id"], qs[sp]["extra"])
-            if ex and json.loads(ex).get("possible") is True}
+    try:
+        qs = load_from_disk(str(root / "questions"))
+        return {cid for sp in qs for cid, ex in zip(qs[sp]["clip_id"], qs[sp]["extra"])
+                if ex and json.loads(ex).get("possible") is True}
+    except (FileNotFoundError, ValueError, KeyError) as e:  # JSONDecodeError is a ValueError
+        raise UserError(f"{root}: a voe suite whose questions/ say no possible flag ({str(e).splitlines()[0]})") from None
 
 
 def read_frames(path: str | os.PathLike, num_frames: int, size: int, fps: float, start: int = 0) -> torch.Tensor:
@@ -97,7 +103,7 @@ class ClipDataset(Dataset):
         cache: bool = False,
         cache_workers: int = 2,
         windows: bool = False,
-        possible_only: bool = True,
+        possible_only: bool = False,
     ) -> None:
         if num_frames < 1 or size < 1:
             raise UserError(f"ClipDataset: num_frames and size must be positive, got {num_frames}, {size}")
@@ -107,6 +113,8 @@ class ClipDataset(Dataset):
         possible = voe_possible_ids(self.root) if possible_only else None
         if possible is not None:
             self.rows = self.rows.select([i for i, c in enumerate(self.rows["clip_id"]) if c in possible])
+            if len(self.rows) == 0:
+                raise UserError(f"{self.root / 'clips'}: split {split!r} has no possible clips")
         if max_clips and max_clips < len(self.rows):
             self.rows = self.rows.select(range(max_clips))
         if len(self.rows) == 0:
@@ -133,8 +141,10 @@ class ClipDataset(Dataset):
         return state
 
     def _cache_path(self) -> Path:
-        win = "_win" if self.windows else ""
-        fp = f"{self.split}_{len(self)}{win}_{self.num_frames}x{self.size}_{self._video[0].replace('/', '_')}"
+        # Keyed by exactly which frames are cached (every sample's video and start), so a possible-only
+        # or windowed selection never reuses another selection's file.
+        digest = hashlib.sha1("\n".join(f"{self._video[r]}:{st}" for r, st in self._items).encode()).hexdigest()[:16]
+        fp = f"{self.split}_{len(self)}_{self.num_frames}x{self.size}_{digest}"
         return self.root / ".cache" / "perception" / f"{fp}.npy"
 
     def _build_cache(self, workers: int) -> Path:

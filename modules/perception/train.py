@@ -33,7 +33,7 @@ class DataConfig:
     # More generated suites to train on (their `split` too), e.g. a VoE suite: of it only the
     # possible clips are read, so no violation is ever learned as normal.
     extra_dirs: list[str] = field(default_factory=list)
-    windows: bool = False  # clips longer than model.num_frames: one sample per half-overlapping window
+    windows: bool = False  # clips longer than model.num_frames: one sample per half-overlapping window (no random_start)
 
 
 @dataclass
@@ -85,10 +85,10 @@ def make_job(cfg: Config) -> TrainJob:
     parts = [ClipDataset(
         d, cfg.data.split, num_frames=mc.num_frames, size=mc.img_size, random_start=cfg.data.random_start,
         max_clips=cfg.data.max_clips, cache=cfg.data.cache, cache_workers=max(cfg.trainer.num_workers, 1),
-        windows=cfg.data.windows,
+        windows=cfg.data.windows, possible_only=True,  # never an impossible VoE clip
     ) for d in [cfg.data.data_dir, *cfg.data.extra_dirs]]
     dataset = parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
     if len(parts) > 1:
         log.info("perception: samples per folder %s", {str(p.root): len(p) for p in parts})
-    log.info("perception: %d clips, %d tokens per clip, %d mask sets", len(dataset), mc.num_tokens, len(mc.masks))
+    log.info("perception: %d samples, %d tokens per clip, %d mask sets", len(dataset), mc.num_tokens, len(mc.masks))
     return TrainJob(model=model, dataset=dataset, collate_fn=MaskCollator(mc), save=lambda m, d: m.save_pretrained(d))
