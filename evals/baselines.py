@@ -11,6 +11,13 @@ split only (never the split being scored), so their numbers are the floor a mode
   of the question's template in TRAIN (ties -> alphabetically first); multiple choice picks that
   answer's option if offered, else the template's most common answer index. Violation of
   expectation -> a constant surprise, so AUROC and pair accuracy are exactly 0.5.
+
+Violation-of-expectation suites also get a control that does read the clip:
+- motion: a clip's surprise is how much its pixels change from frame to frame. It knows no
+  physics, so a model scoring near it may be reading motion, and a suite where it is far from
+  50 % pairs possible and impossible clips whose motion differs (on the generated voe suite the
+  impossible clip of a gravity or permanence pair moves less; docs/benchmarks.md, "VoE with a
+  future-trained V-JEPA predictor").
 """
 
 from __future__ import annotations
@@ -98,3 +105,21 @@ class PriorBaseline:
             return Prediction(pred=i, pred_norm=i)
         ans = self.text.get(t, self.open_fallback)
         return Prediction(pred=ans, pred_norm=ans)
+
+
+class MotionBaseline:
+    """VoE control: surprise = mean |x_t - x_{t-1}| over up to 64 frames spread over the clip, at 64 px."""
+
+    name = "motion"
+    max_frames = 64
+
+    def predict(self, row: dict, kind: str, video: str | None) -> Prediction:
+        if kind != "voe" or video is None:
+            raise ValueError("the motion baseline scores violation-of-expectation clips only")
+        from cogarch.video import probe, read_clip
+
+        n = min(max(probe(video).frames, 2), self.max_frames)
+        x = read_clip(video, num_frames=n, size=64)  # [T, 3, 64, 64] in [0, 1], spread over the clip
+        s = float((x[1:] - x[:-1]).abs().mean())
+        return Prediction(scores=[s], pred=s, pred_norm=s)
+

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from cogarch.errors import NotBuiltError, UserError
 from cogarch.fsutil import safe_join
-from cogarch.evals.baselines import ChanceBaseline, Prediction, PriorBaseline
+from cogarch.evals.baselines import ChanceBaseline, MotionBaseline, Prediction, PriorBaseline
 from cogarch.evals.metrics import ItemResult, aggregate, normalize_answer
 from cogarch.evals.report import format_table  # noqa: F401  (public: the CLI prints it)
 from cogarch.evals.suites import (
@@ -349,6 +349,7 @@ def run_eval(
         for base in (ChanceBaseline(train_rows, seed), PriorBaseline(train_rows)):
             baselines[base.name] = aggregate(score(suite, rows, base, data_dir)[0])
         if suite in VOE_SUITES:
+            baselines["motion"] = aggregate(score(suite, rows, MotionBaseline(), data_dir)[0])
             config["blind_baseline"] = "not defined for surprise-scored suites (no clip, no surprise)"
         elif _MODEL_LOADER is not None and model != "blind":
             # The blind baseline: the same language model, never shown the clip.

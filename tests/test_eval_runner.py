@@ -236,6 +236,15 @@ def test_voe_pairs_and_auroc(tmp_path):
             clip("g2i", "gravity", "g2", False), clip("g2p", "gravity", "g2", True),
             clip("s1i", "solidity", "s1", False), clip("s1p", "solidity", "s1", True)]
     d = write_suite(tmp_path / "voe", "voe", {"train": test[:2], "test": test})
+    from cogarch.video import write_mp4
+
+    (d / "videos").mkdir()
+    for r in test:  # a square that moves in the possible clips and stands still in the impossible ones
+        frames = np.zeros((8, 32, 32, 3), np.uint8)
+        for t in range(8):
+            x = 2 + 3 * t if json.loads(r["extra"])["possible"] else 8
+            frames[t, 10:18, x:x + 8] = 255
+        write_mp4(d / r["video"], frames, 8.0)
     surprise = {"clip_g1i.mp4": 0.9, "clip_g1p.mp4": 0.2, "clip_g2i.mp4": 0.1,
                 "clip_g2p.mp4": 0.3, "clip_s1i.mp4": 0.8, "clip_s1p.mp4": 0.4}
     res = run_eval("voe", KnowsAnswers({}, surprise=surprise), data=d, output=tmp_path / "o")
@@ -254,7 +263,9 @@ def test_voe_pairs_and_auroc(tmp_path):
         res = run_eval("voe", "packs/x", data=d, output=tmp_path / "p")
     finally:
         runner.register_model_loader(None)
-    assert set(res["baselines"]) == {"chance", "prior"} and "blind_baseline" in res["config"]
+    assert set(res["baselines"]) == {"chance", "prior", "motion"} and "blind_baseline" in res["config"]
+    # the motion control ranks the moving (possible) clip of every pair as more surprising
+    assert res["baselines"]["motion"]["overall"]["pairwise_accuracy"] == pytest.approx(0.0)
 
 
 def test_model_specs_and_errors(physqa_dir, tmp_path):

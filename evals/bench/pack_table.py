@@ -41,7 +41,7 @@ def voe_table(res: dict, untrained: dict | None = None) -> list[str]:
     m, b = res["metrics"], dict(res.get("baselines", {}))
     if untrained is not None:
         b["untrained encoder"] = untrained["metrics"]
-    cols = [c for c in ("chance", "prior", "untrained encoder") if c in b]
+    cols = [c for c in ("chance", "prior", "motion", "untrained encoder") if c in b]
     lines = ["| voe (test) | pairs×2 | model pairwise / AUROC | " + " | ".join(f"{c} pairwise / AUROC" for c in cols) + " |",
              "|---|---|---|" + "---|" * len(cols)]
     cats = sorted(k for k in m if k != "overall") + ["overall"]
