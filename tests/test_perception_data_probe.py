@@ -295,3 +295,5 @@ def test_voe_suite_gives_possible_clips_in_windows(tmp_path, clips_dir):
     job = make_job(cfg)
     assert len(job.dataset) == len(ClipDataset(clips_dir, "train", T, S)) + 15 * len(possible)
     assert job.dataset[len(job.dataset) - 1].shape == (T, 3, S, S)
+    with pytest.raises(ConfigError, match="extra_dirs repeats"):
+        Config(model=micro(), data=DataConfig(data_dir=str(clips_dir), extra_dirs=[str(clips_dir) + "/"])).validate()

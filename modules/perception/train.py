@@ -48,6 +48,9 @@ class Config:
         self.model.validate()
         if self.data.max_clips < 0:
             raise ConfigError(f"data.max_clips must be >= 0, got {self.data.max_clips}")
+        dirs = [str(Path(d)) for d in [self.data.data_dir, *self.data.extra_dirs]]
+        if len(set(dirs)) != len(dirs):  # a repeated folder would silently count twice
+            raise ConfigError(f"data.extra_dirs repeats a folder already listed: {dirs}")
 
 
 def build_model(cfg: Config):
