@@ -257,8 +257,6 @@ def test_probe_cache_key_follows_the_data_and_the_encoder_files(clips_dir, tmp_p
 def test_voe_suite_gives_possible_clips_in_windows(tmp_path, clips_dir):
     """A VoE suite trains perception on its possible clips only, each 32-frame clip as 3 windows
     of 16 consecutive frames (starts 0, 8, 16), cached or not."""
-    import json as _json
-
     from datasets import load_from_disk
 
     from cogarch.evals.world.generate import generate
@@ -267,7 +265,7 @@ def test_voe_suite_gives_possible_clips_in_windows(tmp_path, clips_dir):
     root = tmp_path / "voe"
     generate("voe", 12, root, seed=1, workers=1, progress=False)
     qs = load_from_disk(str(root / "questions"))["train"]
-    possible = {c for c, e in zip(qs["clip_id"], qs["extra"]) if _json.loads(e)["possible"]}
+    possible = {c for c, e in zip(qs["clip_id"], qs["extra"]) if json.loads(e)["possible"]}
     n_train = len(load_from_disk(str(root / "clips"))["train"])
     assert 0 < len(possible) < n_train
     ds = ClipDataset(root, "train", 16, 32, normalize=False, windows=True, possible_only=True)

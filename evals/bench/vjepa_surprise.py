@@ -60,8 +60,8 @@ def step_surprise(m, frames: torch.Tensor, mask_index: int = 0) -> torch.Tensor:
         ctx = m.encode_context(x, [ci])[0]  # context encoder on the past only (tokens are (t', h', w') row-major)
         err = (m.predict(ctx, ci, ti, mask_index=mask_index) - target[:, t * P:(t + 1) * P]).abs().mean(-1)  # [B, P]
         copy = (target[:, (t - 1) * P:t * P] - target[:, t * P:(t + 1) * P]).abs().mean(-1)  # [B, P]
-        out[:, t, 0], out[:, t, 1] = err.mean(1), err.amax(1)
-        out[:, t, 2], out[:, t, 3] = err.mean(1) / (copy.mean(1) + 1e-6), copy.mean(1)
+        e, cp = err.mean(1), copy.mean(1)  # [B]
+        out[:, t, 0], out[:, t, 1], out[:, t, 2], out[:, t, 3] = e, err.amax(1), e / (cp + 1e-6), cp
     return out
 
 

@@ -62,22 +62,21 @@ def load_clips_split(data_dir: str | os.PathLike, split: str):
 
 
 def voe_possible_ids(data_dir: str | os.PathLike) -> set[str] | None:
-    """clip_ids of the possible clips of a VoE suite (from its questions' extra); None for other suites."""
+    """clip_ids of the possible clips of a VoE suite; None for other suites and hand-made folders."""
     root = Path(data_dir)
     try:
         suite = json.loads((root / "manifest.json").read_text()).get("suite")
     except (OSError, json.JSONDecodeError):
         return None  # hand-made clip folders (tests) carry no manifest
     if suite != "voe":
-        return None
-    from datasets import load_from_disk
+        return None  # other suites: no need to read their questions
+    from cogarch.features import clip_refs  # the one reader of the suites' possible flags
 
     try:
-        qs = load_from_disk(str(root / "questions"))
-        return {cid for sp in qs for cid, ex in zip(qs[sp]["clip_id"], qs[sp]["extra"])
-                if ex and json.loads(ex).get("possible") is True}
+        _, refs = clip_refs(root)
     except (FileNotFoundError, ValueError, KeyError) as e:  # JSONDecodeError is a ValueError
-        raise UserError(f"{root}: a voe suite whose questions/ say no possible flag ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{root}: a voe suite whose questions/ cannot be read ({str(e).splitlines()[0]})") from None
+    return {r.clip_id for r in refs if r.extra.get("possible") is True}
 
 
 def read_frames(path: str | os.PathLike, num_frames: int, size: int, fps: float, start: int = 0) -> torch.Tensor:
