@@ -37,6 +37,9 @@ class Config:
     # from the same clips cost no perception or feature time; val/test keep the standard questions.
     physqa_train_per_template: int = 0
     voe_n: int = 400
+    # "pair" (possible + impossible twin; the shipped packs) or "quad" (IntPhys-balanced quadruplets,
+    # evals/world/voe_quad.py: no per-clip motion statistic separates possible from impossible).
+    voe_design: str = "pair"
     perception: str = "configs/perception/tiny.yaml"
     perception_overrides: list[str] = field(default_factory=list)
     # Object slots (modules/perception/objects.py): objects_n > 0 generates that many extra annotated
@@ -125,11 +128,14 @@ class Pipeline:
         source = self.world_model_source()  # checked before any stage runs
         if source == "objects" and c.objects_n <= 0:
             raise ConfigError("the world model reads objects (model.source=objects) but objects_n is 0: there are no object slots to read")
+        if c.voe_design not in ("pair", "quad"):
+            raise ConfigError(f"voe_design must be 'pair' or 'quad', got {c.voe_design!r}")
         self.check_resumed_world_model(source)
         data = r / "data"
         self.stage("generate physqa", data / "physqa", lambda: generate("physqa", c.physqa_n, data / "physqa", seed=c.seed,
                                                                           train_per_template=c.physqa_train_per_template))
-        self.stage("generate voe", data / "voe", lambda: generate("voe", c.voe_n, data / "voe", seed=c.seed + 1))
+        self.stage("generate voe", data / "voe", lambda: generate("voe", c.voe_n, data / "voe", seed=c.seed + 1,
+                                                                    voe_design=c.voe_design))
         self.stage("generate planning", data / "planning",
                    lambda: generate("planning", c.planning_n, data / "planning", seed=c.seed + 2))
 

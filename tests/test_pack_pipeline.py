@@ -104,6 +104,10 @@ def test_object_world_model_needs_object_slots(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="world_model.source"):
         run(cfg)
     assert not (tmp_path / "q" / "data").exists()
+    cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'v'}", "voe_design=triple"])
+    with pytest.raises(ConfigError, match="voe_design"):
+        run(cfg)
+    assert not (tmp_path / "v" / "data").exists()
     # resuming a run whose world model was trained on the other source is refused, not mixed
     old = tmp_path / "r" / "world_model" / "final"
     old.mkdir(parents=True)

@@ -208,15 +208,21 @@ def auroc(pos: list[float], neg: list[float]) -> float:
 
 
 def voe_eval(rows: list[dict], scores: dict[str, float]) -> dict:
-    """Pairwise accuracy and AUROC per violation type (category) + their means."""
+    """Pairwise accuracy and AUROC per violation type (category) + their means.
+
+    A group (pair_id) is a matched pair or an IntPhys quadruplet; its score is the fraction of
+    (impossible, possible) cross comparisons that rank the impossible clip as more surprising
+    (ties count half), as `cogarch eval` scores it (evals/metrics.py)."""
     out: dict[str, dict] = {}
     for cat in sorted({r["category"] for r in rows}):
         rs = [r for r in rows if r["category"] == cat]
-        pairs: dict[str, dict] = {}
+        groups: dict[str, dict[bool, list[float]]] = {}
         for r in rs:
-            pairs.setdefault(r["pair_id"], {})[bool(r["extra"].get("possible"))] = scores[r["clip_id"]]
-        full = [p for p in pairs.values() if len(p) == 2]
-        acc = float(np.mean([(p[False] > p[True]) + 0.5 * (p[False] == p[True]) for p in full])) if full else float("nan")
+            g = groups.setdefault(r["pair_id"], {True: [], False: []})
+            g[bool(r["extra"].get("possible"))].append(scores[r["clip_id"]])
+        full = [g for g in groups.values() if g[True] and g[False]]
+        acc = float(np.mean([np.mean([(i > p) + 0.5 * (i == p) for i in g[False] for p in g[True]])
+                             for g in full])) if full else float("nan")
         au = auroc([scores[r["clip_id"]] for r in rs if r["extra"].get("possible") is False],
                    [scores[r["clip_id"]] for r in rs if r["extra"].get("possible") is True])
         out[cat] = {"pairwise_acc": acc, "auroc": au, "pairs": len(full)}

@@ -53,6 +53,8 @@ class GenOptions:
     episode_steps: int = 12           # planning: actions per random episode
     action_every: int = 2             # planning: frames between actions
     chunksize: int = 16
+    voe_design: str = "pair"          # voe: "pair" (possible + impossible twin) or "quad" (IntPhys-
+                                      # balanced quadruplets, evals/world/voe_quad.py)
 
 
 def _options(options: dict) -> GenOptions:
@@ -63,6 +65,8 @@ def _options(options: dict) -> GenOptions:
     opt = GenOptions(**options)
     if opt.size < 16 or opt.size % 2:
         raise UserError(f"size must be an even number >= 16, got {opt.size}")
+    if opt.voe_design not in ("pair", "quad"):
+        raise UserError(f"voe_design must be 'pair' or 'quad', got {opt.voe_design!r}")
     if opt.video_frames not in ("observed", "all"):
         raise UserError(f"video_frames must be 'observed' or 'all', got {opt.video_frames!r}")
     if opt.observed_frames < 2 or opt.future_frames < 0:
@@ -120,6 +124,8 @@ def _run_task(task: dict) -> dict:
     """Top-level (picklable under spawn) dispatcher for worker processes."""
     if task["suite"] == "physqa":
         from cogarch.evals.world.physqa import make_clip
+    elif task["suite"] == "voe" and task["voe_design"] == "quad":
+        from cogarch.evals.world.voe_quad import make_clip
     elif task["suite"] == "voe":
         from cogarch.evals.world.voe import make_clip
     else:
@@ -141,6 +147,7 @@ def _tasks(suite: str, counts: dict[str, int], seed: int, opt: GenOptions, root:
                 "cf_removals": opt.cf_removals,
                 "episode_steps": opt.episode_steps,
                 "action_every": opt.action_every,
+                "voe_design": opt.voe_design,
             })
     return tasks
 
@@ -214,7 +221,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 def generate(suite: str, n: int, out: str | os.PathLike, seed: int = 0, workers: int | None = None,
              progress: bool = True, **options) -> dict:
-    """Generate `n` clips (voe: n clips in n//2 matched pairs, at least one pair; planning: n
+    """Generate `n` clips (voe: n clips in n//2 matched pairs or n//4 quadruplets, at least one; planning: n
     episodes) of `suite` into folder `out`. Returns a summary dict (counts, seconds, clips/s)."""
     if suite not in SUITES:
         raise UserError(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
@@ -228,7 +235,8 @@ def generate(suite: str, n: int, out: str | os.PathLike, seed: int = 0, workers:
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
         raise UserError(f"workers must be >= 1, got {workers}")
-    units = max(1, n // 2) if suite == "voe" else n   # voe jobs are pairs
+    # voe jobs are pairs or quadruplets
+    units = max(1, n // (4 if opt.voe_design == "quad" else 2)) if suite == "voe" else n
     counts = split_counts(units)
     t0 = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,239 @@
+"""voe_quad: IntPhys-balanced violation-of-expectation quadruplets (Riochet et al., "IntPhys", 2018/2021).
+
+Matched pairs (voe.py) leak: the impossible twin of a permanence or gravity clip simply moves less,
+so "the stiller clip is impossible" scores 100 % on those types without any physics. IntPhys
+fixes this by building each test item from FOUR clips, two possible (P1, P2) and two impossible
+(I1, I2), such that every single frame (or every scene element, and every trajectory) occurs
+equally often among the possible and the impossible clips. Only the *combination* over time, or
+of trajectory with scene, is impossible. Any per-clip statistic of motion, presence or layout is
+then balanced, and scores 50 % in the cross comparisons (each impossible vs each possible clip).
+
+Two constructions, both from one seeded scene:
+  temporal splice (permanence, continuity, inertia): P1 is simulated, P2 is the same scene with
+    the hero's whole trajectory changed in a physically valid way; I1 = P1 before frame f then
+    P2, I2 = P2 before f then P1. The frames of {I1, I2} are exactly those of {P1, P2}.
+      permanence  P2: the hero is absent. I1: it vanishes while fully hidden behind the
+                  occluder; I2: it appears from behind the occluder without having entered.
+      continuity  P2: the hero's path translated sideways (the table has no boundary, so a
+                  translated free slide is as lawful as the original). I1/I2 jump at f, while
+                  the hero is hidden behind the occluder on both paths: it goes in on one line
+                  and comes out on a parallel one.
+      inertia     P2: the hero's path rotated about its position at frame f-1 (friction on the
+                  table is isotropic, so a rotated slide is lawful). I1/I2 turn at f uncaused.
+  factorial 2x2 (solidity, gravity): a scene element x a trajectory.
+      solidity    {wall, no wall} x {bounces off the wall, slides straight}: possible are
+                  (wall, bounce) and (no wall, straight); impossible (wall, straight: passes
+                  through it) and (no wall, bounce: rebounds off nothing).
+      gravity     {shelf, no shelf} x {rests, falls}: the hero starts at rest on / where a
+                  shelf is. Possible (shelf, rests) and (no shelf, falls); impossible (no shelf,
+                  rests: floats unsupported) and (shelf, falls: drops through its support).
+The hero never touches another object in any of the four clips (resampled otherwise), so the
+other objects' trajectories are identical in all four.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from cogarch.evals.world.common import write_clip
+from cogarch.evals.world.scenes import FLOOR_Y, SceneConfig, sample_attributes
+from cogarch.evals.world.sim import ObjSpec, Scene, Static, Trajectory, simulate
+from cogarch.evals.world.truth import dumps, in_view, visible
+from cogarch.evals.world.vocab import SHAPE_SIZE
+from cogarch.evals.world.voe import GRAVITY, VIOLATIONS, _contacts_after, _near_others, _scene
+
+ROLES = ("P1", "P2", "I1", "I2")   # possible, possible, impossible, impossible
+
+
+def _copy(t: Trajectory) -> Trajectory:
+    return Trajectory(list(t.ids), t.pos.copy(), t.vel.copy(), t.angle.copy(), t.omega.copy(),
+                      t.present.copy(), list(t.events))
+
+
+def _splice(a: Trajectory, b: Trajectory, j: int, f: int) -> Trajectory:
+    """`a`, with object slot j's state from frame f on taken from `b`."""
+    out = _copy(a)
+    for name in ("pos", "vel", "angle", "omega", "present"):
+        getattr(out, name)[f:, j] = getattr(b, name)[f:, j]
+    return out
+
+
+def _moved_spec(spec: ObjSpec, t: Trajectory, j: int) -> ObjSpec:
+    """The hero's initial ObjSpec matching frame 0 of trajectory t (for the clip's objects row)."""
+    return dataclasses.replace(spec, x=float(t.pos[0, j, 0]), y=float(t.pos[0, j, 1]),
+                               vx=float(t.vel[0, j, 0]), vy=float(t.vel[0, j, 1]),
+                               angle=float(t.angle[0, j]))
+
+
+def _with_hero(scene: Scene, spec: ObjSpec) -> Scene:
+    return dataclasses.replace(scene, objects=[spec if o.id == spec.id else o for o in scene.objects])
+
+
+def _continuity_setup(rng: np.random.Generator, cfg: SceneConfig):
+    """(scene, P1, P2, f, jump) or None: P2 is P1's path shifted sideways by `jump`; the hero is
+    fully hidden behind a wide occluder at frames f-1 and f on both paths, and seen before and
+    after on both. The splice at f is then invisible: the hero goes in on one line and comes out
+    on a parallel one (IntPhys O3 hides its discontinuity the same way, so that no pixel
+    transient gives it away)."""
+    scene, oid = _scene("permanence", rng, cfg)
+    hero = scene.objects[0]
+    sp = math.hypot(hero.vx, hero.vy)
+    amt = float(rng.choice([-1, 1])) * float(rng.uniform(8, 12))
+    jump = np.array([-hero.vy / sp * amt, hero.vx / sp * amt])
+    # The two parallel lines straddle the centre, both inside the hidden band of the occluder.
+    hero = dataclasses.replace(hero, x=hero.x - jump[0] / 2, y=hero.y - jump[1] / 2)
+    scene = dataclasses.replace(scene, objects=[hero] + scene.objects[1:], occluder=(16.0, 16.0, 48.0, 48.0))
+    p1 = simulate(scene)
+    j = p1.slot(oid)
+    p2 = _copy(p1)
+    p2.pos[:, j] += jump
+    view1, view2 = in_view(scene, p1), in_view(scene, p2)
+    v1, v2 = visible(scene, p1, view1)[:, j], visible(scene, p2, view2)[:, j]
+    h1, h2 = view1[:, j] & ~v1, view2[:, j] & ~v2
+    ok = [t for t in range(2, len(h1)) if h1[t - 1] and h1[t] and h2[t - 1] and h2[t]
+          and v1[:t].any() and v2[:t].any() and v1[t:].any() and v2[t:].any()]
+    if not ok:
+        return None
+    return scene, p1, p2, int(rng.choice(ok)), jump
+
+
+def _splice_quad(kind: str, rng: np.random.Generator, cfg: SceneConfig):
+    """permanence / continuity / inertia: P1 simulated, P2 = a lawful variant, I = cross splices."""
+    if kind == "continuity":
+        got = _continuity_setup(rng, cfg)
+        if got is None:
+            return None
+        scene, p1, p2, f, jump = got
+        oid, j = 0, p1.slot(0)
+        if _contacts_after(p1, oid, 0) or _near_others(p2, j, 0):
+            return None
+        scene2 = _with_hero(scene, _moved_spec(scene.objects[0], p2, j))
+        clips = [(scene, p1), (scene2, p2), (scene, _splice(p1, p2, j, f)), (scene2, _splice(p2, p1, j, f))]
+        return clips, oid, f, {"jump": np.round(jump, 3).tolist()}
+    scene, oid = _scene(kind, rng, cfg)
+    p1 = simulate(scene)
+    T, j = p1.pos.shape[0], p1.slot(oid)
+    if _contacts_after(p1, oid, 0):
+        return None
+    view = in_view(scene, p1)
+    hero = next(o for o in scene.objects if o.id == oid)
+    p2, info = _copy(p1), {}
+    if kind == "permanence":
+        vis = visible(scene, p1, view)
+        hidden = np.nonzero(view[:, j] & ~vis[:, j])[0]
+        if not len(hidden) or hidden[0] < 2 or not vis[hidden[0]:, j].any():
+            return None
+        f = int(hidden[0])
+        p2.present[:, j] = False
+    else:  # inertia: rotate the whole slide about the hero's position at frame f-1
+        moving = np.nonzero((np.hypot(p1.vel[:, j, 0], p1.vel[:, j, 1]) > 5) & view[:, j])[0]
+        if len(moving) < 6 or moving[-1] < 4:
+            return None
+        f = int(rng.integers(3, min(T - 3, int(moving[-1])) + 1))
+        turn = float(rng.choice([-1, 1])) * float(rng.uniform(math.pi / 3, 2 * math.pi / 3))
+        c, s = math.cos(turn), math.sin(turn)
+        rot = np.array([[c, -s], [s, c]])
+        x = p1.pos[f - 1, j].copy()
+        p2.pos[:, j] = x + (p1.pos[:, j] - x) @ rot.T
+        p2.vel[:, j] = p1.vel[:, j] @ rot.T
+        p2.angle[:, j] = p1.angle[:, j] + turn
+        info["turn"] = round(turn, 4)
+    if _near_others(p2, j, 0):
+        return None
+    scene2 = _with_hero(scene, _moved_spec(hero, p2, j)) if kind != "permanence" else scene
+    clips = [(scene, p1), (scene2, p2), (scene, _splice(p1, p2, j, f)), (scene2, _splice(p2, p1, j, f))]
+    return clips, oid, f, info
+
+
+def _solidity_quad(rng: np.random.Generator, cfg: SceneConfig):
+    scene_w, oid = _scene("solidity", rng, cfg)
+    scene_n = dataclasses.replace(scene_w, statics=[])
+    bounce, straight = simulate(scene_w), simulate(scene_n)
+    j = bounce.slot(oid)
+    hits = [e["frame"] for e in bounce.events if e["type"] == "collision" and e["a"] == oid and e["b"] == "wall0"]
+    if not hits or hits[0] < 2 or _contacts_after(bounce, oid, 0) or _contacts_after(straight, oid, 0):
+        return None
+    if _near_others(straight, j, 0) or _near_others(bounce, j, 0):
+        return None
+    others = [k for k in range(len(bounce.ids)) if k != j]
+    if not np.allclose(bounce.pos[:, others], straight.pos[:, others]):
+        return None
+    # A rebound off a wall that is not there has no collision to record.
+    ghost = _copy(bounce)
+    ghost.events = [e for e in bounce.events if e.get("b") != "wall0"]
+    clips = [(scene_w, bounce), (scene_n, straight), (scene_w, straight), (scene_n, ghost)]
+    return clips, oid, int(hits[0]), {"variants": ["wall+bounce", "open+straight", "wall+straight", "open+bounce"]}
+
+
+def _gravity_quad(rng: np.random.Generator, cfg: SceneConfig):
+    attrs = sample_attributes(rng, 1 + int(rng.integers(0, 3)), cfg.ood)
+    c, s, m = attrs[0]
+    x, ys = float(rng.uniform(14, 50)), float(rng.uniform(18, 36))
+    # Resting pose: flat side down (sim.hexagon has flat top and bottom at angle 0).
+    half = SHAPE_SIZE[s] * (math.sqrt(3) / 2 if s == "cylinder" else 1.0)
+    hero = ObjSpec(0, c, s, m, x, ys - 1.5 - half - 0.05)
+    extras, xs = [], [x]
+    for k, (c2, s2, m2) in enumerate(attrs[1:]):
+        for _ in range(30):
+            q = float(rng.uniform(6, 58))
+            if all(abs(q - p) > 14 for p in xs):
+                xs.append(q)
+                extras.append(ObjSpec(1 + k, c2, s2, m2, q, FLOOR_Y - 2.0 - 6.5))
+                break
+    floor = Static("floor", "floor", (-40.0, FLOOR_Y), (104.0, FLOOR_Y), 2.0)
+    shelf = Static("shelf0", "ledge", (x - 9.0, ys), (x + 9.0, ys), 1.5)
+    scene_s = Scene("side", [hero] + extras, [floor, shelf], None, GRAVITY, 0.9, cfg.fps,
+                    cfg.substeps, cfg.num_frames)
+    scene_n = dataclasses.replace(scene_s, statics=[floor])
+    rest, fall = simulate(scene_s), simulate(scene_n)
+    j = rest.slot(0)
+    if np.abs(rest.pos[:, j] - rest.pos[0, j]).max() > 0.5 or _contacts_after(fall, 0, 0):
+        return None
+    others = [k for k in range(len(rest.ids)) if k != j]
+    if not np.allclose(rest.pos[:, others], fall.pos[:, others]):
+        return None
+    below = np.nonzero(fall.pos[:, j, 1] > ys)[0]
+    if not len(below):
+        return None
+    clips = [(scene_s, rest), (scene_n, fall), (scene_n, rest), (scene_s, fall)]
+    return clips, 0, int(below[0]), {"variants": ["shelf+rest", "open+fall", "open+rest", "shelf+fall"]}
+
+
+def make_quad(kind: str, rng: np.random.Generator, cfg: SceneConfig):
+    """([(scene, trajectory)] in ROLES order, violated object id, violation frame, info)."""
+    for _ in range(60):
+        if kind == "solidity":
+            res = _solidity_quad(rng, cfg)
+        elif kind == "gravity":
+            res = _gravity_quad(rng, cfg)
+        else:
+            res = _splice_quad(kind, rng, cfg)
+        if res is not None:
+            return res
+    raise RuntimeError(f"could not build a {kind} quadruplet in 60 attempts (scene sampler bug)")
+
+
+def make_clip(task: dict) -> dict:
+    """Worker job: one quadruplet -> four clip rows and four question rows sharing a pair_id."""
+    cfg = SceneConfig(**task["scene"])
+    cfg = dataclasses.replace(cfg, observed_frames=cfg.num_frames, future_frames=0)
+    kind = VIOLATIONS[task["index"] % len(VIOLATIONS)]
+    rng = np.random.default_rng(task["seed"])
+    clips_in, oid, f, info = make_quad(kind, rng, cfg)
+    group = task["clip_id"]
+    clips, qs = [], []
+    for role, (scene, traj) in zip(ROLES, clips_in):
+        possible = role.startswith("P")
+        sub = dict(task, clip_id=f"{group}_{role.lower()}", observed_frames=cfg.num_frames)
+        meta = {"possible": possible, "violation": kind, "design": "quad", "role": role,
+                "violated_obj": oid, "violation_frame": f, **info}
+        row = write_clip(sub, scene, traj, {"voe": meta})
+        clips.append(row)
+        qs.append({"qid": sub["clip_id"], "clip_id": sub["clip_id"], "video": row["video"],
+                   "category": kind, "template": f"voe_{kind}", "question": "", "choices": [],
+                   "answer": "possible" if possible else "impossible", "answer_index": -1,
+                   "pair_id": group, "extra": dumps(meta)})
+    return {"clips": clips, "questions": qs}
