@@ -274,7 +274,12 @@ def test_voe_suite_gives_possible_clips_in_windows(tmp_path, clips_dir):
     whole = read_clip(root / ds.rows[0]["video"], num_frames=32, fps=8.0, size=32)
     for k, start in enumerate((0, 8, 16)):
         assert torch.allclose(ds[k], whole[start:start + 16], atol=1e-6)
-        assert ds.row(k)["clip_id"] == ds.rows[0]["clip_id"]
+        assert ds.row(k)["clip_id"] == ds.rows[0]["clip_id"] and ds.start(k) == start
+    # Labels are indexed from frame 0: a later window refuses them instead of misaligning targets.
+    assert ds.annotations(0)["num_frames"] == 32 and ds.objects(0)
+    for read in (ds.annotations, ds.objects):
+        with pytest.raises(ValueError, match="starting at frame 8"):
+            read(1)
     cached = ClipDataset(root, "train", 16, 32, normalize=False, windows=True, possible_only=True, cache=True,
                          cache_workers=0)
     assert len(cached) == len(ds) and torch.allclose(cached[4], ds[4], atol=1e-5)

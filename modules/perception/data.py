@@ -15,7 +15,7 @@ gives 3 samples, so training sees its middle and end at the clip's own rate (`ra
 unused). With `possible_only=True` (what perception training passes) a VoE suite yields only its
 POSSIBLE clips: an impossible clip must never be learned as normal (the same rule as the world
 model's training data). Probes and the object head read every clip, with labels from frame 0, so
-they never use windows.
+they never use windows; `objects(i)` / `annotations(i)` of a window that starts later raise.
 
 `cache=True` decodes every sample once (its T frames, uint8) into DIR/.cache/perception/*.npy and
 memory-maps it: on a loaded 2-core machine PyAV needs 0.1-0.3 s per 16-frame clip, more than a
@@ -171,12 +171,26 @@ class ClipDataset(Dataset):
         return len(self._items)
 
     def row(self, i: int) -> dict[str, Any]:
+        """The clips row of sample i (with windows, every window of a clip shares its row)."""
         return self.rows[self._items[int(i)][0]]
 
+    def start(self, i: int) -> int:
+        """First frame of sample i in its clip (0 without windows)."""
+        return int(self._items[int(i)][1])
+
+    def _labels_at_zero(self, i: int) -> None:
+        # Labels (objects, tracks) are indexed from the clip's frame 0; a later window would pair its
+        # frames with the wrong targets without any error, so it is refused.
+        if self.start(i) != 0:
+            raise ValueError(f"sample {i} is a window starting at frame {self.start(i)}; clip labels "
+                             "start at frame 0 (build the dataset with windows=False to read labels)")
+
     def objects(self, i: int) -> list[dict]:
+        self._labels_at_zero(i)
         return json.loads(self.row(i)["objects"])
 
     def annotations(self, i: int) -> dict:
+        self._labels_at_zero(i)
         return json.loads(self.row(i)["annotations"])
 
     def __getitem__(self, i: int) -> Any:
