@@ -16,8 +16,8 @@ Violation-of-expectation suites also get a control that does read the clip:
 - motion: a clip's surprise is how much its pixels change from frame to frame. It knows no
   physics, so a model scoring near it may be reading motion, and a suite where it is far from
   50 % pairs possible and impossible clips whose motion differs (on the generated voe suite the
-  impossible clip of a gravity or permanence pair moves less; docs/benchmarks.md, "VoE with a
-  future-trained V-JEPA predictor").
+  impossible clip of a gravity or permanence pair moves less; docs/bench_world_model.md §6;
+  the balanced quadruplets of `voe_design=quad` remove that leak).
 """
 
 from __future__ import annotations

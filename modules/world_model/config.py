@@ -48,7 +48,7 @@ class WorldModelConfig:
     # velocity of the slots' own positions answers 74 % of test exit questions where the
     # copy-based v10 world model's forecast answered 61 % (evals/bench/forecast_readout.py); the
     # idea was to start from it and learn only the deviations (contacts, walls). Measured: worse at
-    # every horizon and no better on exits (the slots' displacement is noisy; docs/benchmarks.md,
+    # every horizon and no better on exits (the slots' displacement is noisy; docs/bench_pack_history.md,
     # "Thirteenth session"), so the presets leave it off. Needs residual=true. Empty: off.
     extrapolate_dims: list[int] = field(default_factory=list)
     # Training objective (V-JEPA 2-AC, Assran et al. 2025, Sec. 3): L1 to layer-normed targets,
