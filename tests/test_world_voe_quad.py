@@ -23,8 +23,9 @@ from cogarch.evals.world.voe import VIOLATIONS
 @pytest.fixture(scope="module")
 def quads(tmp_path_factory):
     out = tmp_path_factory.mktemp("voeq") / "voeq"
-    summary = generate("voe", 40, out, seed=3, workers=1, progress=False, voe_design="quad")
-    assert summary["clips"] == 40 and json.loads((out / "manifest.json").read_text())["config"]["voe_design"] == "quad"
+    # 50 groups: 35 train, 5 per eval split, so every type is built in the 48-frame test_ood split too.
+    summary = generate("voe", 200, out, seed=3, workers=2, progress=False, voe_design="quad")
+    assert summary["clips"] == 200 and json.loads((out / "manifest.json").read_text())["config"]["voe_design"] == "quad"
     clips, qs = load_from_disk(str(out / "clips")), load_from_disk(str(out / "questions"))
     groups = []
     for sp in SPLITS:
@@ -33,7 +34,8 @@ def quads(tmp_path_factory):
         for q in qs[sp]:
             e = json.loads(q["extra"])
             ann = json.loads(rows[q["clip_id"]]["annotations"])
-            by.setdefault(q["pair_id"], {})[e["role"]] = {"q": q, "extra": e, "ann": ann,
+            by.setdefault(q["pair_id"], {})[e["role"]] = {"q": q, "extra": e, "ann": ann, "split": sp,
+                                                          "objects": json.loads(rows[q["clip_id"]]["objects"]),
                                                           "video": out / q["video"]}
         groups += list(by.values())
     return groups
@@ -44,8 +46,9 @@ def _hero(c):
 
 
 def test_quads_have_two_possible_and_two_impossible_clips_of_one_type(quads):
-    assert len(quads) == 10
-    assert {g["P1"]["q"]["category"] for g in quads} == set(VIOLATIONS)
+    assert len(quads) == 50
+    for sp in SPLITS:
+        assert {g["P1"]["q"]["category"] for g in quads if g["P1"]["split"] == sp} == set(VIOLATIONS)
     for g in quads:
         assert sorted(g) == ["I1", "I2", "P1", "P2"]
         assert {r: g[r]["q"]["answer"] for r in g} == {"P1": "possible", "P2": "possible",
@@ -82,13 +85,14 @@ def test_quad_videos_match_frame_for_frame_on_spliced_types(quads):
             continue
         v = {r: read_mp4(g[r]["video"]).astype(np.float32) for r in g}
         f = g["P1"]["extra"]["violation_frame"]
-        err = lambda a, b, s: float(np.abs(v[a][s] - v[b][s]).mean())  # noqa: E731
+        # the worst single frame's mean error (codec noise only), not an average over frames
+        err = lambda a, b, s: float(np.abs(v[a][s] - v[b][s]).mean(axis=(1, 2, 3)).max())  # noqa: E731
         before, after = slice(0, f), slice(f, None)
         assert err("I1", "P1", before) < 1.0 and err("I1", "P2", after) < 1.0
         assert err("I2", "P2", before) < 1.0 and err("I2", "P1", after) < 1.0
-        assert err("P1", "P2", slice(None)) > 0.2          # the two possible clips do differ
+        assert err("P1", "P2", slice(None)) > 2.0          # the two possible clips do differ
         n += 1
-    assert n == sum(g["P1"]["q"]["category"] in ("permanence", "continuity", "inertia") for g in quads) >= 3
+    assert n == 30
 
 
 def test_each_impossible_clip_breaks_its_law(quads):
@@ -111,14 +115,55 @@ def test_each_impossible_clip_breaks_its_law(quads):
             a, b = np.array(h["I1"]["vel"][f - 1]), np.array(h["I1"]["vel"][f])
             turn = math.atan2(a[0] * b[1] - a[1] * b[0], a @ b)
             assert abs(abs(turn) - abs(g["P1"]["extra"]["turn"])) < 0.15 and abs(turn) > math.pi / 4
+            assert h["P2"]["angle"] == h["P1"]["angle"]      # the body does not spin at the turn
+            for r in ("I1", "I2"):                           # and the turn is seen
+                assert all(h[r]["in_view"][t] for t in (f - 1, f, f + 1))
         elif kind == "solidity":
             assert names["P1"] == names["I1"] and "wall0" in names["P1"] and "wall0" not in names["P2"] + names["I2"]
             assert h["I1"]["pos"] == h["P2"]["pos"] and h["I2"]["pos"] == h["P1"]["pos"] != h["P2"]["pos"]
+            v0, v1 = np.array(h["P1"]["vel"][f - 1]), np.array(h["P1"]["vel"][min(f + 1, len(h["P1"]["vel"]) - 1)])
+            assert v0 @ v1 < 0                               # P1 rebounds off the wall ...
+            wall = next(s for s in g["P1"]["ann"]["scene"]["statics"] if s["name"] == "wall0")
+            a, b = np.array(wall["a"]), np.array(wall["b"])
+            side = lambda p: np.sign((b - a)[0] * (p[1] - a[1]) - (b - a)[1] * (p[0] - a[0]))  # noqa: E731
+            path = h["I1"]["pos"]
+            assert side(path[0]) != side(path[-1])           # ... and I1 ends up beyond it
+            assert not [e for e in g["I2"]["ann"]["events"] if e.get("b") == "wall0"]
         else:  # gravity
             assert "shelf0" in names["P1"] and "shelf0" in names["I2"] and "shelf0" not in names["P2"] + names["I1"]
             ys = lambda r: np.array(h[r]["pos"])[:, 1]  # noqa: E731
             assert np.ptp(ys("P1")) < 0.5 and np.ptp(ys("I1")) < 0.5      # rests / floats
             assert ys("P2")[-1] - ys("P2")[0] > 5 and h["I2"]["pos"] == h["P2"]["pos"]
+            shelf = next(s for s in g["P1"]["ann"]["scene"]["statics"] if s["name"] == "shelf0")
+            assert ys("I2")[-1] > shelf["a"][1]              # it ends below the shelf it fell through
+            assert not [e for e in g["I1"]["ann"]["events"] if e.get("b") == "shelf0"]
+
+
+def test_edited_paths_keep_clear_of_other_objects_and_match_the_objects_row(quads):
+    from cogarch.evals.world.scenes import _radius
+
+    for g in quads:
+        for r in g:
+            radius = {o["id"]: _radius(o["shape"]) for o in g[r]["objects"]}
+            hero = g[r]["extra"]["violated_obj"]
+            h = g[r]["ann"]["tracks"][str(hero)]
+            spec = next(o for o in g[r]["objects"] if o["id"] == hero)
+            if h["present"][0]:                              # the objects row is frame 0 of the clip
+                assert np.allclose([spec["x"], spec["y"]], h["pos"][0], atol=0.01)
+            for oid, tr in g[r]["ann"]["tracks"].items():
+                if int(oid) == hero:
+                    continue
+                d = np.linalg.norm(np.array(tr["pos"]) - np.array(h["pos"]), axis=-1)
+                both = np.array(tr["present"], bool) & np.array(h["present"], bool)
+                assert (d[both] >= radius[hero] + radius[int(oid)]).all(), (g[r]["q"]["qid"], oid)
+
+
+def test_quads_are_deterministic(tmp_path):
+    rows = []
+    for k in range(2):
+        generate("voe", 8, tmp_path / str(k), seed=5, workers=1, progress=False, voe_design="quad")
+        rows.append(load_from_disk(str(tmp_path / str(k) / "clips"))["train"].to_list())
+    assert rows[0] == rows[1] and len(rows[0]) == 8  # 2 groups, both in train (fewer than 4 units)
 
 
 def test_voe_eval_scores_every_cross_comparison_of_a_group():

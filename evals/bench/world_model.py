@@ -11,7 +11,8 @@ C observed steps, predicting steps C+1..C+h autoregressively; copy-last predicts
 
 VoE: each clip gets a surprise score (WorldModelScorer.surprise(video) -> float: per-step L1 error
 of each step given the steps before it, clip score = mean of the top-k steps, see the world model
-README); pairwise accuracy = fraction of matched pairs where the impossible clip scores higher (ties 1/2);
+README); pairwise accuracy = fraction of (impossible, possible) comparisons within a pair or
+quadruplet where the impossible clip scores higher (ties 1/2);
 AUROC per violation type over all clips of that type.
 """
 
