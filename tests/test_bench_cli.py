@@ -28,6 +28,7 @@ def test_cli_maps_user_error_to_exit_2(capsys):
                                   ["planning_critic", "dynamics", "--pack", "/nonexistent", "--data", "/nonexistent"],
                                   ["voe_scores", "--world-model", "/nonexistent", "--data", "/nonexistent"],
                                   ["vjepa_surprise", "--perception", "/nonexistent", "--data", "/nonexistent"],
+                                  ["voe_oracle", "--data", "/nonexistent", "--out", "/tmp/x"],
                                   ["paired", "/nonexistent/a.jsonl", "/nonexistent/b.jsonl"]])
 def test_bench_script_bad_path(args):
     r = subprocess.run([sys.executable, "-m", f"cogarch.evals.bench.{args[0]}", *args[1:]], capture_output=True, text=True)
@@ -127,3 +128,38 @@ def test_vjepa_step_surprise_scores_and_control():
     with torch.no_grad():
         f = step_surprise(m, frozen, mask_index=2)
     assert torch.all(f[:, 2:, 3] < 1e-4) and torch.all(s[:, 2:, 3] > 0.1)  # (float error only)
+
+
+def test_voe_oracle_shard_holds_the_true_tracks(tmp_path):
+    """The oracle world-model shard: [N, 8 steps, slots, 18] rows of the simulator's tracks over all
+    simulated frames, with each clip's possible flag, in the format world_model/train.py reads."""
+    import json
+
+    from datasets import load_from_disk
+    from safetensors import safe_open
+
+    from cogarch.evals.bench.voe_oracle import write
+    from cogarch.evals.world.generate import generate
+
+    generate("voe", 8, tmp_path / "voe", seed=2, workers=1, progress=False, voe_design="quad")
+    path = write(str(tmp_path / "voe"), str(tmp_path / "feat"))
+    with safe_open(str(path), "pt") as f:
+        lat, meta = f.get_tensor("latents").float(), f.metadata()
+    ids, extras = json.loads(meta["clip_ids"]), json.loads(meta["extras"])
+    assert lat.shape == (8, 8, 8, 18) and meta["suite"] == "voe" and len(ids) == 8
+    assert sorted(e["possible"] for e in extras) == [False] * 4 + [True] * 4
+    rows = {r["clip_id"]: r for r in load_from_disk(str(tmp_path / "voe" / "clips"))["train"]}
+    seen = 0
+    for n, cid in enumerate(ids):
+        tracks = json.loads(rows[cid]["annotations"])["tracks"]
+        for k, ob in enumerate(json.loads(rows[cid]["objects"])):
+            tr = tracks[str(ob["id"])]
+            for t in range(8):
+                f = 4 * t + 3  # step t ends on frame 4t+3 of the 32 simulated frames
+                if tr["visible"][f]:
+                    want = [1.0, tr["pos"][f][0] / 64, tr["pos"][f][1] / 64, tr["vel"][f][0] / 32, tr["vel"][f][1] / 32]
+                    assert torch.allclose(lat[n, t, k, 13:], torch.tensor(want), atol=2e-3)
+                    seen += 1
+                else:
+                    assert lat[n, t, k].abs().sum() == 0
+    assert seen > 20

@@ -1,0 +1,77 @@
+"""Ceiling diagnostic for VoE: world-model feature shards written from the simulator's TRUE tracks.
+
+On balanced VoE quadruplets every predictor over the pack's perceived object slots is at chance
+(docs/benchmarks.md, "Balanced VoE quadruplets"). This separates the two suspects: perception (the
+slots do not carry the objects faithfully) and the predictor (it cannot tell lawful from unlawful
+motion even with perfect tracks). It writes shards in the world model's format (`latents`
+[N, T', K, 18] plus clip_ids / splits / extras, as `cogarch.features.write_world_model_features`
+writes for kind="objects"), whose rows are what a PERFECT object-centric perception would publish
+(evals/bench/oracle_bus.py's layout: identity one-hots 13 | visible | x, y | vx, vy; zero where the
+object is not visible). Slot k is always object k of the clip. A clip's 8 steps span ALL its
+simulated frames: a physqa clip's 16 observed and 16 future frames (32, so 4 frames per step, the
+same time scale as a 32-frame VoE clip read as 8 steps by the pipeline). Then train the object world
+model on them and score the quadruplets with evals/bench/voe_scores.py:
+
+    python -m cogarch.evals.bench.voe_oracle --data runs/vf/physqa runs/voeq2000 --out runs/voe_oracle/features
+    cogarch train world_model --config configs/world_model/objects_tiny.yaml \\
+        data.features_dir=runs/voe_oracle/features trainer.out_dir=runs/voe_oracle/wm trainer.seed=0
+    python -m cogarch.evals.bench.voe_scores --world-model runs/voe_oracle/wm/final \\
+        --data runs/voeq2000 --features runs/voe_oracle/features/voe.safetensors
+
+A diagnostic ONLY: the shards hold ground truth, so nothing trained on them may ship.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from cogarch.errors import UserError
+from cogarch.evals.bench import cli
+from cogarch.evals.bench.oracle_bus import clip_tokens
+
+
+def write(data: str, out: str, steps: int = 8, slots: int = 8) -> Path:
+    """One shard `OUT/<suite>.safetensors` over every clip of the suite at `data`."""
+    from datasets import load_from_disk
+    from safetensors.torch import save_file
+
+    from cogarch.features import clip_refs
+
+    suite, refs = clip_refs(data)
+    clips = load_from_disk(str(Path(data) / "clips"))
+    rows = {r["clip_id"]: r for split in clips for r in clips[split]}
+    missing = [r.clip_id for r in refs if r.clip_id not in rows]
+    if missing:
+        raise UserError(f"{data}: {len(missing)} clips have no row in clips/ (e.g. {missing[0]!r})")
+    def whole(row: dict) -> dict:  # every simulated frame, not only the observed ones
+        return dict(row, observed_frames=json.loads(row["annotations"])["num_frames"])
+
+    lat = torch.stack([clip_tokens(whole(rows[r.clip_id]), steps, slots) for r in refs]).to(torch.float16)
+    meta = {"clip_ids": json.dumps([r.clip_id for r in refs]), "splits": json.dumps([r.split for r in refs]),
+            "extras": json.dumps([r.extra for r in refs]), "suite": suite}
+    path = Path(out) / f"{suite}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_file({"latents": lat.contiguous()}, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", nargs="+", required=True, help="generated suite folders (physqa, voe)")
+    ap.add_argument("--out", required=True, help="output feature folder")
+    ap.add_argument("--steps", type=int, default=8, help="time steps per clip (perception's frame groups)")
+    ap.add_argument("--slots", type=int, default=8, help="object slots (the world model's max_patches)")
+    a = ap.parse_args()
+    for d in a.data:
+        print(write(d, a.out, a.steps, a.slots))
+
+
+if __name__ == "__main__":
+    cli(main)
