@@ -122,14 +122,14 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------
     def run(self) -> Path:
-        from cogarch.evals.world.generate import generate
+        from cogarch.evals.world.generate import VOE_DESIGNS, generate
 
         c, r = self.cfg, self.root
         source = self.world_model_source()  # checked before any stage runs
         if source == "objects" and c.objects_n <= 0:
             raise ConfigError("the world model reads objects (model.source=objects) but objects_n is 0: there are no object slots to read")
-        if c.voe_design not in ("pair", "quad"):
-            raise ConfigError(f"voe_design must be 'pair' or 'quad', got {c.voe_design!r}")
+        if c.voe_design not in VOE_DESIGNS:  # checked before any stage runs, like the world model's source
+            raise ConfigError(f"voe_design must be one of {', '.join(VOE_DESIGNS)}, got {c.voe_design!r}")
         self.check_resumed_world_model(source)
         data = r / "data"
         self.stage("generate physqa", data / "physqa", lambda: generate("physqa", c.physqa_n, data / "physqa", seed=c.seed,

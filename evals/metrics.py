@@ -70,13 +70,19 @@ def _mean(vals: list[float]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def _voe_pair_score(members: list[ItemResult]) -> float | None:
-    imp = [m.surprise for m in members if m.possible is False]
-    pos = [m.surprise for m in members if m.possible is True]
-    if not imp or not pos:
+def voe_group_score(impossible: list[float], possible: list[float]) -> float | None:
+    """Score of one VoE group (a matched pair or an IntPhys quadruplet): the fraction of its
+    (impossible, possible) cross comparisons where the impossible clip is more surprising, ties
+    counting half. None when either side is empty."""
+    if not impossible or not possible:
         return None
-    wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a in imp for b in pos]
+    wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a in impossible for b in possible]
     return sum(wins) / len(wins)
+
+
+def _voe_pair_score(members: list[ItemResult]) -> float | None:
+    return voe_group_score([m.surprise for m in members if m.possible is False],
+                           [m.surprise for m in members if m.possible is True])
 
 
 def group_metrics(items: list[ItemResult]) -> dict[str, Any]:

@@ -140,11 +140,11 @@ def test_each_impossible_clip_breaks_its_law(quads):
 
 
 def test_edited_paths_keep_clear_of_other_objects_and_match_the_objects_row(quads):
-    from cogarch.evals.world.scenes import _radius
+    from cogarch.evals.world.scenes import outer_radius
 
     for g in quads:
         for r in g:
-            radius = {o["id"]: _radius(o["shape"]) for o in g[r]["objects"]}
+            radius = {o["id"]: outer_radius(o["shape"]) for o in g[r]["objects"]}
             hero = g[r]["extra"]["violated_obj"]
             h = g[r]["ann"]["tracks"][str(hero)]
             spec = next(o for o in g[r]["objects"] if o["id"] == hero)

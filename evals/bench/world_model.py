@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 
 from cogarch.errors import UserError
 from cogarch.evals.bench import cli
+from cogarch.evals.metrics import voe_group_score
 from cogarch.fsutil import atomic_write_json
 
 
@@ -213,7 +214,7 @@ def voe_eval(rows: list[dict], scores: dict[str, float]) -> dict:
 
     A group (pair_id) is a matched pair or an IntPhys quadruplet; its score is the fraction of
     (impossible, possible) cross comparisons that rank the impossible clip as more surprising
-    (ties count half), as `cogarch eval` scores it (evals/metrics.py)."""
+    (ties count half): evals/metrics.voe_group_score, as `cogarch eval` scores it."""
     out: dict[str, dict] = {}
     for cat in sorted({r["category"] for r in rows}):
         rs = [r for r in rows if r["category"] == cat]
@@ -222,8 +223,7 @@ def voe_eval(rows: list[dict], scores: dict[str, float]) -> dict:
             g = groups.setdefault(r["pair_id"], {True: [], False: []})
             g[bool(r["extra"].get("possible"))].append(scores[r["clip_id"]])
         full = [g for g in groups.values() if g[True] and g[False]]
-        acc = float(np.mean([np.mean([(i > p) + 0.5 * (i == p) for i in g[False] for p in g[True]])
-                             for g in full])) if full else float("nan")
+        acc = float(np.mean([voe_group_score(g[False], g[True]) for g in full])) if full else float("nan")
         au = auroc([scores[r["clip_id"]] for r in rs if r["extra"].get("possible") is False],
                    [scores[r["clip_id"]] for r in rs if r["extra"].get("possible") is True])
         out[cat] = {"pairwise_acc": acc, "auroc": au, "pairs": len(full)}

@@ -28,6 +28,7 @@ from cogarch.evals.world.scenes import SceneConfig
 
 GENERATOR_VERSION = 2  # 2: planning episodes store their env keyword arguments ("env")
 SUITES = ("physqa", "voe", "planning")
+VOE_DESIGNS = ("pair", "quad")  # voe.py matched pairs, voe_quad.py IntPhys-balanced quadruplets
 
 
 @dataclasses.dataclass
@@ -65,8 +66,8 @@ def _options(options: dict) -> GenOptions:
     opt = GenOptions(**options)
     if opt.size < 16 or opt.size % 2:
         raise UserError(f"size must be an even number >= 16, got {opt.size}")
-    if opt.voe_design not in ("pair", "quad"):
-        raise UserError(f"voe_design must be 'pair' or 'quad', got {opt.voe_design!r}")
+    if opt.voe_design not in VOE_DESIGNS:
+        raise UserError(f"voe_design must be one of {', '.join(VOE_DESIGNS)}, got {opt.voe_design!r}")
     if opt.video_frames not in ("observed", "all"):
         raise UserError(f"video_frames must be 'observed' or 'all', got {opt.video_frames!r}")
     if opt.observed_frames < 2 or opt.future_frames < 0:

@@ -59,7 +59,7 @@ def _free(x: float, y: float, r: float, placed: list[tuple[float, float, float]]
             and all(seg_distance((x, y), st.a, st.b) > r + st.radius + 0.3 for st in statics))
 
 
-def _radius(shape: str) -> float:
+def outer_radius(shape: str) -> float:
     return SHAPE_SIZE[shape] * (1.42 if shape == "cube" else 1.0)
 
 
@@ -88,7 +88,7 @@ def sample_table(rng: np.random.Generator, cfg: SceneConfig) -> Scene:
     # Resting/moving objects first (inside), enterers afterwards (outside the view).
     for i in sorted(range(n), key=lambda i: roles[i] == "enter"):
         c, s, m = attrs[i]
-        r = _radius(s)
+        r = outer_radius(s)
         for _ in range(60):
             if roles[i] == "enter":
                 side = int(rng.integers(4))
@@ -154,7 +154,7 @@ def sample_side(rng: np.random.Generator, cfg: SceneConfig) -> Scene:
     objs: list[ObjSpec] = []
     for i in range(n):
         c, s, m = attrs[i]
-        r = _radius(s)
+        r = outer_radius(s)
         role = slots.pop(0) if slots else None
         for _ in range(60):
             kind = role[0] if role else str(rng.choice(["drop", "roll", "drop", "stack"]))

@@ -112,6 +112,11 @@ class Trajectory:
     def slot(self, obj_id: int) -> int:
         return self.ids.index(obj_id)
 
+    def copy(self) -> "Trajectory":
+        """A deep copy (arrays and event list), for editing a VoE variant of a simulated clip."""
+        return Trajectory(list(self.ids), self.pos.copy(), self.vel.copy(), self.angle.copy(),
+                          self.omega.copy(), self.present.copy(), list(self.events))
+
 
 def make_shape(body: pymunk.Body, shape: str) -> pymunk.Shape:
     """The collision shape of a vocabulary shape (see vocab.py for the 2-D mapping)."""

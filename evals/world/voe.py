@@ -30,7 +30,7 @@ VIOLATIONS = ("permanence", "continuity", "solidity", "gravity", "inertia")
 GRAVITY = 120.0
 
 
-def _floor() -> Static:
+def floor_segment() -> Static:
     return Static("floor", "floor", (-40.0, FLOOR_Y), (104.0, FLOOR_Y), 2.0)
 
 
@@ -57,7 +57,7 @@ def _table_scene(kind: str, rng: np.random.Generator, cfg: SceneConfig, attrs) -
     return Scene("table", [hero] + extras, statics, occ, 0.0, 0.7, cfg.fps, cfg.substeps, cfg.num_frames)
 
 
-def _scene(kind: str, rng: np.random.Generator, cfg: SceneConfig) -> tuple[Scene, int]:
+def violation_scene(kind: str, rng: np.random.Generator, cfg: SceneConfig) -> tuple[Scene, int]:
     """A possible-world scene built for violation `kind`; returns (scene, violated object id 0).
 
     permanence / continuity / solidity / inertia use the table (every shape slides the same way
@@ -69,17 +69,22 @@ def _scene(kind: str, rng: np.random.Generator, cfg: SceneConfig) -> tuple[Scene
     c, s, m = attrs[0]
     hero = ObjSpec(0, c, s, m, float(rng.uniform(14, 50)), float(rng.uniform(5, 12)),
                    vx=float(rng.normal(0, 5)))
-    extras, xs = [], [hero.x]
-    for k, (c2, s2, m2) in enumerate(attrs[1:]):
+    return Scene("side", [hero] + park_on_floor(rng, attrs[1:], hero.x), [floor_segment()], None,
+                 GRAVITY, 0.9, cfg.fps, cfg.substeps, cfg.num_frames), 0
+
+
+def park_on_floor(rng: np.random.Generator, attrs, hero_x: float) -> list[ObjSpec]:
+    """Distractors (ids 1, 2, ...) resting on the side view's floor, 14+ units from the hero and
+    from each other (one that finds no room after 30 draws is left out)."""
+    extras, xs = [], [hero_x]
+    for k, (c2, s2, m2) in enumerate(attrs):
         for _ in range(30):
             x = float(rng.uniform(6, 58))
             if all(abs(x - q) > 14 for q in xs):
                 xs.append(x)
                 extras.append(ObjSpec(1 + k, c2, s2, m2, x, FLOOR_Y - 2.0 - 6.5))
                 break
-    statics = [Static("floor", "floor", (-40.0, FLOOR_Y), (104.0, FLOOR_Y), 2.0)]
-    return Scene("side", [hero] + extras, statics, None, GRAVITY, 0.9, cfg.fps, cfg.substeps,
-                 cfg.num_frames), 0
+    return extras
 
 
 def _solo_tail(scene: Scene, traj: Trajectory, oid: int, f: int, **edit) -> Trajectory:
@@ -95,7 +100,8 @@ def _solo_tail(scene: Scene, traj: Trajectory, oid: int, f: int, **edit) -> Traj
     return simulate(sc, no_collide=edit.get("no_collide"))
 
 
-def _contacts_after(traj: Trajectory, oid: int, f: int) -> bool:
+def hero_contacts_after(traj: Trajectory, oid: int, f: int) -> bool:
+    """Object `oid` touches another OBJECT (not a static) at any frame >= f."""
     return any(e["type"] == "collision" and e["frame"] >= f and isinstance(e["b"], int)
                and oid in (e["a"], e["b"]) for e in traj.events)
 
@@ -103,12 +109,11 @@ def _contacts_after(traj: Trajectory, oid: int, f: int) -> bool:
 def make_pair(kind: str, rng: np.random.Generator, cfg: SceneConfig):
     """(scene, possible Trajectory, impossible Trajectory, info) for violation `kind`."""
     for _ in range(40):
-        scene, oid = _scene(kind, rng, cfg)
+        scene, oid = violation_scene(kind, rng, cfg)
         pos = simulate(scene)
         T, j = pos.pos.shape[0], pos.slot(oid)
         view = in_view(scene, pos)
-        imp = Trajectory(list(pos.ids), pos.pos.copy(), pos.vel.copy(), pos.angle.copy(),
-                         pos.omega.copy(), pos.present.copy(), list(pos.events))
+        imp = pos.copy()
         info: dict = {"violated_obj": oid}
         f = None
         if kind == "permanence":
@@ -170,7 +175,7 @@ def make_pair(kind: str, rng: np.random.Generator, cfg: SceneConfig):
         imp.events = [e for e in pos.events if e["frame"] < f or oid not in (e["a"], e.get("b"))]
         if kind in ("solidity", "inertia") or info.get("mode") == "up":
             imp.events += [dict(e, frame=e["frame"] + f - 1) for e in tail.events if e["frame"] >= 1]
-        if _contacts_after(pos, oid, f) or _near_others(imp, j, f):
+        if hero_contacts_after(pos, oid, f) or _near_others(imp, j, f):
             continue
         info["violation_frame"] = f
         return scene, pos, imp, info
@@ -187,22 +192,35 @@ def _near_others(traj: Trajectory, j: int, f: int) -> bool:
     return bool((np.where(both, d, np.inf) < 11.0).any())
 
 
-def make_clip(task: dict) -> dict:
-    """Worker job: one matched pair -> two clip rows and two question rows."""
+def group_task(task: dict) -> tuple[SceneConfig, str, np.random.Generator]:
+    """A VoE worker task -> (fully observed scene config, violation type, seeded rng). Types cycle
+    over the group index, so every split holds them in equal numbers."""
     cfg = SceneConfig(**task["scene"])
     cfg = dataclasses.replace(cfg, observed_frames=cfg.num_frames, future_frames=0)
-    kind = VIOLATIONS[task["index"] % len(VIOLATIONS)]
-    rng = np.random.default_rng(task["seed"])
-    scene, pos, imp, info = make_pair(kind, rng, cfg)
-    pair_id = task["clip_id"]
+    return cfg, VIOLATIONS[task["index"] % len(VIOLATIONS)], np.random.default_rng(task["seed"])
+
+
+def write_group(task: dict, kind: str, members: list[tuple[str, bool, Scene, Trajectory, dict]]) -> dict:
+    """Render one VoE group (a pair or a quadruplet) -> its clip rows and question rows.
+
+    members: (clip-id suffix, possible, scene, trajectory, extra metadata) per clip; the clips share
+    the task's clip_id as their pair_id."""
+    group = task["clip_id"]
     clips, qs = [], []
-    for possible, traj in ((True, pos), (False, imp)):
-        sub = dict(task, clip_id=f"{pair_id}_{'p' if possible else 'i'}", observed_frames=cfg.num_frames)
-        meta = {"possible": possible, "violation": kind, **info}
+    for suffix, possible, scene, traj, extra in members:
+        sub = dict(task, clip_id=f"{group}_{suffix}", observed_frames=scene.num_frames)
+        meta = {"possible": possible, "violation": kind, **extra}
         row = write_clip(sub, scene, traj, {"voe": meta})
         clips.append(row)
         qs.append({"qid": sub["clip_id"], "clip_id": sub["clip_id"], "video": row["video"],
                    "category": kind, "template": f"voe_{kind}", "question": "", "choices": [],
                    "answer": "possible" if possible else "impossible", "answer_index": -1,
-                   "pair_id": pair_id, "extra": dumps(meta)})
+                   "pair_id": group, "extra": dumps(meta)})
     return {"clips": clips, "questions": qs}
+
+
+def make_clip(task: dict) -> dict:
+    """Worker job: one matched pair -> two clip rows and two question rows."""
+    cfg, kind, rng = group_task(task)
+    scene, pos, imp, info = make_pair(kind, rng, cfg)
+    return write_group(task, kind, [("p", True, scene, pos, info), ("i", False, scene, imp, info)])

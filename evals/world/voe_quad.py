@@ -42,24 +42,19 @@ import math
 
 import numpy as np
 
-from cogarch.evals.world.common import write_clip
-from cogarch.evals.world.scenes import FLOOR_Y, SceneConfig, _radius, sample_attributes
+from cogarch.evals.world.scenes import SceneConfig, outer_radius, sample_attributes
 from cogarch.evals.world.sim import ObjSpec, Scene, Static, Trajectory, simulate
-from cogarch.evals.world.truth import dumps, in_view, visible
+from cogarch.evals.world.truth import in_view, visible
 from cogarch.evals.world.vocab import SHAPE_SIZE
-from cogarch.evals.world.voe import GRAVITY, VIOLATIONS, _contacts_after, _scene
+from cogarch.evals.world.voe import (GRAVITY, floor_segment, group_task, hero_contacts_after,
+                                     park_on_floor, violation_scene, write_group)
 
 ROLES = ("P1", "P2", "I1", "I2")   # possible, possible, impossible, impossible
 
 
-def _copy(t: Trajectory) -> Trajectory:
-    return Trajectory(list(t.ids), t.pos.copy(), t.vel.copy(), t.angle.copy(), t.omega.copy(),
-                      t.present.copy(), list(t.events))
-
-
 def _splice(a: Trajectory, b: Trajectory, j: int, f: int) -> Trajectory:
     """`a`, with object slot j's state from frame f on taken from `b`."""
-    out = _copy(a)
+    out = a.copy()
     for name in ("pos", "vel", "angle", "omega", "present"):
         getattr(out, name)[f:, j] = getattr(b, name)[f:, j]
     return out
@@ -76,7 +71,7 @@ def _clear(scene: Scene, t: Trajectory, j: int, margin: float = 1.0) -> bool:
     """Object slot j keeps `margin` between its outer radius and every other object's, at every
     frame where both exist. An EDITED path (shifted or rotated, never simulated) must pass it, or
     the hero could overlap another object without a collision."""
-    radius = {o.id: _radius(o.shape) for o in scene.objects}
+    radius = {o.id: outer_radius(o.shape) for o in scene.objects}
     for k, oid in enumerate(t.ids):
         if k == j:
             continue
@@ -92,12 +87,12 @@ def _with_hero(scene: Scene, spec: ObjSpec) -> Scene:
 
 
 def _continuity_setup(rng: np.random.Generator, cfg: SceneConfig):
-    """(scene, P1, P2, f, jump) or None: P2 is P1's path shifted sideways by `jump`; the hero is
+    """(scene, P1, P2, f, info) or None: P2 is P1's path shifted sideways by `jump`; the hero is
     fully hidden behind a wide occluder at frames f-1 and f on both paths, and seen before and
     after on both. The splice at f is then invisible: the hero goes in on one line and comes out
     on a parallel one (IntPhys O3 hides its discontinuity the same way, so that no pixel
     transient gives it away)."""
-    scene, oid = _scene("permanence", rng, cfg)
+    scene, oid = violation_scene("permanence", rng, cfg)
     hero = scene.objects[0]
     sp = math.hypot(hero.vx, hero.vy)
     amt = float(rng.choice([-1, 1])) * float(rng.uniform(8, 12))
@@ -107,7 +102,7 @@ def _continuity_setup(rng: np.random.Generator, cfg: SceneConfig):
     scene = dataclasses.replace(scene, objects=[hero] + scene.objects[1:], occluder=(16.0, 16.0, 48.0, 48.0))
     p1 = simulate(scene)
     j = p1.slot(oid)
-    p2 = _copy(p1)
+    p2 = p1.copy()
     p2.pos[:, j] += jump
     view1, view2 = in_view(scene, p1), in_view(scene, p2)
     v1, v2 = visible(scene, p1, view1)[:, j], visible(scene, p2, view2)[:, j]
@@ -116,69 +111,85 @@ def _continuity_setup(rng: np.random.Generator, cfg: SceneConfig):
           and v1[:t].any() and v2[:t].any() and v1[t:].any() and v2[t:].any()]
     if not ok:
         return None
-    return scene, p1, p2, int(rng.choice(ok)), jump
+    f = int(rng.choice(ok))
+    if hero_contacts_after(p1, oid, 0):
+        return None
+    return scene, p1, p2, f, {"jump": np.round(jump, 3).tolist()}
+
+
+def _permanence_setup(rng: np.random.Generator, cfg: SceneConfig):
+    """(scene, P1, P2, f, info) or None: P2 is the scene without the hero; f is the first frame at
+    which P1's hero is fully hidden behind the occluder (it comes out again later)."""
+    scene, oid = violation_scene("permanence", rng, cfg)
+    p1 = simulate(scene)
+    j = p1.slot(oid)
+    if hero_contacts_after(p1, oid, 0):
+        return None
+    view = in_view(scene, p1)
+    vis = visible(scene, p1, view)
+    hidden = np.nonzero(view[:, j] & ~vis[:, j])[0]
+    if not len(hidden) or hidden[0] < 2 or not vis[hidden[0]:, j].any():
+        return None
+    p2 = p1.copy()
+    p2.present[:, j] = False
+    return scene, p1, p2, int(hidden[0]), {}
+
+
+def _inertia_setup(rng: np.random.Generator, cfg: SceneConfig):
+    """(scene, P1, P2, f, info) or None: P2 is P1's slide rotated about the hero's position at
+    frame f-1; the turn is in view on both paths."""
+    scene, oid = violation_scene("inertia", rng, cfg)
+    p1 = simulate(scene)
+    T, j = p1.pos.shape[0], p1.slot(oid)
+    if hero_contacts_after(p1, oid, 0):
+        return None
+    view = in_view(scene, p1)
+    moving = np.nonzero((np.hypot(p1.vel[:, j, 0], p1.vel[:, j, 1]) > 5) & view[:, j])[0]
+    if len(moving) < 6 or moving[-1] < 4:
+        return None
+    f = int(rng.integers(3, min(T - 3, int(moving[-1])) + 1))
+    turn = float(rng.choice([-1, 1])) * float(rng.uniform(math.pi / 3, 2 * math.pi / 3))
+    c, s = math.cos(turn), math.sin(turn)
+    rot = np.array([[c, -s], [s, c]])
+    x = p1.pos[f - 1, j].copy()
+    p2 = p1.copy()
+    p2.pos[:, j] = x + (p1.pos[:, j] - x) @ rot.T
+    p2.vel[:, j] = p1.vel[:, j] @ rot.T
+    # The body keeps its orientation: a sliding, non-spinning body that touches nothing moves the
+    # same whatever way it faces, and a rotated body would make I1/I2 spin at f, a second cue
+    # beside the turn.
+    seen = slice(f - 1, f + 2)
+    if not (view[seen, j].all() and in_view(scene, p2)[seen, j].all()):
+        return None
+    return scene, p1, p2, f, {"turn": round(turn, 4)}
+
+
+SPLICE_SETUPS = {"permanence": _permanence_setup, "continuity": _continuity_setup, "inertia": _inertia_setup}
 
 
 def _splice_quad(kind: str, rng: np.random.Generator, cfg: SceneConfig):
     """permanence / continuity / inertia: P1 simulated, P2 = a lawful variant, I = cross splices."""
-    if kind == "continuity":
-        got = _continuity_setup(rng, cfg)
-        if got is None:
-            return None
-        scene, p1, p2, f, jump = got
-        oid, j = 0, p1.slot(0)
-        if _contacts_after(p1, oid, 0) or not _clear(scene, p2, j):
-            return None
-        scene2 = _with_hero(scene, _moved_spec(scene.objects[0], p2, j))
-        clips = [(scene, p1), (scene2, p2), (scene, _splice(p1, p2, j, f)), (scene2, _splice(p2, p1, j, f))]
-        return clips, oid, f, {"jump": np.round(jump, 3).tolist()}
-    scene, oid = _scene(kind, rng, cfg)
-    p1 = simulate(scene)
-    T, j = p1.pos.shape[0], p1.slot(oid)
-    if _contacts_after(p1, oid, 0):
+    got = SPLICE_SETUPS[kind](rng, cfg)
+    if got is None:
         return None
-    view = in_view(scene, p1)
-    hero = next(o for o in scene.objects if o.id == oid)
-    p2, info = _copy(p1), {}
-    if kind == "permanence":
-        vis = visible(scene, p1, view)
-        hidden = np.nonzero(view[:, j] & ~vis[:, j])[0]
-        if not len(hidden) or hidden[0] < 2 or not vis[hidden[0]:, j].any():
-            return None
-        f = int(hidden[0])
-        p2.present[:, j] = False
-    else:  # inertia: rotate the whole slide about the hero's position at frame f-1
-        moving = np.nonzero((np.hypot(p1.vel[:, j, 0], p1.vel[:, j, 1]) > 5) & view[:, j])[0]
-        if len(moving) < 6 or moving[-1] < 4:
-            return None
-        f = int(rng.integers(3, min(T - 3, int(moving[-1])) + 1))
-        turn = float(rng.choice([-1, 1])) * float(rng.uniform(math.pi / 3, 2 * math.pi / 3))
-        c, s = math.cos(turn), math.sin(turn)
-        rot = np.array([[c, -s], [s, c]])
-        x = p1.pos[f - 1, j].copy()
-        p2.pos[:, j] = x + (p1.pos[:, j] - x) @ rot.T
-        p2.vel[:, j] = p1.vel[:, j] @ rot.T
-        # The body keeps its orientation: a sliding, non-spinning body that touches nothing moves
-        # the same whatever way it faces, and a rotated body would make I1/I2 spin at f, a second
-        # cue beside the turn.
-        info["turn"] = round(turn, 4)
-        seen = slice(f - 1, f + 2)   # the turn happens in view on both paths
-        if not (view[seen, j].all() and in_view(scene, p2)[seen, j].all()):
-            return None
+    scene, p1, p2, f, info = got
+    oid = scene.objects[0].id                      # violation_scene puts the hero first
+    j = p1.slot(oid)
     if not _clear(scene, p2, j):
         return None
-    scene2 = _with_hero(scene, _moved_spec(hero, p2, j)) if kind != "permanence" else scene
+    # P2's objects row starts where its (edited) path starts; an absent hero keeps P1's.
+    scene2 = scene if kind == "permanence" else _with_hero(scene, _moved_spec(scene.objects[0], p2, j))
     clips = [(scene, p1), (scene2, p2), (scene, _splice(p1, p2, j, f)), (scene2, _splice(p2, p1, j, f))]
     return clips, oid, f, info
 
 
 def _solidity_quad(rng: np.random.Generator, cfg: SceneConfig):
-    scene_w, oid = _scene("solidity", rng, cfg)
+    scene_w, oid = violation_scene("solidity", rng, cfg)
     scene_n = dataclasses.replace(scene_w, statics=[])
     bounce, straight = simulate(scene_w), simulate(scene_n)
     j = bounce.slot(oid)
     hits = [e["frame"] for e in bounce.events if e["type"] == "collision" and e["a"] == oid and e["b"] == "wall0"]
-    if not hits or hits[0] < 2 or _contacts_after(bounce, oid, 0) or _contacts_after(straight, oid, 0):
+    if not hits or hits[0] < 2 or hero_contacts_after(bounce, oid, 0) or hero_contacts_after(straight, oid, 0):
         return None
     if not (_clear(scene_w, straight, j) and _clear(scene_w, bounce, j)):
         return None
@@ -186,7 +197,7 @@ def _solidity_quad(rng: np.random.Generator, cfg: SceneConfig):
     if not np.allclose(bounce.pos[:, others], straight.pos[:, others]):
         return None
     # A rebound off a wall that is not there has no collision to record.
-    ghost = _copy(bounce)
+    ghost = bounce.copy()
     ghost.events = [e for e in bounce.events if e.get("b") != "wall0"]
     clips = [(scene_w, bounce), (scene_n, straight), (scene_w, straight), (scene_n, ghost)]
     return clips, oid, int(hits[0]), {"variants": ["wall+bounce", "open+straight", "wall+straight", "open+bounce"]}
@@ -199,22 +210,14 @@ def _gravity_quad(rng: np.random.Generator, cfg: SceneConfig):
     # Resting pose: flat side down (sim.hexagon has flat top and bottom at angle 0).
     half = SHAPE_SIZE[s] * (math.sqrt(3) / 2 if s == "cylinder" else 1.0)
     hero = ObjSpec(0, c, s, m, x, ys - 1.5 - half - 0.05)
-    extras, xs = [], [x]
-    for k, (c2, s2, m2) in enumerate(attrs[1:]):
-        for _ in range(30):
-            q = float(rng.uniform(6, 58))
-            if all(abs(q - p) > 14 for p in xs):
-                xs.append(q)
-                extras.append(ObjSpec(1 + k, c2, s2, m2, q, FLOOR_Y - 2.0 - 6.5))
-                break
-    floor = Static("floor", "floor", (-40.0, FLOOR_Y), (104.0, FLOOR_Y), 2.0)
+    extras = park_on_floor(rng, attrs[1:], x)
     shelf = Static("shelf0", "ledge", (x - 9.0, ys), (x + 9.0, ys), 1.5)
-    scene_s = Scene("side", [hero] + extras, [floor, shelf], None, GRAVITY, 0.9, cfg.fps,
+    scene_s = Scene("side", [hero] + extras, [floor_segment(), shelf], None, GRAVITY, 0.9, cfg.fps,
                     cfg.substeps, cfg.num_frames)
-    scene_n = dataclasses.replace(scene_s, statics=[floor])
+    scene_n = dataclasses.replace(scene_s, statics=[floor_segment()])
     rest, fall = simulate(scene_s), simulate(scene_n)
     j = rest.slot(0)
-    if np.abs(rest.pos[:, j] - rest.pos[0, j]).max() > 0.5 or _contacts_after(fall, 0, 0):
+    if np.abs(rest.pos[:, j] - rest.pos[0, j]).max() > 0.5 or hero_contacts_after(fall, 0, 0):
         return None
     others = [k for k in range(len(rest.ids)) if k != j]
     if not np.allclose(rest.pos[:, others], fall.pos[:, others]):
@@ -222,7 +225,7 @@ def _gravity_quad(rng: np.random.Generator, cfg: SceneConfig):
     if fall.pos[-1, j, 1] <= ys:
         return None
     # Resting on a shelf that is not there has no contact to record.
-    floating = _copy(rest)
+    floating = rest.copy()
     floating.events = [e for e in rest.events if e.get("b") != "shelf0"]
     clips = [(scene_s, rest), (scene_n, fall), (scene_n, floating), (scene_s, fall)]
     # Both violations start with the first step: the unsupported hero should fall at once, and the
@@ -246,22 +249,8 @@ def make_quad(kind: str, rng: np.random.Generator, cfg: SceneConfig):
 
 def make_clip(task: dict) -> dict:
     """Worker job: one quadruplet -> four clip rows and four question rows sharing a pair_id."""
-    cfg = SceneConfig(**task["scene"])
-    cfg = dataclasses.replace(cfg, observed_frames=cfg.num_frames, future_frames=0)
-    kind = VIOLATIONS[task["index"] % len(VIOLATIONS)]
-    rng = np.random.default_rng(task["seed"])
+    cfg, kind, rng = group_task(task)
     clips_in, oid, f, info = make_quad(kind, rng, cfg)
-    group = task["clip_id"]
-    clips, qs = [], []
-    for role, (scene, traj) in zip(ROLES, clips_in):
-        possible = role.startswith("P")
-        sub = dict(task, clip_id=f"{group}_{role.lower()}", observed_frames=cfg.num_frames)
-        meta = {"possible": possible, "violation": kind, "design": "quad", "role": role,
-                "violated_obj": oid, "violation_frame": f, **info}
-        row = write_clip(sub, scene, traj, {"voe": meta})
-        clips.append(row)
-        qs.append({"qid": sub["clip_id"], "clip_id": sub["clip_id"], "video": row["video"],
-                   "category": kind, "template": f"voe_{kind}", "question": "", "choices": [],
-                   "answer": "possible" if possible else "impossible", "answer_index": -1,
-                   "pair_id": group, "extra": dumps(meta)})
-    return {"clips": clips, "questions": qs}
+    extra = {"design": "quad", "violated_obj": oid, "violation_frame": f, **info}
+    return write_group(task, kind, [(role.lower(), role.startswith("P"), scene, traj, dict(extra, role=role))
+                                    for role, (scene, traj) in zip(ROLES, clips_in)])
