@@ -163,3 +163,42 @@ def test_voe_oracle_shard_holds_the_true_tracks(tmp_path):
                 else:
                     assert lat[n, t, k].abs().sum() == 0
     assert seen > 20
+
+
+def test_voe_oracle_static_slots_carry_the_scene(tmp_path):
+    """--statics: the object columns are unchanged, and S more slots per step hold the scene's walls,
+    floor, ledges and occluder (kind one-hot | end points or box / 64), the same at every step."""
+    import json
+
+    from datasets import load_from_disk
+    from safetensors import safe_open
+
+    from cogarch.errors import UserError
+    from cogarch.evals.bench.voe_oracle import STATIC_KINDS, write
+    from cogarch.evals.world.generate import generate
+
+    generate("voe", 40, tmp_path / "voe", seed=3, workers=1, progress=False, voe_design="quad")
+    with safe_open(str(write(str(tmp_path / "voe"), str(tmp_path / "plain"))), "pt") as f:
+        plain = f.get_tensor("latents").float()
+    with safe_open(str(write(str(tmp_path / "voe"), str(tmp_path / "st"), statics=3)), "pt") as f:
+        lat, ids = f.get_tensor("latents").float(), json.loads(f.metadata()["clip_ids"])
+    n = len(ids)
+    assert lat.shape == (n, 8, 11, 27)
+    assert torch.equal(lat[:, :, :8, :18], plain) and lat[:, :, :8, 18:].abs().sum() == 0
+    assert lat[:, :, 8:, :18].abs().sum() == 0
+    assert torch.equal(lat[:, :, 8:], lat[:, :1, 8:].expand(-1, 8, -1, -1))  # static over time
+    clips = load_from_disk(str(tmp_path / "voe" / "clips"))
+    rows = {r["clip_id"]: r for split in clips for r in clips[split]}
+    kinds_seen = set()
+    for i, cid in enumerate(ids):
+        scene = json.loads(rows[cid]["annotations"])["scene"]
+        want = [(s["kind"], s["a"] + s["b"]) for s in scene["statics"]]
+        want += [("occluder", scene["occluder"])] if scene["occluder"] else []
+        for k, (kind, box) in enumerate(want):
+            assert lat[i, 0, 8 + k, 18 + STATIC_KINDS.index(kind)] == 1
+            assert torch.allclose(lat[i, 0, 8 + k, 23:], torch.tensor(box) / 64, atol=2e-3)
+            kinds_seen.add(kind)
+        assert lat[i, 0, 8 + len(want):].abs().sum() == 0
+    assert {"wall", "floor", "ledge", "occluder"} <= kinds_seen  # solidity, gravity and screens occur
+    with pytest.raises(UserError, match="static slots"):
+        write(str(tmp_path / "voe"), str(tmp_path / "few"), statics=1)

@@ -18,6 +18,13 @@ model on them and score the quadruplets with evals/bench/voe_scores.py:
     python -m cogarch.evals.bench.voe_scores --world-model runs/voe_oracle/wm/final \\
         --data runs/voeq2000 --features runs/voe_oracle/features/voe.safetensors
 
+With `--statics S` each step also carries S static-element slots after the object slots (the
+scene's walls, floor, ramps, ledges and occluder, constant over the clip), and every row widens to
+27: the 18 object columns, then [kind one-hot 5 (STATIC_KINDS) | x0, y0, x1, y1] (a segment's end
+points or the occluder's box, /64), zero in the other part. Object rows alone hold no wall, shelf
+or screen, so an object-slot predictor cannot tell a bounce off a wall from one off nothing; this
+measures what the static scene adds (train with `model.latent_dim=27 model.max_patches=8+S`).
+
 A diagnostic ONLY: the shards hold ground truth, so nothing trained on them may ship.
 """
 
@@ -32,10 +39,41 @@ import torch
 
 from cogarch.errors import UserError
 from cogarch.evals.bench import cli
-from cogarch.evals.bench.oracle_bus import clip_tokens
+from cogarch.evals.bench.oracle_bus import CANVAS, clip_tokens
+
+STATIC_KINDS = ("wall", "floor", "ramp", "ledge", "occluder")
+STATIC_DIM = len(STATIC_KINDS) + 4
 
 
-def write(data: str, out: str, steps: int = 8, slots: int = 8) -> Path:
+def static_rows(row: dict, statics: int) -> torch.Tensor:
+    """The clip's static scene elements -> [statics, STATIC_DIM] (unused slots are zero rows)."""
+    scene = json.loads(row["annotations"])["scene"]
+    elems = [(st["kind"], [*st["a"], *st["b"]]) for st in scene["statics"]]
+    if scene.get("occluder"):
+        elems.append(("occluder", list(scene["occluder"])))
+    if len(elems) > statics:
+        raise UserError(f"{row['clip_id']}: {len(elems)} static elements, more than the {statics} static slots")
+    out = torch.zeros(statics, STATIC_DIM)
+    for i, (kind, box) in enumerate(elems):
+        if kind not in STATIC_KINDS:
+            raise UserError(f"{row['clip_id']}: unknown static kind {kind!r}")
+        out[i, STATIC_KINDS.index(kind)] = 1
+        out[i, len(STATIC_KINDS):] = torch.tensor(box) / CANVAS
+    return out
+
+
+def clip_rows(row: dict, steps: int, slots: int, statics: int) -> torch.Tensor:
+    """[steps, slots, 18] object rows, or with statics > 0 [steps, slots + statics, 18 + STATIC_DIM]."""
+    obj = clip_tokens(row, steps, slots)
+    if not statics:
+        return obj
+    st = static_rows(row, statics)
+    top = torch.cat([obj, obj.new_zeros(steps, slots, STATIC_DIM)], dim=-1)
+    bottom = torch.cat([obj.new_zeros(statics, obj.shape[-1]), st], dim=-1).expand(steps, -1, -1)
+    return torch.cat([top, bottom], dim=1)
+
+
+def write(data: str, out: str, steps: int = 8, slots: int = 8, statics: int = 0) -> Path:
     """One shard `OUT/<suite>.safetensors` over every clip of the suite at `data`."""
     from datasets import load_from_disk
     from safetensors.torch import save_file
@@ -51,7 +89,7 @@ def write(data: str, out: str, steps: int = 8, slots: int = 8) -> Path:
     def whole(row: dict) -> dict:  # every simulated frame, not only the observed ones
         return dict(row, observed_frames=json.loads(row["annotations"])["num_frames"])
 
-    lat = torch.stack([clip_tokens(whole(rows[r.clip_id]), steps, slots) for r in refs]).to(torch.float16)
+    lat = torch.stack([clip_rows(whole(rows[r.clip_id]), steps, slots, statics) for r in refs]).to(torch.float16)
     meta = {"clip_ids": json.dumps([r.clip_id for r in refs]), "splits": json.dumps([r.split for r in refs]),
             "extras": json.dumps([r.extra for r in refs]), "suite": suite}
     path = Path(out) / f"{suite}.safetensors"
@@ -68,9 +106,11 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="output feature folder")
     ap.add_argument("--steps", type=int, default=8, help="time steps per clip (perception's frame groups)")
     ap.add_argument("--slots", type=int, default=8, help="object slots (the world model's max_patches)")
+    ap.add_argument("--statics", type=int, default=0,
+                    help="static-element slots per step (0: object rows only, 18 wide)")
     a = ap.parse_args()
     for d in a.data:
-        print(write(d, a.out, a.steps, a.slots))
+        print(write(d, a.out, a.steps, a.slots, a.statics))
 
 
 if __name__ == "__main__":

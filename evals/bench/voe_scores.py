@@ -40,7 +40,8 @@ KS = (1, 2, 0)  # 0 = all steps
 
 
 def load_rows(features: str | None, perception: str | None, data: str) -> tuple[torch.Tensor, list[str]]:
-    """Object rows [N, T', K, 18] of every clip of a VoE suite, and their clip ids."""
+    """Object rows [N, T', K, D] of every clip of a VoE suite (D = 18, or wider when the oracle shard
+    appends static-element columns after the 18 object columns), and their clip ids."""
     from safetensors import safe_open
 
     if features is None:
@@ -58,21 +59,21 @@ def load_rows(features: str | None, perception: str | None, data: str) -> tuple[
     with safe_open(features, "pt") as f:
         meta = f.metadata() or {}
         z = f.get_tensor("latents").float() if "latents" in f.keys() else None
-    if meta.get("suite") != "voe" or "clip_ids" not in meta or z is None or z.dim() != 4 or z.shape[-1] != 18:
-        raise UserError(f"{features!r} is not a VoE shard of object rows [N, T, K, 18] with clip ids")
+    if meta.get("suite") != "voe" or "clip_ids" not in meta or z is None or z.dim() != 4 or z.shape[-1] < 18:
+        raise UserError(f"{features!r} is not a VoE shard of object rows [N, T, K, >=18] with clip ids")
     return z, json.loads(meta["clip_ids"])
 
 
 @torch.no_grad()
 def predictions(wm, z: torch.Tensor) -> torch.Tensor:
-    """One-step teacher-forced predictions [N, T'-1, K, 18]: entry t predicts step t + 1."""
+    """One-step teacher-forced predictions [N, T'-1, K, D]: entry t predicts step t + 1."""
     return torch.cat([wm.predict(wm.normalize(z[i:i + 64]))[:, :-1] for i in range(0, len(z), 64)])
 
 
 def step_scores(pred: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-step scores [N, T'-1] of each variant from predictions of steps 1..T'-1."""
     obs, prev = z[:, 1:], z[:, :-1]
-    err = (pred - obs).abs()  # [N, T'-1, K, 18]
+    err = (pred - obs).abs()  # [N, T'-1, K, D]
     row = err.mean((2, 3))
     return {"row_mean": row, "slot_max": err.mean(3).amax(2), "presence": err[..., VISIBLE].amax(2),
             "ratio": row / ((prev - obs).abs().mean((2, 3)) + 0.01)}

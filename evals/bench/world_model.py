@@ -30,7 +30,7 @@ from safetensors.torch import save_file
 
 from cogarch.errors import UserError
 from cogarch.evals.bench import cli
-from cogarch.evals.metrics import voe_group_score
+from cogarch.evals.metrics import auroc, voe_group_score
 from cogarch.fsutil import atomic_write_json
 
 
@@ -201,14 +201,6 @@ def voe_features(data: Path, encoder_spec: str, out: Path, num_frames: int) -> P
     return out
 
 
-def auroc(pos: list[float], neg: list[float]) -> float:
-    """P(score of a positive > score of a negative), ties count half (Mann-Whitney U)."""
-    if not pos or not neg:
-        return float("nan")
-    p, n = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
-    return float((p > n).mean() + 0.5 * (p == n).mean())
-
-
 def voe_eval(rows: list[dict], scores: dict[str, float]) -> dict:
     """Pairwise accuracy and AUROC per violation type (category) + their means.
 
@@ -226,7 +218,7 @@ def voe_eval(rows: list[dict], scores: dict[str, float]) -> dict:
         acc = float(np.mean([voe_group_score(g[False], g[True]) for g in full])) if full else float("nan")
         au = auroc([scores[r["clip_id"]] for r in rs if r["extra"].get("possible") is False],
                    [scores[r["clip_id"]] for r in rs if r["extra"].get("possible") is True])
-        out[cat] = {"pairwise_acc": acc, "auroc": au, "pairs": len(full)}
+        out[cat] = {"pairwise_acc": acc, "auroc": float("nan") if au is None else au, "pairs": len(full)}
     out["mean"] = {"pairwise_acc": float(np.nanmean([v["pairwise_acc"] for v in out.values()])),
                    "auroc": float(np.nanmean([v["auroc"] for v in out.values() if "auroc" in v]))}
     return out
