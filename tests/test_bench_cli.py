@@ -29,6 +29,7 @@ def test_cli_maps_user_error_to_exit_2(capsys):
                                   ["voe_scores", "--world-model", "/nonexistent", "--data", "/nonexistent"],
                                   ["vjepa_surprise", "--perception", "/nonexistent", "--data", "/nonexistent"],
                                   ["voe_oracle", "--data", "/nonexistent", "--out", "/tmp/x"],
+                                  ["voe_oracle_ood", "--world-model", "/nonexistent", "--data", "/nonexistent"],
                                   ["paired", "/nonexistent/a.jsonl", "/nonexistent/b.jsonl"]])
 def test_bench_script_bad_path(args):
     r = subprocess.run([sys.executable, "-m", f"cogarch.evals.bench.{args[0]}", *args[1:]], capture_output=True, text=True)
@@ -202,3 +203,26 @@ def test_voe_oracle_static_slots_carry_the_scene(tmp_path):
     assert {"wall", "floor", "ledge", "occluder"} <= kinds_seen  # solidity, gravity and screens occur
     with pytest.raises(UserError, match="static slots"):
         write(str(tmp_path / "voe"), str(tmp_path / "few"), statics=1)
+
+
+def test_voe_oracle_ood_reads_long_clips_at_the_training_time_scale(tmp_path, capsys):
+    """test_ood VoE clips are 1.5x longer (48 frames): scored as 12 steps of 4 frames, with the
+    trained, untrained and copy-last rows; a world model too narrow for the rows is a clear error."""
+    from cogarch.errors import UserError
+    from cogarch.evals.bench.voe_oracle_ood import main
+    from cogarch.evals.world.generate import generate
+    from cogarch.modules.world_model.config import WorldModelConfig
+    from cogarch.modules.world_model.model import WorldModel
+
+    generate("voe", 40, tmp_path / "voe", seed=3, workers=1, progress=False, voe_design="quad")
+    torch.manual_seed(0)
+    cfg = dict(source="objects", normalize=False, hidden_dim=32, depth=1, heads=2, max_steps=16)
+    WorldModel(WorldModelConfig(latent_dim=27, max_patches=11, **cfg)).save_pretrained(tmp_path / "wm")
+    assert main(["--world-model", str(tmp_path / "wm"), "--data", str(tmp_path / "voe"), "--statics", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "test_ood, 12 steps of 4 frames" in out
+    assert [ln.split("|")[1].strip() for ln in out.splitlines() if ln.startswith("| ") and "predictor" not in ln] == \
+        ["trained", "untrained", "copy-last"]
+    WorldModel(WorldModelConfig(latent_dim=18, max_patches=8, **cfg)).save_pretrained(tmp_path / "narrow")
+    with pytest.raises(UserError, match="latent width 18"):
+        main(["--world-model", str(tmp_path / "narrow"), "--data", str(tmp_path / "voe"), "--statics", "3"])
