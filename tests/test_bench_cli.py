@@ -226,3 +226,5 @@ def test_voe_oracle_ood_reads_long_clips_at_the_training_time_scale(tmp_path, ca
     WorldModel(WorldModelConfig(latent_dim=18, max_patches=8, **cfg)).save_pretrained(tmp_path / "narrow")
     with pytest.raises(UserError, match="latent width 18"):
         main(["--world-model", str(tmp_path / "narrow"), "--data", str(tmp_path / "voe"), "--statics", "3"])
+    with pytest.raises(UserError, match="--statics 2 do not fit"):  # scene rows would sit in object slots
+        main(["--world-model", str(tmp_path / "wm"), "--data", str(tmp_path / "voe"), "--statics", "2"])

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -40,6 +39,7 @@ import torch
 from cogarch.errors import UserError
 from cogarch.evals.bench import cli
 from cogarch.evals.bench.oracle_bus import CANVAS, clip_tokens
+from cogarch.fsutil import atomic_path
 
 STATIC_KINDS = ("wall", "floor", "ramp", "ledge", "occluder")
 STATIC_DIM = len(STATIC_KINDS) + 4
@@ -73,6 +73,12 @@ def clip_rows(row: dict, steps: int, slots: int, statics: int) -> torch.Tensor:
     return torch.cat([top, bottom], dim=1)
 
 
+def all_frames(row: dict) -> dict:
+    """A clip row whose "observed" frames are all its simulated frames (a physqa clip's future too),
+    so that clip_tokens spreads the steps over the whole clip."""
+    return dict(row, observed_frames=json.loads(row["annotations"])["num_frames"])
+
+
 def write(data: str, out: str, steps: int = 8, slots: int = 8, statics: int = 0) -> Path:
     """One shard `OUT/<suite>.safetensors` over every clip of the suite at `data`."""
     from datasets import load_from_disk
@@ -86,17 +92,12 @@ def write(data: str, out: str, steps: int = 8, slots: int = 8, statics: int = 0)
     missing = [r.clip_id for r in refs if r.clip_id not in rows]
     if missing:
         raise UserError(f"{data}: {len(missing)} clips have no row in clips/ (e.g. {missing[0]!r})")
-    def whole(row: dict) -> dict:  # every simulated frame, not only the observed ones
-        return dict(row, observed_frames=json.loads(row["annotations"])["num_frames"])
-
-    lat = torch.stack([clip_rows(whole(rows[r.clip_id]), steps, slots, statics) for r in refs]).to(torch.float16)
+    lat = torch.stack([clip_rows(all_frames(rows[r.clip_id]), steps, slots, statics) for r in refs]).to(torch.float16)
     meta = {"clip_ids": json.dumps([r.clip_id for r in refs]), "splits": json.dumps([r.split for r in refs]),
             "extras": json.dumps([r.extra for r in refs]), "suite": suite}
     path = Path(out) / f"{suite}.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({"latents": lat.contiguous()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({"latents": lat.contiguous()}, tmp, metadata=meta)
     return path
 
 

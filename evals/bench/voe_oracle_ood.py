@@ -24,7 +24,7 @@ import torch
 
 from cogarch.errors import UserError
 from cogarch.evals.bench import cli
-from cogarch.evals.bench.voe_oracle import clip_rows
+from cogarch.evals.bench.voe_oracle import all_frames, clip_rows
 from cogarch.evals.bench.voe_scores import clip_score, predictions, step_scores
 from cogarch.evals.bench.world_model import voe_eval, voe_rows
 
@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--world-model", required=True, help="an object world model trained on oracle rows")
     ap.add_argument("--data", required=True, help="a generated VoE suite with a test_ood split")
-    ap.add_argument("--statics", type=int, default=0, help="static-element slots the model was trained with")
-    ap.add_argument("--slots", type=int, default=8, help="object slots the model was trained with")
+    ap.add_argument("--slots", type=int, default=8, help="object slots of the model's training shards")
+    ap.add_argument("--statics", type=int, default=0, help="static-element slots of the model's training shards")
     ap.add_argument("--variant", default="row_mean@0", help="score variant@k of voe_scores.py (k = 0: all steps)")
     a = ap.parse_args(argv)
     from datasets import load_from_disk
@@ -51,17 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     if variant not in ("row_mean", "slot_max", "presence", "ratio") or not k.isdigit():
         raise UserError(f"--variant {a.variant!r}: expected row_mean|slot_max|presence|ratio@k")
     wm = module_class("world_model").from_pretrained(a.world_model).eval()
+    # voe_static.sh trains on shards of exactly slots + statics rows per step (max_patches): any other
+    # split would put the scene rows where the model learned objects, without a shape error.
+    if a.slots + a.statics != wm.config.max_patches or (wm.config.latent_dim > 18) != (a.statics > 0):
+        raise UserError(f"--slots {a.slots} --statics {a.statics} do not fit the world model "
+                        f"(max_patches {wm.config.max_patches}, latent width {wm.config.latent_dim})")
     clips = load_from_disk(str(Path(a.data) / "clips"))["test_ood"]
     frames = {json.loads(r["annotations"])["num_frames"] for r in clips}
     if len(frames) != 1 or next(iter(frames)) % FRAMES_PER_STEP:
         raise UserError(f"test_ood clips have {sorted(frames)} frames: need one length divisible by {FRAMES_PER_STEP}")
     steps = next(iter(frames)) // FRAMES_PER_STEP
 
-    def whole(row: dict) -> dict:  # every simulated frame (voe_oracle.write reads them the same way)
-        return dict(row, observed_frames=json.loads(row["annotations"])["num_frames"])
-
     # fp16 round trip: the same values the training shards held
-    z = torch.stack([clip_rows(whole(r), steps, a.slots, a.statics) for r in clips]).half().float()
+    z = torch.stack([clip_rows(all_frames(r), steps, a.slots, a.statics) for r in clips]).half().float()
     wm._check(z)
     ids = [r["clip_id"] for r in clips]
     rows = voe_rows(Path(a.data), {"test_ood"})

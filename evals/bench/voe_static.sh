@@ -22,8 +22,8 @@ mkdir -p $R
 [ -d $P ] || $CG generate --suite physqa --n 2000 --seed 0 --out $P train_per_template=4
 oracle() {  # oracle shards: $1 folder, $2 static slots, then the suites
   local out=$1 st=$2; shift 2
-  for d in "$@"; do
-    n=$(basename $d); s=voe; [ "${n#voe}" = "$n" ] && s=physqa
+  for d in "$@"; do  # voe_oracle writes OUT/<the suite's name>.safetensors
+    s=$($PY -c "import json, sys; print(json.load(open(sys.argv[1] + '/manifest.json'))['suite'])" $d)
     [ -f $out/$s.safetensors ] || $PY -m cogarch.evals.bench.voe_oracle --data $d --out $out --statics $st
   done
 }
