@@ -39,24 +39,22 @@ import torch
 from cogarch.errors import UserError
 from cogarch.evals.bench import cli
 from cogarch.evals.bench.oracle_bus import CANVAS, clip_tokens
+from cogarch.evals.world.vocab import STATIC_KINDS, static_elements
 from cogarch.fsutil import atomic_path
 
-STATIC_KINDS = ("wall", "floor", "ramp", "ledge", "occluder")
 STATIC_DIM = len(STATIC_KINDS) + 4
 
 
 def static_rows(row: dict, statics: int) -> torch.Tensor:
     """The clip's static scene elements -> [statics, STATIC_DIM] (unused slots are zero rows)."""
-    scene = json.loads(row["annotations"])["scene"]
-    elems = [(st["kind"], [*st["a"], *st["b"]]) for st in scene["statics"]]
-    if scene.get("occluder"):
-        elems.append(("occluder", list(scene["occluder"])))
+    try:
+        elems = static_elements(json.loads(row["annotations"])["scene"])
+    except ValueError as e:
+        raise UserError(f"{row['clip_id']}: {e}") from None
     if len(elems) > statics:
         raise UserError(f"{row['clip_id']}: {len(elems)} static elements, more than the {statics} static slots")
     out = torch.zeros(statics, STATIC_DIM)
     for i, (kind, box) in enumerate(elems):
-        if kind not in STATIC_KINDS:
-            raise UserError(f"{row['clip_id']}: unknown static kind {kind!r}")
         out[i, STATIC_KINDS.index(kind)] = 1
         out[i, len(STATIC_KINDS):] = torch.tensor(box) / CANVAS
     return out

@@ -60,6 +60,24 @@ OOD_COMBOS: tuple[tuple[str, str], ...] = (
 )
 
 
+# Static scene elements a scene's annotations name ("scene": {"statics": [...], "occluder": box}):
+# segments (wall, floor, ramp, ledge; end points a, b) and the side view's occluder (a box). Their
+# order is the one-hot order of the static slots (perception's object head, the VoE oracle bench).
+STATIC_KINDS: tuple[str, ...] = ("wall", "floor", "ramp", "ledge", "occluder")
+
+
+def static_elements(scene: dict) -> list[tuple[str, list[float]]]:
+    """A scene annotation's static elements as (kind, [x0, y0, x1, y1]) in world units: a segment's
+    end points, the occluder's box. Raises ValueError on a kind outside STATIC_KINDS."""
+    elems = [(st["kind"], [*st["a"], *st["b"]]) for st in scene.get("statics", [])]
+    if scene.get("occluder"):
+        elems.append(("occluder", [float(v) for v in scene["occluder"]]))
+    for kind, _ in elems:
+        if kind not in STATIC_KINDS:
+            raise ValueError(f"unknown static kind {kind!r} (known: {', '.join(STATIC_KINDS)})")
+    return elems
+
+
 def describe(color: str | None, material: str | None, shape: str | None) -> str:
     """Noun phrase in CLEVRER word order: "red metal cube"; missing parts are left out."""
     parts = [p for p in (color, material, shape) if p]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cogarch.errors import ConfigError
-from cogarch.evals.world.vocab import COLORS, MATERIALS, SHAPES
+from cogarch.evals.world.vocab import COLORS, MATERIALS, SHAPES, STATIC_KINDS
 
 # ImageNet statistics: V-JEPA / V-JEPA 2 normalise inputs with them (and so does the HF video processor).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -124,6 +124,10 @@ class PerceptionConfig:
     object_colors: list[str] = field(default_factory=lambda: list(COLORS))
     object_shapes: list[str] = field(default_factory=lambda: list(SHAPES))
     object_materials: list[str] = field(default_factory=lambda: list(MATERIALS))
+    # Static slots (objects.py): queries for the scene's walls, floor, ramps, ledges and occluder,
+    # published after the object slots in rows 18 + len(object_static_kinds) + 4 wide. 0: none.
+    object_statics: int = 0
+    object_static_kinds: list[str] = field(default_factory=lambda: list(STATIC_KINDS))
     norm_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     norm_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
 
@@ -164,6 +168,9 @@ class PerceptionConfig:
                               "object_hidden a multiple of object_heads, object_blocks, object_step_layers and object_pixels >= 0")
         if self.object_slots and self.object_pixels and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
             raise ConfigError(f"perception: object_pixels needs a power-of-two patch_size, got {self.patch_size}")
+        if self.object_statics < 0 or (self.object_statics and not (self.object_slots and self.object_static_kinds)):
+            raise ConfigError("perception: object_statics must be >= 0, and static slots need object_slots > 0 "
+                              "and a non-empty object_static_kinds")
         if self.object_slots and not (self.object_colors and self.object_shapes and self.object_materials):
             raise ConfigError("perception: object_colors / object_shapes / object_materials must not be empty")
         if len(self.norm_mean) != self.in_chans or len(self.norm_std) != self.in_chans:

@@ -103,6 +103,7 @@ class ClipDataset(Dataset):
         cache_workers: int = 2,
         windows: bool = False,
         possible_only: bool = False,
+        uniform: bool = False,
     ) -> None:
         if num_frames < 1 or size < 1:
             raise UserError(f"ClipDataset: num_frames and size must be positive, got {num_frames}, {size}")
@@ -121,6 +122,11 @@ class ClipDataset(Dataset):
         self.num_frames, self.size = int(num_frames), int(size)
         self.random_start, self.normalize, self.with_index = random_start, normalize, with_index
         self.windows, self.possible_only = windows, possible_only
+        # uniform: num_frames spread over the whole clip, as feature encoding and `ask` read a clip
+        # (cogarch/features.py); otherwise consecutive frames at the clip's rate from the start.
+        self.uniform = bool(uniform)
+        if uniform and (windows or random_start):
+            raise UserError("ClipDataset: uniform sampling reads the whole clip; it takes no windows or random start")
         # One sample per (row, start frame); without windows, one per row starting at frame 0.
         self._items = [(r, st) for r, n in enumerate(self.rows["num_frames"])
                        for st in (window_starts(int(n), self.num_frames) if windows else [0])]
@@ -143,7 +149,7 @@ class ClipDataset(Dataset):
         # Keyed by exactly which frames are cached (every sample's video and start), so a possible-only
         # or windowed selection never reuses another selection's file.
         digest = hashlib.sha1("\n".join(f"{self._video[r]}:{st}" for r, st in self._items).encode()).hexdigest()[:16]
-        fp = f"{self.split}_{len(self)}_{self.num_frames}x{self.size}_{digest}"
+        fp = f"{self.split}_{len(self)}_{self.num_frames}x{self.size}{'_uniform' if self.uniform else ''}_{digest}"
         return self.root / ".cache" / "perception" / f"{fp}.npy"
 
     def _build_cache(self, workers: int) -> Path:
@@ -153,7 +159,7 @@ class ClipDataset(Dataset):
             arr = np.empty((len(self), self.num_frames, 3, self.size, self.size), dtype=np.uint8)
             src = ClipDataset(self.root, self.split, self.num_frames, self.size, normalize=False,
                               max_clips=len(self.rows), with_index=True, windows=self.windows,
-                              possible_only=self.possible_only)
+                              possible_only=self.possible_only, uniform=self.uniform)
             loader = torch.utils.data.DataLoader(src, batch_size=16, num_workers=max(0, workers))
             for b in loader:
                 arr[b["index"].numpy()] = (b["frames"] * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
@@ -205,7 +211,12 @@ class ClipDataset(Dataset):
             spare = int(self._n[r]) - self.num_frames
             if self.random_start and not self.windows and spare > 0:
                 start = int(torch.randint(0, spare + 1, ()).item())
-            frames = read_frames(path, self.num_frames, self.size, float(self._fps[r]), start)  # [T,3,H,W]
+            if self.uniform:
+                from cogarch.video import read_clip
+
+                frames = read_clip(path, num_frames=self.num_frames, fps=None, size=self.size)  # [T,3,H,W]
+            else:
+                frames = read_frames(path, self.num_frames, self.size, float(self._fps[r]), start)  # [T,3,H,W]
         if self.normalize:
             frames = (frames - self.mean) / self.std
         if self.with_index:

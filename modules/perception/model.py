@@ -96,7 +96,7 @@ class PerceptionModule(nn.Module):
             self.objects = ObjectHead(config.hidden_size, config.grid, config.object_slots, config.object_hidden,
                                       config.object_layers, config.object_heads, config.object_blocks, classes,
                                       config.object_step_layers, config.object_pixels, config.patch_size,
-                                      config.tubelet_size)
+                                      config.tubelet_size, config.object_statics, len(config.object_static_kinds))
             self.writes = ("percept", "objects")
         mean = torch.tensor(config.norm_mean, dtype=torch.float32).view(1, 1, -1, 1, 1)
         std = torch.tensor(config.norm_std, dtype=torch.float32).view(1, 1, -1, 1, 1)
@@ -320,9 +320,14 @@ class PerceptionModule(nn.Module):
         out = self.objects(tokens, frames)
         rows, time = ObjectHead.tokens(out)
         c = self.config
-        meta = {"slots": c.object_slots, "grid": list(grid), "canvas": CANVAS, "colors": list(c.object_colors),
+        # "slots" counts the rows per step (readers reshape by it); static rows have a zero gate
+        # column, so readers of the object columns skip them as unseen.
+        meta = {"slots": c.object_slots + c.object_statics, "grid": list(grid), "canvas": CANVAS, "colors": list(c.object_colors),
                 "shapes": list(c.object_shapes), "materials": list(c.object_materials),
                 "layout": "colour|shape|material probs, visible, x/64, y/64, vx/32, vy/32 (times p(exist)p(visible))"}
+        if c.object_statics:
+            meta.update(object_slots=c.object_slots, statics=c.object_statics, static_kinds=list(c.object_static_kinds),
+                        static_layout="18 zeros, then kind probs, x0/64, y0/64, x1/64, y1/64 (times p(exist))")
         return bus.publish(Message("objects", self.name, rows.contiguous(), time=time.contiguous(), meta=meta))
 
     def step(self, bus: LatentBus, frames: torch.Tensor | None = None, normalized: bool = False) -> None:

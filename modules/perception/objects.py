@@ -27,6 +27,18 @@ probes). At `ask` time nothing but the pixels goes in.
 Published tokens use the same 18-D layout as the ground-truth diagnostic (evals/bench/oracle_bus.py)
 so the two are directly comparable, one token per slot per step, time-major:
     [colour probs | shape probs | material probs | visible | x, y | vx, vy] * p(exist) * p(visible)
+
+Static slots (`statics` S > 0): S more queries, decoded with the object queries (so each side sees
+the other), read the scene's static elements: walls, floor, ramps, ledges and the side view's
+occluder (evals/world/vocab.STATIC_KINDS). An object's track alone cannot say whether a ball
+stopped at a wall or passed through one, or rests on a shelf or on nothing; on the simulator's true
+tracks the world model's VoE solidity score rises from 50 % to 78-85 % once it gets these rows
+(docs/bench_world_model.md, section 7). Each static slot predicts
+  static_exist  [B, S],  static_kind logits [B, S, C_kind],  static_box (x0, y0, x1, y1) / 64 [B, S, 4]
+(a segment's end points or the occluder's box), matched to the scene's elements like the objects.
+With statics the published rows are 18 + C_kind + 4 wide, in the VoE oracle's layout: K object
+rows [object columns | zeros], then S static rows [zeros | kind probs | box] * p(exist), the same
+at every step (the scene does not move).
 """
 
 from __future__ import annotations
@@ -46,7 +58,7 @@ class ObjectHead(nn.Module):
 
     def __init__(self, dim: int, grid: tuple[int, int, int], slots: int, hidden: int, layers: int, heads: int,
                  blocks: int, classes: tuple[int, int, int], step_layers: int = 0, pixels: int = 0,
-                 patch: int = 8, tubelet: int = 2) -> None:
+                 patch: int = 8, tubelet: int = 2, statics: int = 0, static_kinds: int = 0) -> None:
         super().__init__()
         self.grid, self.slots, self.classes = tuple(grid), slots, tuple(classes)
         self.inp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden))
@@ -75,6 +87,12 @@ class ObjectHead(nn.Module):
             for _ in range(blocks)
         )
         self.queries = nn.Parameter(torch.randn(slots, hidden) * 0.02)
+        self.statics, self.static_kinds = statics, static_kinds
+        if statics:
+            if static_kinds < 1:
+                raise ValueError("object head: static slots need at least one static kind")
+            self.static_queries = nn.Parameter(torch.randn(statics, hidden) * 0.02)
+            self.static_out = nn.Linear(hidden, 1 + static_kinds + 4)  # exist | kind | box
         layer = nn.TransformerDecoderLayer(hidden, heads, 4 * hidden, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
         self.decoder = nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(hidden))
         n_col, n_shape, n_mat = self.classes
@@ -104,11 +122,18 @@ class ObjectHead(nn.Module):
             x = self.with_pixels(x, frames)  # [B, T'H'W', h]
         for block in self.blocks:
             x = block(x)
-        s = self.decoder(self.queries.expand(B, -1, -1), x)  # [B, K, h]
+        q = self.queries if not self.statics else torch.cat([self.queries, self.static_queries])
+        s = self.decoder(q.expand(B, -1, -1), x)  # [B, K(+S), h]
+        s, s_static = s[:, : self.slots], s[:, self.slots :]
         n_col, n_shape, n_mat = self.classes
         a = self.attr(s)  # [B, K, 1 + C]
         tr = self.read_tracks(s, x)  # [B, K, T', 5]
-        return {
+        extra = {}
+        if self.statics:
+            st = self.static_out(s_static)  # [B, S, 1 + C_kind + 4]
+            extra = {"static_exist": st[..., 0], "static_kind": st[..., 1 : 1 + self.static_kinds],
+                     "static_box": st[..., 1 + self.static_kinds :]}
+        return extra | {
             "exist": a[..., 0],
             "color": a[..., 1 : 1 + n_col],
             "shape": a[..., 1 + n_col : 1 + n_col + n_shape],
@@ -144,24 +169,33 @@ class ObjectHead(nn.Module):
 
     @staticmethod
     def tokens(out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Slots -> bus tokens [B, T'*K, 18] (time-major) and their step index [B, T'*K]."""
+        """Slots -> bus tokens [B, T'*K, 18] (time-major) and their step index [B, T'*K]; with static
+        slots [B, T'*(K+S), 18 + C_kind + 4] (the file docstring's layout)."""
         B, K, T = out["visible"].shape
         ident = torch.cat([out["color"].softmax(-1), out["shape"].softmax(-1), out["material"].softmax(-1)], -1)
         gate = out["exist"].sigmoid()[..., None] * out["visible"].sigmoid()  # [B, K, T']
         rows = torch.cat([ident[:, :, None].expand(-1, -1, T, -1), torch.ones_like(gate)[..., None], out["pos"], out["vel"]], -1)
         rows = rows * gate[..., None]  # [B, K, T', 18]: an absent or unseen object is a zero row, as in the oracle
+        if "static_exist" in out:
+            S = out["static_exist"].shape[1]
+            st = torch.cat([out["static_kind"].softmax(-1), out["static_box"]], -1) * out["static_exist"].sigmoid()[..., None]
+            rows = torch.cat([torch.cat([rows, rows.new_zeros(B, K, T, st.shape[-1])], -1),
+                              torch.cat([rows.new_zeros(B, S, T, rows.shape[-1]), st[:, :, None].expand(-1, -1, T, -1)], -1)], 1)
+            K = K + S  # [B, K+S, T', 18 + C_kind + 4]
         time = torch.arange(T, device=rows.device).repeat_interleave(K).expand(B, -1)
         return rows.transpose(1, 2).reshape(B, T * K, -1), time
 
 
 # ------------------------------------------------------------------------------------ supervision
 def clip_targets(objects: list[dict], annotations: dict, steps: int,
-                 vocab: tuple[list[str], list[str], list[str]], frames_seen: int = 0) -> dict[str, torch.Tensor]:
+                 vocab: tuple[list[str], list[str], list[str]], frames_seen: int = 0,
+                 static_kinds: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
     """A physics-world clip's truth as set targets over its objects seen in any observed frame.
 
     Step t' is read at the last frame of its tubelet (the state the encoder's token ends on), as in
     the ground-truth diagnostic; only the `frames_seen` frames the encoder reads count. Returns colour/shape/material [M] (long), visible [M, T'] (float),
-    pos / vel [M, T', 2] normalised like the published tokens."""
+    pos / vel [M, T', 2] normalised like the published tokens; with `static_kinds`, also the scene's
+    static elements: static_kind [M_s] (long) and static_box [M_s, 4] / 64."""
     # The encoder reads the first `frames_seen` frames (0: all observed ones); truth is taken there.
     tracks, observed = annotations["tracks"], int(annotations["observed_frames"])
     seen = min(observed, frames_seen) if frames_seen > 0 else observed
@@ -180,7 +214,17 @@ def clip_targets(objects: list[dict], annotations: dict, steps: int,
         pos.append([[tr["pos"][f][0] / CANVAS, tr["pos"][f][1] / CANVAS] for f in frames])
         vel.append([[tr["vel"][f][0] / SPEED, tr["vel"][f][1] / SPEED] for f in frames])
     M = len(cols)
-    return {
+    out = {}
+    if static_kinds:
+        from cogarch.evals.world.vocab import static_elements
+
+        elems = static_elements(annotations.get("scene", {}))
+        for kind, _ in elems:
+            if kind not in static_kinds:
+                raise ValueError(f"static kind {kind!r} is not in the head's vocabulary {list(static_kinds)}")
+        out = {"static_kind": torch.tensor([static_kinds.index(k) for k, _ in elems], dtype=torch.long),
+               "static_box": torch.tensor([b for _, b in elems], dtype=torch.float32).view(-1, 4) / CANVAS}
+    return out | {
         "color": torch.tensor(cols, dtype=torch.long), "shape": torch.tensor(shps, dtype=torch.long),
         "material": torch.tensor(mats, dtype=torch.long),
         "visible": torch.tensor(vis, dtype=torch.float32).view(M, steps),
@@ -216,6 +260,55 @@ def match(out: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]) 
     return pairs
 
 
+def _static_costs(out: dict[str, torch.Tensor], b: int, tgt: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[S, M_s] matching cost of static slot s for scene element m (kind NLL + exist + box L1)."""
+    c = -out["static_kind"][b].log_softmax(-1)[:, tgt["static_kind"]] - F.logsigmoid(out["static_exist"][b])[:, None]
+    return c + 5.0 * (out["static_box"][b][:, None] - tgt["static_box"][None]).abs().mean(-1)
+
+
+def match_statics(out: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Hungarian matching of static slots to each clip's static elements (as `match` for objects)."""
+    from scipy.optimize import linear_sum_assignment
+
+    pairs = []
+    with torch.no_grad():
+        for b, tgt in enumerate(targets):
+            if tgt["static_kind"].numel() == 0:
+                pairs.append((torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)))
+                continue
+            rows, cols = linear_sum_assignment(_static_costs(out, b, tgt).float().cpu().numpy())
+            pairs.append((torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)))
+    return pairs
+
+
+def static_loss(out: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, dict[str, float]]:
+    """Matched static-slot loss: exist BCE on every static slot, kind CE + box L1 on matched ones."""
+    for t in targets:
+        if len(t["static_kind"]) > out["static_exist"].shape[1]:
+            raise ValueError(f"a clip has {len(t['static_kind'])} static elements, more than the head's "
+                             f"{out['static_exist'].shape[1]} static slots")
+    pairs = match_statics(out, targets)
+    dev = out["static_exist"].device
+    exist_t = torch.zeros_like(out["static_exist"])
+    ce = box = out["static_exist"].new_zeros(())
+    n, right = 0, 0
+    for b, ((si, oi), tgt) in enumerate(zip(pairs, targets)):
+        if si.numel() == 0:
+            continue
+        si, oi = si.to(dev), oi.to(dev)
+        exist_t[b, si] = 1.0
+        logits, y = out["static_kind"][b, si], tgt["static_kind"].to(dev)[oi]
+        ce = ce + F.cross_entropy(logits, y, reduction="sum")
+        right += int((logits.argmax(-1) == y).sum())
+        box = box + (out["static_box"][b, si] - tgt["static_box"].to(dev)[oi]).abs().mean(-1).sum()
+        n += si.numel()
+    exist = F.binary_cross_entropy_with_logits(out["static_exist"], exist_t)
+    loss = exist + (ce + 5.0 * box) / max(n, 1)
+    count_ok = ((out["static_exist"] > 0).sum(1) == exist_t.sum(1)).float().mean()
+    return loss, {"static_count_acc": float(count_ok), "static_kind_acc": right / max(n, 1),
+                  "static_box_l1": float(box.detach()) / max(n, 1)}
+
+
 def set_loss(out: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, dict[str, float]]:
     """Matched-slot loss: exist BCE on every slot, identity CE + visibility BCE + track L1 on matched."""
     pairs = match(out, targets)
@@ -245,4 +338,8 @@ def set_loss(out: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]
     count_ok = ((out["exist"] > 0).sum(1) == exist_t.sum(1)).float().mean()
     metrics = {"exist_bce": float(exist.detach()), "count_acc": float(count_ok), "track_l1": float(trk.detach() / n)}
     metrics.update({f"{k}_acc": v / n for k, v in correct.items()})
+    if "static_exist" in out:
+        l_static, m_static = static_loss(out, targets)
+        loss = loss + l_static
+        metrics.update(m_static)
     return loss, metrics

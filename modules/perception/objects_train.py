@@ -36,6 +36,7 @@ EVAL_SPLITS = frozenset({"val", "test", "test_ood"})
 @dataclass
 class DataConfig:
     data_dir: str = "data/physqa"  # a generated suite with object annotations (physqa, voe clips)
+    extra_dirs: list[str] = field(default_factory=list)  # more suites whose same split is added (e.g. voe clips)
     split: str = "train"
     max_clips: int = 0  # 0: all clips of the split
     encode_batch: int = 16
@@ -51,6 +52,7 @@ class HeadConfig:
     blocks: int = 0
     step_layers: int = 0  # per-step track readout layers (objects.py); 0: tracks from the slot vector
     pixels: int = 0  # channels of the pixel branch (a CNN on the frames down to the patch grid); 0: tokens only
+    statics: int = 0  # static-element slots (walls, floor, ramps, ledges, occluder); 0: objects only
 
 
 @dataclass
@@ -65,9 +67,9 @@ class Config:
         if self.data.split in EVAL_SPLITS:
             raise ConfigError(f"objects: data.split={self.data.split!r} is an evaluation split; the head trains on train clips only")
         h = self.head
-        if min(h.slots, h.hidden, h.layers, h.heads) < 1 or h.blocks < 0 or h.step_layers < 0 or h.pixels < 0:
+        if min(h.slots, h.hidden, h.layers, h.heads) < 1 or min(h.blocks, h.step_layers, h.pixels, h.statics) < 0:
             raise ConfigError("objects: head.slots, head.hidden, head.layers and head.heads must be >= 1, "
-                              "head.blocks, head.step_layers and head.pixels >= 0")
+                              "head.blocks, head.step_layers, head.pixels and head.statics >= 0")
         if h.hidden % h.heads:
             raise ConfigError(f"objects: head.heads={h.heads} must divide head.hidden={h.hidden}")
         if self.data.max_clips < 0 or self.data.encode_batch < 1:
@@ -87,7 +89,7 @@ def load_with_head(encoder: str, head: HeadConfig | None = None):
         return loaded
     cfg = dataclasses.replace(loaded.config, object_slots=head.slots, object_hidden=head.hidden,
                               object_layers=head.layers, object_heads=head.heads, object_blocks=head.blocks,
-                              object_step_layers=head.step_layers, object_pixels=head.pixels)
+                              object_step_layers=head.step_layers, object_pixels=head.pixels, object_statics=head.statics)
     try:
         model = PerceptionModule(cfg)
     except ConfigError as e:
@@ -106,12 +108,17 @@ def split_targets(model, data_dir: str, split: str, max_clips: int = 0, cache: b
     from cogarch.modules.perception.objects import clip_targets
 
     c = model.config
-    ds = ClipDataset(data_dir, split, c.num_frames, c.img_size, max_clips=max_clips, cache=cache, with_index=True)
+    # The head reads a clip as feature encoding and `ask` do: num_frames spread over the whole clip
+    # (a 32-frame VoE clip at every second frame; a physqa clip of num_frames frames is read whole
+    # either way). The truth is taken at each step's last frame over all observed frames.
+    ds = ClipDataset(data_dir, split, c.num_frames, c.img_size, max_clips=max_clips, cache=cache, with_index=True,
+                     uniform=True)
     vocab = (list(c.object_colors), list(c.object_shapes), list(c.object_materials))
+    kinds = tuple(c.object_static_kinds) if c.object_statics else ()
     targets = []
     for i in range(len(ds)):
         try:
-            targets.append(clip_targets(ds.objects(i), ds.annotations(i), c.grid[0], vocab, frames_seen=c.num_frames))
+            targets.append(clip_targets(ds.objects(i), ds.annotations(i), c.grid[0], vocab, static_kinds=kinds))
         except (KeyError, ValueError, TypeError) as e:
             raise UserError(f"objects: {data_dir} clip {i} of {split!r} has no usable object annotations ({e})") from None
     return ds, targets
@@ -122,11 +129,11 @@ def encode_split(model, data_dir: str, split: str, max_clips: int = 0, batch: in
                  max_objects: int = 0):
     """(tokens [N, L, D] fp16 from the frozen target encoder, one target dict per clip, and the
     normalised frames [N, T, 3, H, W] fp16 when the head has a pixel branch, else None). With
-    max_objects > 0, a clip showing more objects is an error raised before any encoding."""
+    max_objects > 0, a clip showing more objects (or static elements than the head's static
+    slots) is an error raised before any encoding."""
     ds, targets = split_targets(model, data_dir, split, max_clips)
-    most = max((t["color"].numel() for t in targets), default=0)
-    if max_objects and most > max_objects:
-        raise ConfigError(f"objects: a clip of {data_dir} shows {most} objects but head.slots={max_objects}")
+    if max_objects:
+        check_capacity(model, data_dir, targets, max_objects)
     model.eval()
     pixels = model.objects is not None and model.objects.pixels > 0
     feats, frames = [], []
@@ -136,6 +143,17 @@ def encode_split(model, data_dir: str, split: str, max_clips: int = 0, batch: in
         if pixels:  # fp16 halves the cache (5600 clips of 16 x 64 x 64: 2.2 GB)
             frames.append(b["frames"].to(torch.float16))
     return torch.cat(feats), targets, (torch.cat(frames) if pixels else None)
+
+
+def check_capacity(model, data_dir: str, targets: list[dict], slots: int) -> None:
+    """A ConfigError when a clip shows more objects than `slots` or more static elements than the head has."""
+    most = max((t["color"].numel() for t in targets), default=0)
+    if most > slots:
+        raise ConfigError(f"objects: a clip of {data_dir} shows {most} objects but head.slots={slots}")
+    statics = model.config.object_statics
+    most = max((t["static_kind"].numel() for t in targets if "static_kind" in t), default=0)
+    if statics and most > statics:
+        raise ConfigError(f"objects: a clip of {data_dir} has {most} static elements but head.statics={statics}")
 
 
 class TokenTargets(torch.utils.data.Dataset):
@@ -179,8 +197,14 @@ class ObjectTraining(nn.Module):
 
 def make_job(cfg: Config) -> TrainJob:
     model = load_with_head(cfg.encoder, cfg.head)
-    tokens, targets, frames = encode_split(model, cfg.data.data_dir, cfg.data.split, cfg.data.max_clips,
-                                           cfg.data.encode_batch, cfg.data.progress, max_objects=cfg.head.slots)
+    dirs = [cfg.data.data_dir, *cfg.data.extra_dirs]
+    for d in dirs[1:]:  # every suite's annotations are checked before the long encoding starts
+        check_capacity(model, d, split_targets(model, d, cfg.data.split, cfg.data.max_clips, cache=False)[1], cfg.head.slots)
+    parts = [encode_split(model, d, cfg.data.split, cfg.data.max_clips, cfg.data.encode_batch, cfg.data.progress,
+                          max_objects=cfg.head.slots) for d in dirs]
+    tokens = torch.cat([p[0] for p in parts])
+    targets = [t for p in parts for t in p[1]]
+    frames = None if parts[0][2] is None else torch.cat([p[2] for p in parts])
     most = max((t["color"].numel() for t in targets), default=0)
     log.info("objects: %d clips, %d tokens each, up to %d objects, %d slots", len(targets), tokens.shape[1], most, cfg.head.slots)
     return TrainJob(model=ObjectTraining(model), dataset=TokenTargets(tokens, targets, frames), collate_fn=collate)
