@@ -27,7 +27,7 @@ from tqdm import tqdm
 from cogarch.architecture import Architecture
 from cogarch.bus import LatentBus
 from cogarch.errors import UserError
-from cogarch.fsutil import safe_join
+from cogarch.fsutil import atomic_path, safe_join
 
 SPLITS = ("train", "val", "test", "test_ood")
 
@@ -137,10 +137,9 @@ def write_world_model_features(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{suite}.safetensors"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     meta = {"clip_ids": json.dumps(ids), "splits": json.dumps(splits), "extras": json.dumps(extras), "suite": suite}
-    save_file({"latents": torch.cat(chunks).contiguous()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # a failed or interrupted write leaves no shard and no temp file
+        save_file({"latents": torch.cat(chunks).contiguous()}, tmp, metadata=meta)
     return path
 
 

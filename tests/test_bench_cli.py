@@ -30,6 +30,7 @@ def test_cli_maps_user_error_to_exit_2(capsys):
                                   ["vjepa_surprise", "--perception", "/nonexistent", "--data", "/nonexistent"],
                                   ["voe_oracle", "--data", "/nonexistent", "--out", "/tmp/x"],
                                   ["voe_oracle_ood", "--world-model", "/nonexistent", "--data", "/nonexistent"],
+                                  ["shard_slice", "--shard", "/nonexistent.safetensors", "--out", "/tmp/x", "--slots", "1", "--width", "1"],
                                   ["paired", "/nonexistent/a.jsonl", "/nonexistent/b.jsonl"]])
 def test_bench_script_bad_path(args):
     r = subprocess.run([sys.executable, "-m", f"cogarch.evals.bench.{args[0]}", *args[1:]], capture_output=True, text=True)
@@ -228,3 +229,20 @@ def test_voe_oracle_ood_reads_long_clips_at_the_training_time_scale(tmp_path, ca
         main(["--world-model", str(tmp_path / "narrow"), "--data", str(tmp_path / "voe"), "--statics", "3"])
     with pytest.raises(UserError, match="--statics 2 do not fit"):  # scene rows would sit in object slots
         main(["--world-model", str(tmp_path / "wm"), "--data", str(tmp_path / "voe"), "--statics", "2"])
+
+
+def test_shard_slice_keeps_leading_slots_columns_and_metadata(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from cogarch.errors import UserError
+    from cogarch.evals.bench.shard_slice import slice_shard
+
+    lat = torch.arange(2 * 3 * 4 * 5, dtype=torch.float16).view(2, 3, 4, 5)
+    meta = {"clip_ids": '["a", "b"]', "splits": '["train", "val"]', "extras": "[{}, {}]", "suite": "voe"}
+    save_file({"latents": lat}, str(tmp_path / "voe.safetensors"), metadata=meta)
+    out = slice_shard(str(tmp_path / "voe.safetensors"), str(tmp_path / "cut"), slots=2, width=3)
+    with safe_open(str(out), "pt") as f:
+        assert f.metadata() == meta and torch.equal(f.get_tensor("latents"), lat[:, :, :2, :3])
+    with pytest.raises(UserError, match="cannot keep 5 slots"):
+        slice_shard(str(tmp_path / "voe.safetensors"), str(tmp_path / "cut"), slots=5, width=3)
