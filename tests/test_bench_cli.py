@@ -246,3 +246,8 @@ def test_shard_slice_keeps_leading_slots_columns_and_metadata(tmp_path):
         assert f.metadata() == meta and torch.equal(f.get_tensor("latents"), lat[:, :, :2, :3])
     with pytest.raises(UserError, match="cannot keep 5 slots"):
         slice_shard(str(tmp_path / "voe.safetensors"), str(tmp_path / "cut"), slots=5, width=3)
+    out = slice_shard(str(tmp_path / "voe.safetensors"), str(tmp_path / "pad"), slots=4, width=5, insert=(2, 3))
+    with safe_open(str(out), "pt") as f:
+        padded = f.get_tensor("latents")
+    assert padded.shape == (2, 3, 7, 5) and float(padded[:, :, 2:5].abs().max()) == 0.0
+    assert torch.equal(padded[:, :, :2], lat[:, :, :2]) and torch.equal(padded[:, :, 5:], lat[:, :, 2:])

@@ -5,8 +5,11 @@
 
 A shard from a perception with static slots holds, per step, K object rows then S static rows, 18 +
 9 columns wide (modules/perception/objects.py); `--slots K --width 18` leaves the object rows in the
-18-column layout, so the same perception can be compared with and without its static slots. Writes
-OUT/<same file name> with the same metadata (clip ids, splits, extras, suite).
+18-column layout, so the same perception can be compared with and without its static slots.
+`--insert K:N` then puts N zero rows after the first K slots of every step: a perceived shard with
+6 object + 6 static slots becomes the 8 + 6 layout of the VoE oracle's shards, which a world model
+trained on true tracks reads. Writes OUT/<same file name> with the same metadata (clip ids, splits,
+extras, suite).
 """
 
 from __future__ import annotations
@@ -14,15 +17,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from cogarch.evals.bench import cli
+from cogarch.errors import UserError
 from cogarch.fsutil import atomic_path
 
 
-def slice_shard(shard: str, out: str, slots: int, width: int) -> Path:
+def slice_shard(shard: str, out: str, slots: int, width: int, insert: tuple[int, int] | None = None) -> Path:
     from safetensors import safe_open
     from safetensors.torch import save_file
-
-    from cogarch.errors import UserError
 
     if not Path(shard).is_file():
         raise UserError(f"shard not found: {shard}")
@@ -30,9 +34,15 @@ def slice_shard(shard: str, out: str, slots: int, width: int) -> Path:
         meta, lat = f.metadata(), f.get_tensor("latents")  # [N, T', P, D]
     if lat.dim() != 4 or not (0 < slots <= lat.shape[2]) or not (0 < width <= lat.shape[3]):
         raise UserError(f"{shard}: latents {list(lat.shape)} cannot keep {slots} slots x {width} columns")
+    lat = lat[:, :, :slots, :width]
+    if insert is not None:
+        at, n = insert
+        if not (0 <= at <= slots and n > 0):
+            raise UserError(f"--insert {at}:{n}: need 0 <= K <= {slots} kept slots and N > 0")
+        lat = torch.cat([lat[:, :, :at], lat.new_zeros(*lat.shape[:2], n, lat.shape[3]), lat[:, :, at:]], 2)
     path = Path(out) / Path(shard).name
     with atomic_path(path) as tmp:
-        save_file({"latents": lat[:, :, :slots, :width].contiguous()}, tmp, metadata=meta)
+        save_file({"latents": lat.contiguous()}, tmp, metadata=meta)
     return path
 
 
@@ -42,8 +52,16 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="output folder (the shard keeps its file name)")
     ap.add_argument("--slots", type=int, required=True, help="rows per step to keep (the first ones)")
     ap.add_argument("--width", type=int, required=True, help="columns to keep (the first ones)")
+    ap.add_argument("--insert", default="", help="K:N puts N zero rows after the first K slots of each step")
     a = ap.parse_args()
-    print(slice_shard(a.shard, a.out, a.slots, a.width))
+    insert = None
+    if a.insert:
+        try:
+            k, n = (int(v) for v in a.insert.split(":"))
+        except ValueError:
+            raise UserError(f"--insert {a.insert!r}: expected K:N, e.g. 6:2") from None
+        insert = (k, n)
+    print(slice_shard(a.shard, a.out, a.slots, a.width, insert))
 
 
 if __name__ == "__main__":

@@ -58,4 +58,18 @@ for n in s6 s6step2 s6_obj; do
   [ -s $R/voe_scores_$n.txt ] || $PY -m cogarch.evals.bench.voe_scores --world-model $R/wm_$n/final --data $D \
     --features $R/feat_$n/eval/voe.safetensors --json $R/scores_$n.json > $R/voe_scores_$n.txt
 done
+# Diagnostic: the world model trained on TRUE tracks (voe_static.sh's D, 8 object + 6 static slots)
+# reads the s6 head's perceived rows, padded to its layout (6 object slots + 2 empty + 6 static).
+WD=runs/voe_static/wm_D/final
+if [ -d $WD ]; then
+  [ -f $R/feat_s6_pad14/eval/voe.safetensors ] || $PY -m cogarch.evals.bench.shard_slice \
+    --shard $R/feat_s6/eval/voe.safetensors --out $R/feat_s6_pad14/eval --slots 12 --width 27 --insert 6:2
+  [ -s $R/voe_scores_D_on_s6.txt ] || $PY -m cogarch.evals.bench.voe_scores --world-model $WD --data $D \
+    --features $R/feat_s6_pad14/eval/voe.safetensors --json $R/scores_D_on_s6.json > $R/voe_scores_D_on_s6.txt
+fi
+for h in pack s6 s6step2; do  # the heads on physqa val clips (does the VoE training cost physqa?)
+  f=$R/head_$h/final; [ $h = pack ] && f=$PACK
+  [ -s $R/objects_physqa_$h.json ] || $PY -m cogarch.evals.bench.objects --perception $f --data $P \
+    --split val --out $R/objects_physqa_$h.json > /dev/null
+done
 tail -n 9 $R/voe_scores_*.txt
