@@ -30,6 +30,7 @@ def test_cli_maps_user_error_to_exit_2(capsys):
                                   ["vjepa_surprise", "--perception", "/nonexistent", "--data", "/nonexistent"],
                                   ["voe_oracle", "--data", "/nonexistent", "--out", "/tmp/x"],
                                   ["voe_oracle_ood", "--world-model", "/nonexistent", "--data", "/nonexistent"],
+                                  ["voe_hero_rows", "--perceived", "/nonexistent", "--true", "/x", "--data", "/x"],
                                   ["shard_slice", "--shard", "/nonexistent.safetensors", "--out", "/tmp/x", "--slots", "1", "--width", "1"],
                                   ["paired", "/nonexistent/a.jsonl", "/nonexistent/b.jsonl"]])
 def test_bench_script_bad_path(args):
@@ -251,3 +252,30 @@ def test_shard_slice_keeps_leading_slots_columns_and_metadata(tmp_path):
         padded = f.get_tensor("latents")
     assert padded.shape == (2, 3, 7, 5) and float(padded[:, :, 2:5].abs().max()) == 0.0
     assert torch.equal(padded[:, :, :2], lat[:, :, :2]) and torch.equal(padded[:, :, 5:], lat[:, :, 2:])
+
+
+def test_voe_hero_rows_finds_the_hero_in_permuted_slots(tmp_path):
+    """Perceived rows that are the true rows in another slot order: the hero is found, agrees at
+    every step, zero position error; with its row blanked, it agrees only where it is truly hidden."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from cogarch.evals.bench.voe_hero_rows import hero_rows
+    from cogarch.evals.bench.voe_oracle import write
+    from cogarch.evals.world.generate import generate
+
+    generate("voe", 8, tmp_path / "voe", seed=2, workers=1, progress=False, voe_design="quad")
+    true = write(str(tmp_path / "voe"), str(tmp_path / "true"))
+    with safe_open(str(true), "pt") as f:
+        lat, meta = f.get_tensor("latents"), f.metadata()
+    save_file({"latents": lat.roll(3, dims=2).contiguous()}, str(tmp_path / "perm.safetensors"), metadata=meta)
+    rows = hero_rows(str(tmp_path / "perm.safetensors"), str(true), str(tmp_path / "voe"), "train", object_slots=8)
+    assert rows and sum(r["n_clips"] for r in rows if r["phase"] == "after") == 8
+    assert all(r["visible_agree"] == 1.0 for r in rows)
+    assert all(r["pos_err_px"] is None or r["pos_err_px"] < 0.1 for r in rows)
+    save_file({"latents": torch.zeros_like(lat)}, str(tmp_path / "blank.safetensors"), metadata=meta)
+    blank = hero_rows(str(tmp_path / "blank.safetensors"), str(true), str(tmp_path / "voe"), "train", object_slots=8)
+    for r in blank:
+        assert abs(r["visible_agree"] - (1 - r["true_visible"])) < 1e-6
+    with pytest.raises(UserError, match="object-slots"):
+        hero_rows(str(tmp_path / "perm.safetensors"), str(true), str(tmp_path / "voe"), "train", object_slots=9)

@@ -72,4 +72,10 @@ for h in pack s6 s6step2; do  # the heads on physqa val clips (does the VoE trai
   [ -s $R/objects_physqa_$h.json ] || $PY -m cogarch.evals.bench.objects --perception $f --data $P \
     --split val --out $R/objects_physqa_$h.json > /dev/null
 done
+# The hero's rows (the object each violation acts on), perceived vs true, per type (test split)
+for h in pack s6 s6step2; do
+  f=$R/feat_$h/eval/voe.safetensors; [ $h = pack ] && f=runs/voe_static/perceived/eval/voe.safetensors  # voe_static.sh
+  [ -s $R/hero_$h.txt ] || $PY -m cogarch.evals.bench.voe_hero_rows --perceived $f \
+    --true runs/voe_static/eval27/voe.safetensors --data $D --split test --object-slots 6 > $R/hero_$h.txt
+done
 tail -n 9 $R/voe_scores_*.txt
