@@ -247,6 +247,14 @@ def test_shard_slice_keeps_leading_slots_columns_and_metadata(tmp_path):
         assert f.metadata() == meta and torch.equal(f.get_tensor("latents"), lat[:, :, :2, :3])
     with pytest.raises(UserError, match="cannot keep 5 slots"):
         slice_shard(str(tmp_path / "voe.safetensors"), str(tmp_path / "cut"), slots=5, width=3)
+    with pytest.raises(UserError, match="is the input shard"):  # never overwrites what it reads
+        slice_shard(str(tmp_path / "voe.safetensors"), str(tmp_path), slots=2, width=3)
+    (tmp_path / "bad.safetensors").write_bytes(b"not a shard")
+    with pytest.raises(UserError, match="not a world-model feature shard"):
+        slice_shard(str(tmp_path / "bad.safetensors"), str(tmp_path / "cut2"), slots=1, width=1)
+    save_file({"latents": lat}, str(tmp_path / "nometa.safetensors"))
+    with pytest.raises(UserError, match="no clip_ids"):
+        slice_shard(str(tmp_path / "nometa.safetensors"), str(tmp_path / "cut2"), slots=1, width=1)
     out = slice_shard(str(tmp_path / "voe.safetensors"), str(tmp_path / "pad"), slots=4, width=5, insert=(2, 3))
     with safe_open(str(out), "pt") as f:
         padded = f.get_tensor("latents")

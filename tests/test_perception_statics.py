@@ -154,6 +154,10 @@ def test_train_static_slots_from_two_suites(suites, tmp_path):
         make_job(cfg)
     with pytest.raises(ConfigError, match="object_statics"):
         PerceptionConfig(object_slots=0, object_statics=2).validate()
+    with pytest.raises(ConfigError, match="object_static_kinds"):
+        PerceptionConfig(object_slots=2, object_statics=2, object_static_kinds=["wall", "wall"]).validate()
+    with pytest.raises(ConfigError, match="object_static_kinds"):
+        PerceptionConfig(object_slots=2, object_statics=2, object_static_kinds=["trampoline"]).validate()
 
 
 def test_uniform_sampling_reads_the_whole_clip(tmp_path, write_clip_suite):
@@ -170,3 +174,13 @@ def test_uniform_sampling_reads_the_whole_clip(tmp_path, write_clip_suite):
     assert level(first) == [0, 1, 2, 3] and level(spread) == [1, 3, 5, 7]
     with pytest.raises(UserError, match="uniform"):
         ClipDataset(root, "train", 4, S, uniform=True, windows=True)
+    # ... and its truth is taken at the frames so read: 4 of 8 frames are 1, 3, 5, 7; 2 steps end on 3 and 7
+    track = {"pos": [[float(t), 0.0] for t in range(8)], "vel": [[0.0, 0.0]] * 8, "visible": [1] * 8}
+    ann = {"observed_frames": 8, "num_frames": 8, "tracks": {"0": track}}
+    y = clip_targets([{"id": 0, "color": "red", "shape": "cube", "material": "rubber"}], ann, 2, VOCAB, spread=(8, 4))
+    assert torch.allclose(y["pos"][0, :, 0] * 64, torch.tensor([3.0, 7.0]))
+    y48 = clip_targets([{"id": 0, "color": "red", "shape": "cube", "material": "rubber"}],
+                       {"observed_frames": 48, "num_frames": 48, "tracks": {"0": {**track, "pos": [[float(t), 0.0] for t in range(48)],
+                                                                                "vel": [[0.0, 0.0]] * 48, "visible": [1] * 48}}},
+                       8, VOCAB, spread=(48, 16))  # a test_ood VoE clip: read_clip's frames 4, 10, ..., 46
+    assert (y48["pos"][0, :, 0] * 64).round().tolist() == [4.0, 10.0, 16.0, 22.0, 28.0, 34.0, 40.0, 46.0]

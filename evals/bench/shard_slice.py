@@ -24,14 +24,29 @@ from cogarch.errors import UserError
 from cogarch.fsutil import atomic_path
 
 
+def read_shard(path: str) -> tuple[dict, torch.Tensor]:
+    """(metadata, latents [N, T', P, D]) of a world-model feature shard; a one-line UserError otherwise."""
+    from safetensors import SafetensorError, safe_open
+
+    if not Path(path).is_file():
+        raise UserError(f"shard not found: {path}")
+    try:
+        with safe_open(path, "pt") as f:
+            meta, lat = f.metadata(), f.get_tensor("latents")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a world-model feature shard ({e})") from None
+    if not meta or "clip_ids" not in meta:
+        raise UserError(f"{path}: not a world-model feature shard (no clip_ids metadata)")
+    return meta, lat
+
+
 def slice_shard(shard: str, out: str, slots: int, width: int, insert: tuple[int, int] | None = None) -> Path:
-    from safetensors import safe_open
+    """Write OUT/<shard's name> keeping the first `slots` rows and `width` columns of every step,
+    then (insert=(K, N)) N zero rows after the first K; the metadata is kept. Refuses to overwrite
+    the input."""
     from safetensors.torch import save_file
 
-    if not Path(shard).is_file():
-        raise UserError(f"shard not found: {shard}")
-    with safe_open(shard, "pt") as f:
-        meta, lat = f.metadata(), f.get_tensor("latents")  # [N, T', P, D]
+    meta, lat = read_shard(shard)
     if lat.dim() != 4 or not (0 < slots <= lat.shape[2]) or not (0 < width <= lat.shape[3]):
         raise UserError(f"{shard}: latents {list(lat.shape)} cannot keep {slots} slots x {width} columns")
     lat = lat[:, :, :slots, :width]
@@ -41,6 +56,10 @@ def slice_shard(shard: str, out: str, slots: int, width: int, insert: tuple[int,
             raise UserError(f"--insert {at}:{n}: need 0 <= K <= {slots} kept slots and N > 0")
         lat = torch.cat([lat[:, :, :at], lat.new_zeros(*lat.shape[:2], n, lat.shape[3]), lat[:, :, at:]], 2)
     path = Path(out) / Path(shard).name
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
+    if path.exists() and path.resolve() == Path(shard).resolve():
+        raise UserError(f"{path} is the input shard; give another --out folder")
     with atomic_path(path) as tmp:
         save_file({"latents": lat.contiguous()}, tmp, metadata=meta)
     return path

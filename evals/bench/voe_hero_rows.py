@@ -26,19 +26,25 @@ import torch
 from cogarch.evals.bench import cli
 
 N_ID = 13  # colour 8 | shape 3 | material 2 columns of the 18-wide object rows (oracle_bus.py)
-STEPS_PER_FRAME = 4  # 8 steps over a 32-frame VoE clip
 
 
 def _load(path: str) -> tuple[list[str], torch.Tensor]:
-    from safetensors import safe_open
+    """(clip ids, latents [N, T', P, D] float) of a world-model feature shard."""
+    from cogarch.evals.bench.shard_slice import read_shard
 
-    from cogarch.errors import UserError
+    meta, lat = read_shard(path)
+    return json.loads(meta["clip_ids"]), lat.float()
 
-    try:
-        with safe_open(path, "pt") as f:
-            return json.loads(f.metadata()["clip_ids"]), f.get_tensor("latents").float()  # [N, T', P, D]
-    except (OSError, KeyError, ValueError) as e:
-        raise UserError(f"{path}: not a world-model feature shard ({e})") from None
+
+def _identity(obj: dict) -> torch.Tensor:
+    """An object's one-hot colour | shape | material vector, in the rows' column order."""
+    from cogarch.evals.world.vocab import COLORS, MATERIALS, SHAPES
+
+    v = torch.zeros(N_ID)
+    v[list(COLORS).index(obj["color"])] = 1
+    v[len(COLORS) + list(SHAPES).index(obj["shape"])] = 1
+    v[len(COLORS) + len(SHAPES) + list(MATERIALS).index(obj["material"])] = 1
+    return v
 
 
 def hero_rows(perceived: str, true: str, data: str, split: str = "test", object_slots: int = 6) -> list[dict]:
@@ -56,20 +62,29 @@ def hero_rows(perceived: str, true: str, data: str, split: str = "test", object_
     index = {c: i for i, c in enumerate(ids)}
     acc: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     clips: dict[tuple, set] = defaultdict(set)
-    for r in load_from_disk(f"{data}/clips")[split]:
+    try:
+        rows = load_from_disk(f"{data}/clips")[split]
+    except (FileNotFoundError, KeyError) as e:
+        raise UserError(f"{data}: no generated suite with a {split!r} split ({e})") from None
+    for r in rows:
         v = json.loads(r["annotations"]).get("voe")
         if not v or r["clip_id"] not in index:
             continue
-        j = [o["id"] for o in json.loads(r["objects"])].index(v["violated_obj"])
+        objects = json.loads(r["objects"])
+        hero = [n for n, ob in enumerate(objects) if ob["id"] == v["violated_obj"]]
+        if not hero:
+            raise UserError(f"{r['clip_id']}: its violated object {v['violated_obj']} is not among its objects")
+        j = hero[0]
         o, p = O[index[r["clip_id"]]], P[index[r["clip_id"]]]  # [T', slots, D]
         vis = o[:, j, N_ID] > 0  # [T'] hero in view (true)
-        ident = o[vis, j, :N_ID].mean(0) if vis.any() else o[:, j, :N_ID].sum(0)
+        ident = _identity(objects[j])
         pid = p[:, :object_slots, :N_ID].sum(0)  # [K, 13]: gate-weighted identity of each perceived slot
         k = int((pid / pid.norm(dim=-1, keepdim=True).clamp(min=1e-6) @ ident).argmax())
         gate = p[:, k, N_ID]
         xy_p = p[:, k, N_ID + 1 : N_ID + 3] / gate[:, None].clamp(min=1e-3) * 64  # un-gated pixels
         xy_t = o[:, j, N_ID + 1 : N_ID + 3] * 64
-        v_step = min(o.shape[0] - 1, int(v["violation_frame"]) // STEPS_PER_FRAME)
+        per = max(1, int(r["observed_frames"]) // o.shape[0])  # frames per step (4 in a 32-frame clip)
+        v_step = min(o.shape[0] - 1, int(v["violation_frame"]) // per)
         for t in range(o.shape[0]):
             key = (v["violation"], "P" if v["possible"] else "I", "before" if t < v_step else "after")
             clips[key].add(r["clip_id"])
@@ -97,9 +112,10 @@ def main() -> None:
     ap.add_argument("--split", default="test")
     ap.add_argument("--object-slots", type=int, default=6, help="perceived object slots per step (before any static slots)")
     a = ap.parse_args()
+    rows = hero_rows(a.perceived, a.true, a.data, a.split, a.object_slots)  # before any output: no half table
     print("| type | clips | phase | n clips | hero truly in view % | perceived agrees % | position error px |")
     print("|---|---|---|---|---|---|---|")
-    for r in hero_rows(a.perceived, a.true, a.data, a.split, a.object_slots):
+    for r in rows:
         pos = "—" if r["pos_err_px"] is None else f"{r['pos_err_px']:.1f}"
         print(f"| {r['type']} | {r['clips']} | {r['phase']} | {r['n_clips']} | {100 * r['true_visible']:.0f} | "
               f"{100 * r['visible_agree']:.0f} | {pos} |")

@@ -27,7 +27,8 @@ objhead() {  # $1 name, then overrides
     data.data_dir=$P "data.extra_dirs=[$X]" trainer.max_steps=2000 trainer.ckpt_every=500 \
     trainer.out_dir=$R/head_$n "$@" > $R/head_$n.log 2>&1
 }
-objhead s6 head.statics=6 & objhead s6step2 head.statics=6 head.step_layers=2; wait
+# two jobs at a time; `wait $pid` so that a failed background job stops the script (set -e)
+objhead s6 head.statics=6 & p=$!; objhead s6step2 head.statics=6 head.step_layers=2; wait $p
 # Held-out slot quality on the scored suite's val clips (objects, visibility at hidden steps, statics)
 for h in pack s6 s6step2; do
   f=$R/head_$h/final; [ $h = pack ] && f=$PACK
@@ -41,7 +42,7 @@ feats() {  # $1 head name: world-model shards of both suites (rows of 6 object +
 w(sys.argv[1], sys.argv[2], sys.argv[3], kind='objects', progress=False)" $R/head_$1/final $d $R/feat_$1/$s
   done
 }
-feats s6 & feats s6step2; wait
+feats s6 & p=$!; feats s6step2; wait $p
 wm() {  # $1 name, $2 train shard folder, $3 width, $4 slots per step
   [ -d $R/wm_$1/final ] || $CG train world_model --config configs/world_model/objects_tiny.yaml \
     data.features_dir=$2 trainer.out_dir=$R/wm_$1 trainer.seed=0 model.latent_dim=$3 model.max_patches=$4 \
@@ -52,7 +53,7 @@ for s in train eval; do
   [ -f $R/feat_s6_obj/$s/voe.safetensors ] || $PY -m cogarch.evals.bench.shard_slice --shard $R/feat_s6/$s/voe.safetensors \
     --out $R/feat_s6_obj/$s --slots 6 --width 18
 done
-wm s6 $R/feat_s6/train 27 12 & wm s6step2 $R/feat_s6step2/train 27 12; wait
+wm s6 $R/feat_s6/train 27 12 & p=$!; wm s6step2 $R/feat_s6step2/train 27 12; wait $p
 wm s6_obj $R/feat_s6_obj/train 18 6
 for n in s6 s6step2 s6_obj; do
   [ -s $R/voe_scores_$n.txt ] || $PY -m cogarch.evals.bench.voe_scores --world-model $R/wm_$n/final --data $D \
@@ -72,9 +73,12 @@ for h in pack s6 s6step2; do  # the heads on physqa val clips (does the VoE trai
   [ -s $R/objects_physqa_$h.json ] || $PY -m cogarch.evals.bench.objects --perception $f --data $P \
     --split val --out $R/objects_physqa_$h.json > /dev/null
 done
-# The hero's rows (the object each violation acts on), perceived vs true, per type (test split)
+# The hero's rows (the object each violation acts on), perceived vs true, per type (test split);
+# the shipped head's shard and the true rows come from evals/bench/voe_static.sh.
+[ -f runs/voe_static/perceived/eval/voe.safetensors ] && [ -f runs/voe_static/eval27/voe.safetensors ] || {
+  echo "run evals/bench/voe_static.sh first (its perceived and eval27 shards)" >&2; exit 2; }
 for h in pack s6 s6step2; do
-  f=$R/feat_$h/eval/voe.safetensors; [ $h = pack ] && f=runs/voe_static/perceived/eval/voe.safetensors  # voe_static.sh
+  f=$R/feat_$h/eval/voe.safetensors; [ $h = pack ] && f=runs/voe_static/perceived/eval/voe.safetensors
   [ -s $R/hero_$h.txt ] || $PY -m cogarch.evals.bench.voe_hero_rows --perceived $f \
     --true runs/voe_static/eval27/voe.safetensors --data $D --split test --object-slots 6 > $R/hero_$h.txt
 done

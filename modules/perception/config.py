@@ -171,6 +171,10 @@ class PerceptionConfig:
         if self.object_statics < 0 or (self.object_statics and not (self.object_slots and self.object_static_kinds)):
             raise ConfigError("perception: object_statics must be >= 0, and static slots need object_slots > 0 "
                               "and a non-empty object_static_kinds")
+        unknown = [k for k in self.object_static_kinds if k not in STATIC_KINDS]
+        if unknown or len(set(self.object_static_kinds)) != len(self.object_static_kinds):
+            raise ConfigError(f"perception: object_static_kinds must be distinct kinds of {list(STATIC_KINDS)} "
+                              f"(got {self.object_static_kinds})")
         if self.object_slots and not (self.object_colors and self.object_shapes and self.object_materials):
             raise ConfigError("perception: object_colors / object_shapes / object_materials must not be empty")
         if len(self.norm_mean) != self.in_chans or len(self.norm_std) != self.in_chans:

@@ -189,18 +189,30 @@ class ObjectHead(nn.Module):
 # ------------------------------------------------------------------------------------ supervision
 def clip_targets(objects: list[dict], annotations: dict, steps: int,
                  vocab: tuple[list[str], list[str], list[str]], frames_seen: int = 0,
-                 static_kinds: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
-    """A physics-world clip's truth as set targets over its objects seen in any observed frame.
+                 static_kinds: tuple[str, ...] = (), spread: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+    """A physics-world clip's truth as set targets over its objects seen in any frame the encoder reads.
 
-    Step t' is read at the last frame of its tubelet (the state the encoder's token ends on), as in
-    the ground-truth diagnostic; only the `frames_seen` frames the encoder reads count. Returns colour/shape/material [M] (long), visible [M, T'] (float),
-    pos / vel [M, T', 2] normalised like the published tokens; with `static_kinds`, also the scene's
-    static elements: static_kind [M_s] (long) and static_box [M_s, 4] / 64."""
-    # The encoder reads the first `frames_seen` frames (0: all observed ones); truth is taken there.
+    Step t' is read at the last frame of its tubelet (the state the encoder's token ends on). Which
+    frames those are depends on how the clip is read:
+      spread=(n, m): m frames spread uniformly over the video's n frames (cogarch.video.read_clip
+        with fps=None, as feature encoding and `ask` read a clip): sample i is frame
+        floor((i + 0.5) n / m), and step t' ends on sample (t' + 1) m / T' - 1;
+      otherwise the first `frames_seen` observed frames (0: all), step t' ending on frame
+        (t' + 1) per - 1 with per = frames // T', as in the ground-truth diagnostic.
+    Returns colour/shape/material [M] (long), visible [M, T'] (float), pos / vel [M, T', 2]
+    normalised like the published tokens; with `static_kinds`, also the scene's static elements:
+    static_kind [M_s] (long) and static_box [M_s, 4] / 64."""
     tracks, observed = annotations["tracks"], int(annotations["observed_frames"])
-    seen = min(observed, frames_seen) if frames_seen > 0 else observed
-    per = max(1, seen // steps)
-    frames = [min((t + 1) * per - 1, seen - 1) for t in range(steps)]
+    if spread is not None:
+        n, m = spread
+        per_step = max(1, m // steps)
+        read = [min(n - 1, int((i + 0.5) * n / m)) for i in range(m)]  # the frames the encoder sees
+        frames = [read[min(m - 1, (t + 1) * per_step - 1)] for t in range(steps)]
+        seen = read[-1] + 1
+    else:
+        seen = min(observed, frames_seen) if frames_seen > 0 else observed
+        per = max(1, seen // steps)
+        frames = [min((t + 1) * per - 1, seen - 1) for t in range(steps)]
     cols, shps, mats, vis, pos, vel = [], [], [], [], [], []
     for ob in objects:
         tr = tracks[str(ob["id"])]

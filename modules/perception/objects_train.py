@@ -38,7 +38,7 @@ class DataConfig:
     data_dir: str = "data/physqa"  # a generated suite with object annotations (physqa, voe clips)
     extra_dirs: list[str] = field(default_factory=list)  # more suites whose same split is added (e.g. voe clips)
     split: str = "train"
-    max_clips: int = 0  # 0: all clips of the split
+    max_clips: int = 0  # 0: all clips of the split (of each suite, with extra_dirs)
     encode_batch: int = 16
     progress: bool = True
 
@@ -108,9 +108,9 @@ def split_targets(model, data_dir: str, split: str, max_clips: int = 0, cache: b
     from cogarch.modules.perception.objects import clip_targets
 
     c = model.config
-    # The head reads a clip as feature encoding and `ask` do: num_frames spread over the whole clip
-    # (a 32-frame VoE clip at every second frame; a physqa clip of num_frames frames is read whole
-    # either way). The truth is taken at each step's last frame over all observed frames.
+    # The head reads a clip as feature encoding and `ask` do: num_frames spread over the whole video
+    # (a 32-frame VoE clip at every second frame; a 16-frame physqa clip whole, as before). The
+    # truth is taken at the frame each step's tubelet ends on (clip_targets' `spread`).
     ds = ClipDataset(data_dir, split, c.num_frames, c.img_size, max_clips=max_clips, cache=cache, with_index=True,
                      uniform=True)
     vocab = (list(c.object_colors), list(c.object_shapes), list(c.object_materials))
@@ -118,7 +118,9 @@ def split_targets(model, data_dir: str, split: str, max_clips: int = 0, cache: b
     targets = []
     for i in range(len(ds)):
         try:
-            targets.append(clip_targets(ds.objects(i), ds.annotations(i), c.grid[0], vocab, static_kinds=kinds))
+            spread = (int(ds.row(i)["num_frames"]), c.num_frames)
+            targets.append(clip_targets(ds.objects(i), ds.annotations(i), c.grid[0], vocab, static_kinds=kinds,
+                                        spread=spread))
         except (KeyError, ValueError, TypeError) as e:
             raise UserError(f"objects: {data_dir} clip {i} of {split!r} has no usable object annotations ({e})") from None
     return ds, targets
