@@ -43,9 +43,9 @@ w(sys.argv[1], sys.argv[2], sys.argv[3], kind='objects', progress=False)" $R/hea
   done
 }
 feats s6 & p=$!; feats s6step2; wait $p
-wm() {  # $1 name, $2 train shard folder, $3 width, $4 slots per step
+wm() {  # $1 name, $2 train shard folder, $3 width, $4 slots per step, $5 seed (default 0)
   [ -d $R/wm_$1/final ] || $CG train world_model --config configs/world_model/objects_tiny.yaml \
-    data.features_dir=$2 trainer.out_dir=$R/wm_$1 trainer.seed=0 model.latent_dim=$3 model.max_patches=$4 \
+    data.features_dir=$2 trainer.out_dir=$R/wm_$1 trainer.seed=${5:-0} model.latent_dim=$3 model.max_patches=$4 \
     model.change_weight=12 trainer.max_steps=2000 > $R/wm_$1.log 2>&1
 }
 # Control: the same head's shards without the static rows (its 6 object slots, 18 columns)
@@ -55,9 +55,11 @@ for s in train eval; do
 done
 wm s6 $R/feat_s6/train 27 12 & p=$!; wm s6step2 $R/feat_s6step2/train 27 12; wait $p
 wm s6_obj $R/feat_s6_obj/train 18 6
-for n in s6 s6step2 s6_obj; do
+wm s6step2_seed1 $R/feat_s6step2/train 27 12 1  # a second seed of the world model on s6step2's rows
+for n in s6 s6step2 s6_obj s6step2_seed1; do
+  f=$R/feat_${n%_seed1}/eval/voe.safetensors
   [ -s $R/voe_scores_$n.txt ] || $PY -m cogarch.evals.bench.voe_scores --world-model $R/wm_$n/final --data $D \
-    --features $R/feat_$n/eval/voe.safetensors --json $R/scores_$n.json > $R/voe_scores_$n.txt
+    --features $f --json $R/scores_$n.json > $R/voe_scores_$n.txt
 done
 # Diagnostic: the world model trained on TRUE tracks (voe_static.sh's D, 8 object + 6 static slots)
 # reads the s6 head's perceived rows, padded to its layout (6 object slots + 2 empty + 6 static).
