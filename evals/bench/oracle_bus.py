@@ -41,6 +41,16 @@ CANVAS = 64.0  # annotation units: 1 unit = 1 px of a 64x64 frame
 SPEED = 32.0   # velocity scale (units/s) so typical speeds are O(1)
 
 
+def identity(ob: dict) -> torch.Tensor:
+    """An object's one-hot colour | shape | material vector [13], the rows' first columns."""
+    colours, shapes, materials = list(COLORS), list(SHAPES), list(MATERIALS)
+    ident = torch.zeros(len(colours) + len(shapes) + len(materials))
+    ident[colours.index(ob["color"])] = 1
+    ident[len(colours) + shapes.index(ob["shape"])] = 1
+    ident[len(colours) + len(shapes) + materials.index(ob["material"])] = 1
+    return ident
+
+
 def clip_tokens(row: dict, steps: int, max_objects: int) -> torch.Tensor:
     """One clip -> [steps, max_objects, DIM] (absent objects and unseen steps are zero rows)."""
     objects = json.loads(row["objects"])
@@ -49,14 +59,10 @@ def clip_tokens(row: dict, steps: int, max_objects: int) -> torch.Tensor:
     tracks = json.loads(row["annotations"])["tracks"]
     observed = int(row["observed_frames"])
     frames_per_step = max(1, observed // steps)
-    colours, shapes, materials = list(COLORS), list(SHAPES), list(MATERIALS)
     out = torch.zeros(steps, max_objects, DIM)
     for j, ob in enumerate(objects):
         tr = tracks[str(ob["id"])]
-        ident = torch.zeros(len(colours) + len(shapes) + len(materials))
-        ident[colours.index(ob["color"])] = 1
-        ident[len(colours) + shapes.index(ob["shape"])] = 1
-        ident[len(colours) + len(shapes) + materials.index(ob["material"])] = 1
+        ident = identity(ob)
         for t in range(steps):
             # The last frame of each frame group: the state perception's tubelet ends on.
             f = min((t + 1) * frames_per_step - 1, observed - 1)

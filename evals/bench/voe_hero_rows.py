@@ -24,8 +24,9 @@ from collections import defaultdict
 import torch
 
 from cogarch.evals.bench import cli
+from cogarch.evals.bench.oracle_bus import DIM, identity
 
-N_ID = 13  # colour 8 | shape 3 | material 2 columns of the 18-wide object rows (oracle_bus.py)
+N_ID = DIM - 5  # the colour | shape | material columns of the 18-wide object rows (oracle_bus.py)
 
 
 def _load(path: str) -> tuple[list[str], torch.Tensor]:
@@ -34,17 +35,6 @@ def _load(path: str) -> tuple[list[str], torch.Tensor]:
 
     meta, lat = read_shard(path)
     return json.loads(meta["clip_ids"]), lat.float()
-
-
-def _identity(obj: dict) -> torch.Tensor:
-    """An object's one-hot colour | shape | material vector, in the rows' column order."""
-    from cogarch.evals.world.vocab import COLORS, MATERIALS, SHAPES
-
-    v = torch.zeros(N_ID)
-    v[list(COLORS).index(obj["color"])] = 1
-    v[len(COLORS) + list(SHAPES).index(obj["shape"])] = 1
-    v[len(COLORS) + len(SHAPES) + list(MATERIALS).index(obj["material"])] = 1
-    return v
 
 
 def hero_rows(perceived: str, true: str, data: str, split: str = "test", object_slots: int = 6) -> list[dict]:
@@ -77,7 +67,7 @@ def hero_rows(perceived: str, true: str, data: str, split: str = "test", object_
         j = hero[0]
         o, p = O[index[r["clip_id"]]], P[index[r["clip_id"]]]  # [T', slots, D]
         vis = o[:, j, N_ID] > 0  # [T'] hero in view (true)
-        ident = _identity(objects[j])
+        ident = identity(objects[j])
         pid = p[:, :object_slots, :N_ID].sum(0)  # [K, 13]: gate-weighted identity of each perceived slot
         k = int((pid / pid.norm(dim=-1, keepdim=True).clamp(min=1e-6) @ ident).argmax())
         gate = p[:, k, N_ID]

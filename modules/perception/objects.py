@@ -257,19 +257,26 @@ def _pair_costs(out: dict[str, torch.Tensor], b: int, tgt: dict[str, torch.Tenso
     return c + 5.0 * l1
 
 
-def match(out: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Hungarian matching per clip: [(slot indices, object indices)] (DETR's bipartite loss)."""
+def _hungarian(out: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]], costs, key: str
+               ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per clip, the minimum-cost assignment of slots to the targets counted by `key`, with
+    costs(out, b, target) -> [slots, M]: [(slot indices, target indices)] (DETR's bipartite loss)."""
     from scipy.optimize import linear_sum_assignment
 
     pairs = []
     with torch.no_grad():
         for b, tgt in enumerate(targets):
-            if tgt["color"].numel() == 0:
+            if tgt[key].numel() == 0:
                 pairs.append((torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)))
                 continue
-            rows, cols = linear_sum_assignment(_pair_costs(out, b, tgt).float().cpu().numpy())
+            rows, cols = linear_sum_assignment(costs(out, b, tgt).float().cpu().numpy())
             pairs.append((torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)))
     return pairs
+
+
+def match(out: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Hungarian matching of object slots to each clip's objects: [(slot indices, object indices)]."""
+    return _hungarian(out, targets, _pair_costs, "color")
 
 
 def _static_costs(out: dict[str, torch.Tensor], b: int, tgt: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -280,17 +287,7 @@ def _static_costs(out: dict[str, torch.Tensor], b: int, tgt: dict[str, torch.Ten
 
 def match_statics(out: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Hungarian matching of static slots to each clip's static elements (as `match` for objects)."""
-    from scipy.optimize import linear_sum_assignment
-
-    pairs = []
-    with torch.no_grad():
-        for b, tgt in enumerate(targets):
-            if tgt["static_kind"].numel() == 0:
-                pairs.append((torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)))
-                continue
-            rows, cols = linear_sum_assignment(_static_costs(out, b, tgt).float().cpu().numpy())
-            pairs.append((torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)))
-    return pairs
+    return _hungarian(out, targets, _static_costs, "static_kind")
 
 
 def static_loss(out: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, dict[str, float]]:
