@@ -100,8 +100,16 @@ def test_lang_eval_scores_a_language_folder(suite, tmp_path):
     # The runner answers a clip's open questions in one batch: the same greedy answers as one by one.
     assert own.generate_many(q["video"], open_qs) == [own.generate(q["video"], x) for x in open_qs]
 
-    res = evaluate(str(suite), str(tmp_path / "oracle"), "train", str(tmp_path / "lang"), str(tmp_path / "lang"), swap=True, limit=20, drop=("percept",))
+    res = evaluate(str(suite), str(tmp_path / "oracle"), "train", str(tmp_path / "lang"), str(tmp_path / "lang"), swap=True, limit=20,
+                   drop=("percept",), samples_dir=str(tmp_path / "samples"))
     assert set(res["variants"]) == {"model", "other clip's bus", "without percept", "blind-trained"}
+    # --samples: one jsonl per variant, one row per question, agreeing with the reported accuracy
+    files = sorted(p.name for p in (tmp_path / "samples").iterdir())
+    assert files == ["blind_trained.samples.jsonl", "model.samples.jsonl", "other_clip_s_bus.samples.jsonl",
+                     "without_percept.samples.jsonl"]
+    rows = [json.loads(x) for x in (tmp_path / "samples" / "model.samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 20 and len({r["qid"] for r in rows}) == 20
+    assert round(100 * sum(r["correct"] for r in rows) / 20, 1) == res["variants"]["model"]["overall"]
     assert sum(v["n"] for v in res["templates"].values()) == res["n"] == 20
     for v in res["variants"].values():
         assert 0.0 <= v["overall"] <= 100.0

@@ -18,6 +18,8 @@ accuracy does not drop, the module is not reading the clip); the blind-trained f
 no bus tokens); the model without some bus kinds (`--drop forecast`). Per
 category and per template, beside a baseline column: the train split's most common answer of the
 template for open questions, the expected accuracy of a uniform guess for multiple choice.
+`--samples DIR` writes each variant's per-question rows to DIR/<variant>.samples.jsonl, so two
+folders scored on the same split can be compared question by question with evals/bench/paired.py.
 `--caption-lm LM` adds a text oracle (CaptionScorer): a base LM answering with the clip's true
 caption before the question, and without it; it measures whether the LM can read its context.
 """
@@ -90,8 +92,10 @@ class CaptionScorer:
 
 
 def evaluate(data: str, features: str, split: str, model: str, blind: str | None, swap: bool, limit: int = 0,
-             drop: tuple[str, ...] = (), caption_lm: str | None = None) -> dict:
-    """Accuracy of each variant (model, swap, drop, blind) overall, per category and per template."""
+             drop: tuple[str, ...] = (), caption_lm: str | None = None, samples_dir: str | None = None) -> dict:
+    """Accuracy of each variant (model, swap, drop, blind) overall, per category and per template.
+    `samples_dir`: also write each variant's per-question rows (qid, category, correct, ...) to
+    `<samples_dir>/<variant>.samples.jsonl`, the input of evals/bench/paired.py."""
     from cogarch.evals.metrics import aggregate
     from cogarch.evals.runner import ScorerPredictor, score
     from cogarch.evals.suites.generated import load_generated
@@ -124,11 +128,21 @@ def evaluate(data: str, features: str, split: str, model: str, blind: str | None
         pred = ScorerPredictor(sc, name, blind=sc.blind)
         items, samples = score("physqa", rows, pred, Path(data), progress=True)
         out["variants"][name] = {k: round(100 * v["acc"], 1) for k, v in aggregate(items).items()}
+        if samples_dir:
+            from cogarch.fsutil import atomic_write_text
+
+            lines = "".join(json.dumps(s) + "\n" for s in samples)
+            atomic_write_text(Path(samples_dir) / f"{_slug(name)}.samples.jsonl", lines)
         for r, s in zip(rows, samples):
             per_t[r["template"]][name].append(bool(s["correct"]))
     out["templates"] = {t: {"n": len(v["prior"])} | {k: round(100 * sum(x) / len(x), 1) for k, x in v.items()}
                         for t, v in sorted(per_t.items())}
     return out
+
+
+def _slug(name: str) -> str:
+    """A variant's name as a file name: "other clip's bus" -> "other_clip_s_bus"."""
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_")
 
 
 def main() -> None:
@@ -144,8 +158,10 @@ def main() -> None:
                     help="also score this base LM folder with the true caption written before each question (text oracle)")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--out", default=None, help="write the result JSON here too")
+    ap.add_argument("--samples", default=None, metavar="DIR",
+                    help="write each variant's per-question rows to DIR/<variant>.samples.jsonl (for evals/bench/paired.py)")
     a = ap.parse_args()
-    res = evaluate(a.data, a.features, a.split, a.model, a.blind, a.swap, a.limit, tuple(a.drop), a.caption_lm)
+    res = evaluate(a.data, a.features, a.split, a.model, a.blind, a.swap, a.limit, tuple(a.drop), a.caption_lm, a.samples)
     if a.out:
         from cogarch.fsutil import atomic_write_json
 

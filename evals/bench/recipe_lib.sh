@@ -7,3 +7,16 @@
 #             finished stage. A kept stage is NOT checked against the current recipe.
 ovr() { .venv/bin/python -c "import yaml; print(' '.join(yaml.safe_load(open('configs/pack/default.yaml'))['$1']))"; }
 keep() { [ -e "$1" ] && echo "keeping $1 (delete it to redo that stage)" >&2; }
+#   bench_suites [NAME ...]  sets the shared generated suites the VoE and language benches read and
+#             makes the named ones (default: all) that are missing, each once, then reused by every script:
+#               PHYSQA   (physqa)   runs/vf/physqa     physqa, seed 0, 2000 clips, 4 train questions per
+#                                                      template: the default pack's own data (its val / test)
+#               VOE_EVAL (voe_eval) runs/voeq2000      balanced VoE quadruplets, seed 7 (the scored suite)
+#               VOE_X    (voe_x)    runs/voeq8000_s11  more quadruplets, seed 11 (train clips only are used)
+bench_suites() {
+  PHYSQA=runs/vf/physqa VOE_EVAL=runs/voeq2000 VOE_X=runs/voeq8000_s11
+  local want=" ${*:-physqa voe_eval voe_x} " cg=.venv/bin/cogarch
+  case $want in *" physqa "*) [ -d $PHYSQA ] || $cg generate --suite physqa --n 2000 --seed 0 --out $PHYSQA train_per_template=4;; esac
+  case $want in *" voe_eval "*) [ -d $VOE_EVAL ] || $cg generate --suite voe --n 2000 --seed 7 --out $VOE_EVAL voe_design=quad;; esac
+  case $want in *" voe_x "*) [ -d $VOE_X ] || $cg generate --suite voe --n 8000 --seed 11 --out $VOE_X voe_design=quad;; esac
+}

@@ -10,17 +10,16 @@
 set -e
 cd "$(dirname "$0")/../.."
 R=${1:-runs/perc_voe}
-D=runs/voeq2000
-X=runs/voeq8000_s11
-P=runs/vf/physqa
+. evals/bench/recipe_lib.sh
+bench_suites
+D=$VOE_EVAL
+X=$VOE_X
+P=$PHYSQA
 PACK=cogarch/assets/default_pack/perception
 PY=.venv/bin/python
 CG=.venv/bin/cogarch
 export OMP_NUM_THREADS=1
 mkdir -p $R
-[ -d $D ] || $CG generate --suite voe --n 2000 --seed 7 --out $D voe_design=quad
-[ -d $X ] || $CG generate --suite voe --n 8000 --seed 11 --out $X voe_design=quad
-[ -d $P ] || $CG generate --suite physqa --n 2000 --seed 0 --out $P train_per_template=4
 objhead() {  # $1 name, then overrides
   local n=$1; shift
   [ -d $R/head_$n/final ] || $CG train objects --config configs/perception/objects_tiny.yaml encoder=$PACK \

@@ -11,15 +11,14 @@
 set -e
 cd "$(dirname "$0")/../.."
 R=${1:-runs/voe_static}
-D=runs/voeq2000
-X=runs/voeq8000_s11
-P=runs/vf/physqa
+. evals/bench/recipe_lib.sh
+bench_suites
+D=$VOE_EVAL
+X=$VOE_X
+P=$PHYSQA
 PY=.venv/bin/python
 CG=.venv/bin/cogarch
 mkdir -p $R
-[ -d $D ] || $CG generate --suite voe --n 2000 --seed 7 --out $D voe_design=quad
-[ -d $X ] || $CG generate --suite voe --n 8000 --seed 11 --out $X voe_design=quad
-[ -d $P ] || $CG generate --suite physqa --n 2000 --seed 0 --out $P train_per_template=4
 oracle() {  # oracle shards: $1 folder, $2 static slots, then the suites
   local out=$1 st=$2; shift 2
   for d in "$@"; do  # voe_oracle writes OUT/<the suite's name>.safetensors

@@ -1,0 +1,60 @@
+#!/bin/bash
+# Does the language module read the bus better when it trains on more clips? The shipped pack's
+# two language stages and its blind baseline, retrained with the same recipe (configs/pack/default.yaml
+# stage1/stage2 overrides, the shipped base LM, the shipped perception and world model frozen) on the
+# train split of a second physqa suite: 5600 train clips (seed 11) instead of the pack's 1400. Both
+# are scored on the pack's own val and test splits (runs/vf/physqa = the pack's data: seed 0, 2000
+# clips), whose scenes the seed-11 suite does not share, beside the shipped model and blind LM read
+# from the same feature shards. Results: docs/benchmarks.md, "More training clips for the language
+# module". About 1.5 h on 2 idle cores (encoding 5600 clips ~20 min; stage 2 at one thread ~35 min).
+#   bash evals/bench/language_clips.sh [OUT_DIR]
+set -e
+cd "$(dirname "$0")/../.."
+. evals/bench/recipe_lib.sh
+R=${1:-runs/l7}
+bench_suites physqa
+P=$PHYSQA
+X=$R/physqa8k
+PACK=cogarch/assets/default_pack
+PY=.venv/bin/python
+CG=.venv/bin/cogarch
+[ -f $PACK/pack.json ] || { echo "error: no shipped pack at $PACK" >&2; exit 2; }
+mkdir -p $R
+keep $X || $CG generate --suite physqa --n 8000 --seed 11 --out $X --workers 1 train_per_template=4
+feats() {  # $1 suite, $2 out, $3 splits (comma-separated): the shipped pack's bus on every clip
+  keep $2/${3##*,}.json || $PY -c "
+import sys
+from cogarch.features import write_language_features as w
+p = sys.argv[1]
+w({'perception': p + '/perception', 'world_model': p + '/world_model'}, sys.argv[2], sys.argv[3],
+  splits=tuple(sys.argv[4].split(',')), progress=False)" $PACK $1 $2 $3
+}
+feats $P $R/features train,val,test
+feats $X $R/features8k train
+S1=$(ovr stage1_overrides)
+S2=$(ovr stage2_overrides)
+C="model.base_lm=$PACK/language/base data_dir=$X features_dir=$R/features8k trainer.seed=0 \
+model.pool_per_kind.forecast=none trainer.progress=false"
+# the blind LM reads no features: it runs beside the two stages
+keep $R/blind8k/final || OMP_NUM_THREADS=1 $CG train language --config configs/language/tiny.yaml $C stage=2 blind=true \
+  trainer.out_dir=$R/blind8k $S2 > $R/blind8k.log 2>&1 &
+BLIND=$!
+keep $R/s1_8k/final || OMP_NUM_THREADS=1 $CG train language --config configs/language/tiny.yaml $C stage=1 \
+  trainer.out_dir=$R/s1_8k $S1 > $R/s1_8k.log 2>&1
+keep $R/s2_8k/final || OMP_NUM_THREADS=1 $CG train language --config configs/language/tiny.yaml $C stage=2 \
+  init_from=$R/s1_8k/final trainer.out_dir=$R/s2_8k $S2 > $R/s2_8k.log 2>&1
+wait $BLIND
+for split in val test; do
+  for m in shipped 8k; do
+    if [ $m = shipped ]; then M=$PACK/language; B=$PACK/language_blind; else M=$R/s2_8k/final; B=$R/blind8k/final; fi
+    keep $R/${m}_$split.json || OMP_NUM_THREADS=1 $PY -m cogarch.evals.bench.lang_eval --data $P --features $R/features \
+      --split $split --model $M --blind $B --swap --out $R/${m}_$split.json --samples $R/samples_${m}_$split > $R/${m}_$split.log 2>&1 &
+  done
+  wait
+done
+for split in val test; do  # exact McNemar: the model and the blind LM, 1400 against 5600 training clips
+  for v in model blind_trained; do
+    $PY -m cogarch.evals.bench.paired $R/samples_shipped_$split/$v.samples.jsonl $R/samples_8k_$split/$v.samples.jsonl \
+      --names 1400 5600 > $R/paired_${v}_$split.txt
+  done
+done
