@@ -32,6 +32,7 @@ def test_cli_maps_user_error_to_exit_2(capsys):
                                   ["voe_oracle_ood", "--world-model", "/nonexistent", "--data", "/nonexistent"],
                                   ["voe_hero_rows", "--perceived", "/nonexistent", "--true", "/x", "--data", "/x"],
                                   ["shard_slice", "--shard", "/nonexistent.safetensors", "--out", "/tmp/x", "--slots", "1", "--width", "1"],
+                                  ["slot_readout", "--pack", "/nonexistent", "--data", "/nonexistent"],
                                   ["paired", "/nonexistent/a.jsonl", "/nonexistent/b.jsonl"]])
 def test_bench_script_bad_path(args):
     r = subprocess.run([sys.executable, "-m", f"cogarch.evals.bench.{args[0]}", *args[1:]], capture_output=True, text=True)

@@ -328,3 +328,46 @@ def test_forecast_readout_rules():
     assert readout("pred_collide", [], slots, xy, inside, 10.0) == "no"  # 10 px apart: not within
     assert readout("pred_collide", [], slots, xy, inside, 12.0) == "yes"
     assert readout("pred_next_hit", ["far one", "near one"], slots, xy, inside, 12.0) == "near one"
+
+
+def test_slot_readout_rules():
+    """evals/bench/slot_readout.py's fixed rules on observed rows (a diagnostic of what the slots carry)."""
+    from cogarch.evals.bench.slot_readout import names_in, readout, true_rows
+
+    # three objects over T=3 steps: A moves right into B (contact at the last step), C leaves the canvas
+    xy = torch.tensor([[[10.0, 10.0], [40.0, 10.0], [50.0, 50.0]], [[25.0, 10.0], [40.0, 10.0], [60.0, 60.0]],
+                       [[33.0, 10.0], [40.0, 10.0], [70.0, 60.0]]])
+    on = ((xy >= 0) & (xy <= 64)).all(-1)
+    speed = torch.tensor([64.0, 0.5, 80.0])
+    kinds = {"shape": ["cube", "cube", "sphere"], "material": ["rubber", "metal", "metal"]}
+    ids = {"red rubber cube": 0, "blue metal cube": 1, "green metal sphere": 2}
+
+    def ask(template: str, q: str, choices: list[str] = (), contact: float = 10.0) -> str:
+        return readout(template, q, list(choices), lambda n: ids.get(n, -1), xy, on, speed, kinds, contact)
+
+    assert ask("desc_count", "How many cubes are there?") == "2"
+    assert ask("desc_count", "How many metal objects are there?") == "2"
+    assert ask("desc_moving_end", "Is the red rubber cube moving at the end of the video?") == "yes"
+    assert ask("desc_moving_end", "Is the blue metal cube moving at the end of the video?") == "no"  # 0.5 < MOVING_SPEED
+    assert ask("desc_moving_end", "Is the green metal sphere moving at the end of the video?") == "no"  # off the canvas
+    assert ask("desc_exit", "Does the green metal sphere leave the scene?") == "yes"
+    assert ask("desc_exit", "Does the red rubber cube leave the scene?") == "no"
+    assert ask("desc_collide", "Does the red rubber cube collide with the blue metal cube?") == "yes"  # 7 px
+    assert ask("desc_collide", "Does the red rubber cube collide with the blue metal cube?", contact=5.0) == "no"
+    assert ask("desc_count_collisions", "How many pairs of objects collide?") == "1"
+    assert ask("desc_first_hit", "Which object does the red rubber cube hit first?",
+               ["green metal sphere", "blue metal cube"]) == "blue metal cube"
+    assert ask("desc_which_moving", "Which object is still moving at the end of the video?",
+               ["blue metal cube", "red rubber cube", "green metal sphere"]) == "red rubber cube"
+    assert ask("desc_which_exits", "Which object leaves the scene?",
+               ["red rubber cube", "green metal sphere"]) == "green metal sphere"
+    assert ask("desc_exit", "Does the purple rubber cube leave the scene?") == "?"  # not among the slots
+    assert names_in("desc_collide", "Does the a b c collide with the d e f?") == ["a b c", "d e f"]
+    # the simulator's tracks at the end of each latent step (16 observed frames, 8 steps: frames 1, 3, ..., 15)
+    objects = [{"id": 4, "color": "red", "material": "rubber", "shape": "cube"}]
+    track = {"pos": [[float(f), 5.0] for f in range(20)], "in_view": [True] * 15 + [False] * 5,
+             "vel": [[3.0, 4.0]] * 20}
+    t_xy, t_on, t_speed, t_kinds, t_find = true_rows(objects, {"tracks": {"4": track}, "observed_frames": 16}, 8)
+    assert t_xy[:, 0, 0].tolist() == [1.0, 3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 15.0]
+    assert t_on[:, 0].tolist() == [True] * 7 + [False] and float(t_speed[0]) == 5.0
+    assert t_find("red rubber cube") == 0 and t_find("blue rubber cube") == -1 and t_kinds["shape"] == ["cube"]
