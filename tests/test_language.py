@@ -234,6 +234,34 @@ def test_index_embed_tells_slots_apart_and_binds_kinds(lms, tmp_path):
     assert back.score_choices(bus, "What color?", ["red", "blue"]) == m.score_choices(bus, "What color?", ["red", "blue"])
 
 
+def test_input_norm_per_kind_keeps_the_gate_of_object_rows(lms, tmp_path):
+    """A LayerNorm is scale-invariant, so a gated object row (gate x row) reaches the LM the same at
+    any gate: the LM cannot see which slots are empty. input_norm_per_kind: {objects: false} lets
+    that kind's projector see the scale; other kinds keep the norm. Saved and loaded with the module."""
+    torch.manual_seed(0)
+    row = torch.randn(1, 1, 8)
+    time = torch.zeros(1, 1)
+
+    def out(adapter, kind, r):
+        with torch.no_grad():
+            return adapter({kind: Message(kind, "perception", r, time=time)})[0][0, 0]
+
+    cfg = LanguageConfig(kind_dims={"objects": 8, "percept": 8}, pool="none", input_norm_per_kind={"objects": False})
+    assert cfg.norm_of("objects") is False and cfg.norm_of("percept") is True
+    adapter = BusAdapter(cfg, 16)
+    assert torch.allclose(out(adapter, "percept", row), out(adapter, "percept", 0.2 * row), atol=1e-3)  # normed: gate lost
+    assert not torch.allclose(out(adapter, "objects", row), out(adapter, "objects", 0.2 * row), atol=1e-2)  # gate kept
+    with pytest.raises(ConfigError, match="input_norm_per_kind.objects"):
+        LanguageConfig(input_norm_per_kind={"objects": "no"}).validate()
+    m = make_module(lms["llama"], input_norm_per_kind={"percept": False})
+    m.save_pretrained(tmp_path / "nn")
+    back = LanguageModule.from_pretrained(tmp_path / "nn")
+    assert back.config.input_norm_per_kind == {"percept": False}
+    assert isinstance(back.adapter.proj["percept"].norm, torch.nn.Identity)
+    bus = make_bus(4)
+    assert back.score_choices(bus, "What color?", ["red", "blue"]) == m.score_choices(bus, "What color?", ["red", "blue"])
+
+
 def test_merge_equals_unmerged(lms, tmp_path):
     from transformers import AutoModelForCausalLM
 

@@ -141,7 +141,7 @@ class BusAdapter(nn.Module):
         self.hidden = lm_hidden
         width = config.proj_hidden or lm_hidden
         self.proj = nn.ModuleDict(
-            {k: KindProjector(int(d), width, lm_hidden, config.input_norm) for k, d in config.kind_dims.items()}
+            {k: KindProjector(int(d), width, lm_hidden, config.norm_of(k)) for k, d in config.kind_dims.items()}
         )
         self.kind_embed = nn.Embedding(max(len(self.kinds), 1), lm_hidden)
         self.time_embed = nn.Embedding(config.max_time + 1, lm_hidden)  # last row: "untimed"

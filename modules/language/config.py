@@ -38,6 +38,11 @@ class LanguageConfig:
     max_tokens_per_kind: dict[str, int] = field(default_factory=dict)  # overrides max_tokens
     proj_hidden: int = 0  # hidden width of the 2-layer MLP projector; 0: the LM's hidden size
     input_norm: bool = True  # LayerNorm on each kind's input (kinds with D > 1); see model.py
+    # Per-kind overrides of input_norm, e.g. {objects: false, forecast: false}. A LayerNorm is
+    # scale-invariant: perception's object rows are gated (p(exist) x p(visible) times the row), so
+    # under it a slot at gate 0.05 reaches the LM like a confident one, and the LM cannot tell which
+    # slots hold an object (counting) or when one is gone (exits). Such kinds skip the norm.
+    input_norm_per_kind: dict[str, bool] = field(default_factory=dict)
     max_time: int = 256  # size of the learned time-embedding table; times clamp into it
     # Learned embedding of a token's index among the tokens of its own time step (0 = off): the
     # slot number of an `objects` or `forecast` row, the cell of a pooled `percept` grid. One table
@@ -89,6 +94,9 @@ class LanguageConfig:
                 raise ConfigError(f"language.kind_dims.{kind} must be >= 1 (or 0: from the features), got {dim}")
         if self.max_tokens < 1 or any(v < 1 for v in self.max_tokens_per_kind.values()):
             raise ConfigError("language.max_tokens (and max_tokens_per_kind) must be >= 1")
+        for kind, on in self.input_norm_per_kind.items():
+            if not isinstance(on, bool):
+                raise ConfigError(f"language.input_norm_per_kind.{kind} must be true or false, got {on!r}")
         if self.index_embed < 0:
             raise ConfigError(f"language.index_embed must be >= 0 (0 = off), got {self.index_embed}")
         if self.resampler_queries < 0:
@@ -100,6 +108,10 @@ class LanguageConfig:
             raise ConfigError(f"language.lora_r must be >= 1, got {self.lora_r}")
         if "{question}" not in self.prompt_template:
             raise ConfigError("language.prompt_template must contain {question}")
+
+    def norm_of(self, kind: str) -> bool:
+        """Whether `kind`'s projector LayerNorms its input."""
+        return bool(self.input_norm_per_kind.get(kind, self.input_norm))
 
     def cap(self, kind: str) -> int:
         return int(self.max_tokens_per_kind.get(kind, self.max_tokens))

@@ -1,0 +1,50 @@
+#!/bin/bash
+# Can the language module see which object slots are empty? Perception publishes gated object rows
+# (p(exist) x p(visible) times [identity | 1 | position | velocity]); the projectors' input LayerNorm
+# is scale-invariant, so a row at gate 0.05 reaches the LM like a confident one. This retrains the
+# shipped pack's two language stages (configs/pack/default.yaml stage1/stage2 overrides, the shipped
+# base LM, the pack's 1400 train clips, the shipped perception and world model frozen) twice:
+#   norm    the recipe as shipped (a retrained control: CPU training is not bit-reproducible run to run)
+#   nonorm  the same with model.input_norm_per_kind.{objects,forecast}=false
+# and scores both on the pack's val and test splits (evals/bench/lang_eval.py, --samples for paired.py).
+# Results: docs/benchmarks.md, "The object rows' gate and the language module".
+# About 1.7 h at one thread per variant (stage 1 ~17 min, stage 2 ~35 min, scoring ~5 min).
+#   bash evals/bench/language_norm.sh [OUT_DIR] [VARIANT ...]     (default: nonorm norm)
+set -e
+cd "$(dirname "$0")/../.."
+. evals/bench/recipe_lib.sh
+R=${1:-runs/l7}; shift || true
+VARIANTS=${*:-nonorm norm}
+bench_suites physqa
+P=$PHYSQA
+PACK=cogarch/assets/default_pack
+PY=.venv/bin/python
+CG=.venv/bin/cogarch
+[ -f $PACK/pack.json ] || { echo "error: no shipped pack at $PACK" >&2; exit 2; }
+mkdir -p $R
+keep $R/features/test.json || $PY -c "
+import sys
+from cogarch.features import write_language_features as w
+p = sys.argv[1]
+w({'perception': p + '/perception', 'world_model': p + '/world_model'}, sys.argv[2], sys.argv[3],
+  splits=('train', 'val', 'test'), progress=False)" $PACK $P $R/features
+S1=$(ovr stage1_overrides)
+S2=$(ovr stage2_overrides)
+C="model.base_lm=$PACK/language/base data_dir=$P features_dir=$R/features trainer.seed=0 \
+model.pool_per_kind.forecast=none trainer.progress=false"
+export OMP_NUM_THREADS=1
+for v in $VARIANTS; do
+  case $v in
+    norm) X="";;
+    nonorm) X="model.input_norm_per_kind.objects=false model.input_norm_per_kind.forecast=false";;
+    *) echo "error: unknown variant $v (norm | nonorm)" >&2; exit 2;;
+  esac
+  keep $R/s1_$v/final || $CG train language --config configs/language/tiny.yaml $C stage=1 trainer.out_dir=$R/s1_$v $S1 $X \
+    > $R/s1_$v.log 2>&1
+  keep $R/s2_$v/final || $CG train language --config configs/language/tiny.yaml $C stage=2 init_from=$R/s1_$v/final \
+    trainer.out_dir=$R/s2_$v $S2 > $R/s2_$v.log 2>&1
+  for split in val test; do
+    keep $R/${v}_$split.json || $PY -m cogarch.evals.bench.lang_eval --data $P --features $R/features --split $split \
+      --model $R/s2_$v/final --swap --out $R/${v}_$split.json --samples $R/samples_${v}_$split > $R/${v}_$split.log 2>&1
+  done
+done
