@@ -5,8 +5,8 @@
 # train split of a second physqa suite: 5600 train clips (seed 11) instead of the pack's 1400. Both
 # are scored on the pack's own val and test splits (runs/vf/physqa = the pack's data: seed 0, 2000
 # clips), whose scenes the seed-11 suite does not share, beside the shipped model and blind LM read
-# from the same feature shards. Results: docs/benchmarks.md, "More training clips for the language
-# module". About 1.5 h on 2 idle cores (encoding 5600 clips ~20 min; stage 2 at one thread ~35 min).
+# from the same feature shards. Results: docs/benchmarks.md, "What the object slots hold and what the
+# language module reads". About 1.5 h on 2 idle cores (encoding 5600 clips ~20 min; stage 2 at one thread ~35 min).
 #   bash evals/bench/language_clips.sh [OUT_DIR]
 set -e
 cd "$(dirname "$0")/../.."

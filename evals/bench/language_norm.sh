@@ -4,10 +4,12 @@
 # is scale-invariant, so a row at gate 0.05 reaches the LM like a confident one. This retrains the
 # shipped pack's two language stages (configs/pack/default.yaml stage1/stage2 overrides, the shipped
 # base LM, the pack's 1400 train clips, the shipped perception and world model frozen) twice:
-#   norm    the recipe as shipped (a retrained control: CPU training is not bit-reproducible run to run)
+#   norm    the recipe as shipped (a retrained control: the shipped stages ran at 2 threads in the pack
+#           pipeline, a retrain here is not bit-identical)
 #   nonorm  the same with model.input_norm_per_kind.{objects,forecast}=false
 # and scores both on the pack's val and test splits (evals/bench/lang_eval.py, --samples for paired.py).
-# Results: docs/benchmarks.md, "The object rows' gate and the language module".
+# Results: docs/benchmarks.md, "What the object slots hold and what the
+# language module reads".
 # About 1.7 h at one thread per variant (stage 1 ~17 min, stage 2 ~35 min, scoring ~5 min).
 #   bash evals/bench/language_norm.sh [OUT_DIR] [VARIANT ...]     (default: nonorm norm)
 set -e
