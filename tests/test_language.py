@@ -253,6 +253,8 @@ def test_input_norm_per_kind_keeps_the_gate_of_object_rows(lms, tmp_path):
     assert not torch.allclose(out(adapter, "objects", row), out(adapter, "objects", 0.2 * row), atol=1e-2)  # gate kept
     with pytest.raises(ConfigError, match="input_norm_per_kind.objects"):
         LanguageConfig(input_norm_per_kind={"objects": "no"}).validate()
+    with pytest.raises(ConfigError, match="input_norm_per_kind.objets"):  # a misspelt kind would keep the norm
+        LanguageConfig(kind_dims={"objects": 8}, input_norm_per_kind={"objets": False}).validate()
     m = make_module(lms["llama"], input_norm_per_kind={"percept": False})
     m.save_pretrained(tmp_path / "nn")
     back = LanguageModule.from_pretrained(tmp_path / "nn")

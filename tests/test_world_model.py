@@ -362,6 +362,8 @@ def test_slot_readout_rules():
     assert ask("desc_which_exits", "Which object leaves the scene?",
                ["red rubber cube", "green metal sphere"]) == "green metal sphere"
     assert ask("desc_exit", "Does the purple rubber cube leave the scene?") == "?"  # not among the slots
+    ids["purple rubber cube"] = 0  # two names found on one slot: no answer (not a distance of 0)
+    assert ask("desc_collide", "Does the red rubber cube collide with the purple rubber cube?") == "?"
     assert names_in("desc_collide", "Does the a b c collide with the d e f?") == ["a b c", "d e f"]
     # the simulator's tracks at the end of each latent step (16 observed frames, 8 steps: frames 1, 3, ..., 15)
     objects = [{"id": 4, "color": "red", "material": "rubber", "shape": "cube"}]

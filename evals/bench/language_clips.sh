@@ -39,22 +39,25 @@ model.pool_per_kind.forecast=none trainer.progress=false"
 keep $R/blind8k/final || OMP_NUM_THREADS=1 $CG train language --config configs/language/tiny.yaml $C stage=2 blind=true \
   trainer.out_dir=$R/blind8k $S2 > $R/blind8k.log 2>&1 &
 BLIND=$!
+trap 'kill $BLIND 2>/dev/null || true' EXIT  # a failed stage must not leave the blind job running
 keep $R/s1_8k/final || OMP_NUM_THREADS=1 $CG train language --config configs/language/tiny.yaml $C stage=1 \
   trainer.out_dir=$R/s1_8k $S1 > $R/s1_8k.log 2>&1
 keep $R/s2_8k/final || OMP_NUM_THREADS=1 $CG train language --config configs/language/tiny.yaml $C stage=2 \
   init_from=$R/s1_8k/final trainer.out_dir=$R/s2_8k $S2 > $R/s2_8k.log 2>&1
 wait $BLIND
 for split in val test; do
+  pids=""
   for m in shipped 8k; do
     if [ $m = shipped ]; then M=$PACK/language; B=$PACK/language_blind; else M=$R/s2_8k/final; B=$R/blind8k/final; fi
-    keep $R/${m}_$split.json || OMP_NUM_THREADS=1 $PY -m cogarch.evals.bench.lang_eval --data $P --features $R/features \
+    keep $R/${m}_$split.json || { OMP_NUM_THREADS=1 $PY -m cogarch.evals.bench.lang_eval --data $P --features $R/features \
       --split $split --model $M --blind $B --swap --out $R/${m}_$split.json --samples $R/samples_${m}_$split > $R/${m}_$split.log 2>&1 &
+      pids="$pids $!"; }
   done
-  wait
+  for p in $pids; do wait $p; done  # `wait PID` returns the job's status: a failed scoring stops the script
 done
 for split in val test; do  # exact McNemar: the model and the blind LM, 1400 against 5600 training clips
   for v in model blind_trained; do
     $PY -m cogarch.evals.bench.paired $R/samples_shipped_$split/$v.samples.jsonl $R/samples_8k_$split/$v.samples.jsonl \
-      --names 1400 5600 > $R/paired_${v}_$split.txt
+      --names 1400 5600 > $R/.paired_${v}_$split.tmp && mv $R/.paired_${v}_$split.tmp $R/paired_${v}_$split.txt
   done
 done

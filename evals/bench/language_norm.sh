@@ -17,6 +17,9 @@ cd "$(dirname "$0")/../.."
 . evals/bench/recipe_lib.sh
 R=${1:-runs/l7}; shift || true
 VARIANTS=${*:-nonorm norm}
+for v in $VARIANTS; do  # checked before any work, not when the loop reaches it
+  case $v in norm|nonorm) ;; *) echo "error: unknown variant $v (norm | nonorm)" >&2; exit 2;; esac
+done
 bench_suites physqa
 P=$PHYSQA
 PACK=cogarch/assets/default_pack

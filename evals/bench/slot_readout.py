@@ -78,7 +78,10 @@ def readout(template: str, q: str, choices: list[str], find, xy: torch.Tensor, o
         return (xy[:, a] - xy[:, b]).norm(dim=-1).masked_fill(~(on[:, a] & on[:, b]), float("inf"))
 
     if template == "desc_count":
-        attr, value = NOUNS[between(q, "How many ", " are there?")]
+        noun = between(q, "How many ", " are there?")
+        if noun not in NOUNS:
+            raise UserError(f"cannot parse question {q!r} (unknown noun {noun!r})")
+        attr, value = NOUNS[noun]
         return str(sum(1 for k in range(K) if seen[k] and kinds[attr][k] == value))
     if template == "desc_count_collisions":
         return str(sum(1 for a in range(K) for b in range(a + 1, K) if bool((dist(a, b) < contact_px).any())))
@@ -86,11 +89,11 @@ def readout(template: str, q: str, choices: list[str], find, xy: torch.Tensor, o
         ks = [find(c) for c in choices]
         if template == "desc_which_moving":
             vals = [float(speed[k]) if k >= 0 and on[-1, k] else -1.0 for k in ks]
-        else:  # gone at the last step: not on; ties by lower presence
+        else:  # gone at the last step (not on); among several, the first listed choice
             vals = [(0.0 if on[-1, k] else 1.0) if k >= 0 else -1.0 for k in ks]
         return choices[max(range(len(ks)), key=lambda i: vals[i])]
     ks = [find(n) for n in names_in(template, q)]
-    if -1 in ks:
+    if -1 in ks or len(set(ks)) < len(ks):  # a name not found, or two names on one slot (distance 0)
         return "?"
     a = ks[0]
     if template == "desc_moving_end":
@@ -133,7 +136,10 @@ def perceived(bus, canvas_default: float = 64.0):
 
 
 def true_rows(objects: list[dict], ann: dict, steps: int):
-    """The simulator's observed tracks at the end of each latent step -> (xy, on, speed, kinds, find)."""
+    """The simulator's observed tracks at the end of each latent step -> (xy, on, speed, kinds, find).
+    For videos that hold exactly the observed frames (checked by main), read as perception reads
+    them: `steps` latent steps of observed / steps frames. "On" here is the simulator's in_view (the
+    object's box overlaps the frame); on the slot side it is gate > 0.5 with the centre on the canvas."""
     tracks, seen = ann["tracks"], int(ann["observed_frames"])
     per = max(seen // steps, 1)
     frames = [min((t + 1) * per - 1, seen - 1) for t in range(steps)]
@@ -167,20 +173,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.split not in splits:
         raise UserError(f"{args.data!r} has no split {args.split!r} (it has {sorted(splits)})")
     rows = [r for r in splits[args.split] if r["template"] in TEMPLATES]
+    if not args.contact_px > 0:
+        raise UserError(f"--contact-px must be > 0, got {args.contact_px}")
     answers = {}
     for spec in args.samples:
         name, _, path = spec.rpartition("=")
         if not Path(path).is_file():
             raise UserError(f"--samples {spec!r}: no such file")
-        with open(path) as fh:
-            answers[name or Path(path).stem] = {s["qid"]: s["correct"] for s in map(json.loads, fh)}
+        try:
+            with open(path) as fh:
+                got = {s["qid"]: bool(s["correct"]) for s in map(json.loads, filter(str.strip, fh))}
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise UserError(f"--samples {path}: not a samples.jsonl with qid and correct ({e})") from None
+        missing = sum(1 for r in rows if r["qid"] not in got)
+        if missing:
+            raise UserError(f"--samples {path}: {missing} of the split's {len(rows)} questions are missing (another split?)")
+        answers[name or Path(path).stem] = got
     model = cogarch.load(args.pack)
     by_clip: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_clip[r["video"]].append(r)
     truth = {}
     if args.truth:
+        if not (Path(args.data) / "clips").is_dir():
+            raise UserError(f"--truth: {args.data!r} has no clips/ (the simulator's tracks)")
         clips = datasets.load_from_disk(str(Path(args.data) / "clips"))[args.split]
+        if any(int(n) != int(o) for n, o in zip(clips["num_frames"], clips["observed_frames"])):
+            raise UserError("--truth reads clips whose video holds exactly the observed frames (physqa's default)")
         truth = {v: (json.loads(o), json.loads(a)) for v, o, a in zip(clips["video"], clips["objects"], clips["annotations"])}
     hits: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for video, items in by_clip.items():

@@ -95,6 +95,8 @@ class LanguageConfig:
         if self.max_tokens < 1 or any(v < 1 for v in self.max_tokens_per_kind.values()):
             raise ConfigError("language.max_tokens (and max_tokens_per_kind) must be >= 1")
         for kind, on in self.input_norm_per_kind.items():
+            if self.kind_dims and kind not in self.kind_dims:  # a misspelt kind would keep the norm silently
+                raise ConfigError(f"language.input_norm_per_kind.{kind}: not a kind the module reads ({sorted(self.kind_dims)})")
             if not isinstance(on, bool):
                 raise ConfigError(f"language.input_norm_per_kind.{kind} must be true or false, got {on!r}")
         if self.index_embed < 0:

@@ -142,6 +142,7 @@ def resolve_dims(cfg: Config, shard: FeatureShard | None) -> None:
         cfg.model.kind_dims = {k: (int(d) or 1) for k, d in dims.items()}
         return
     cfg.model.kind_dims = {k: int(d) or int(shard.kinds[k]["dim"]) for k, d in dims.items() if int(d) or k in shard.kinds}
+    cfg.model.input_norm_per_kind = {k: v for k, v in cfg.model.input_norm_per_kind.items() if k in cfg.model.kind_dims}
 
 
 def make_job(cfg: Config) -> TrainJob:
