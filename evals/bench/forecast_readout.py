@@ -48,6 +48,46 @@ def slot_of(name: str, ident: torch.Tensor, names: list[list[str]], present: tor
     return int(score.argmax())
 
 
+def question_rows(data: str, split: str, templates: tuple[str, ...]) -> list[dict]:
+    """The questions of `templates` in a generated physqa folder's split (one-line errors)."""
+    import datasets
+
+    qdir = Path(data) / "questions"
+    if not qdir.is_dir():
+        raise UserError(f"{data!r} is not a generated physqa folder (no questions/)")
+    splits = datasets.load_from_disk(str(qdir))
+    if split not in splits:
+        raise UserError(f"{data!r} has no split {split!r} (it has {sorted(splits)})")
+    rows = [r for r in splits[split] if r["template"] in templates]
+    if not rows:
+        raise UserError(f"no {'/'.join(templates)} questions in {data} split {split}")
+    return rows
+
+
+def truth_clips(data: str, split: str, observed_video: bool = False) -> dict[str, tuple[list[dict], dict]]:
+    """video -> (objects, annotations) of a split's clips: the simulator's tracks. `observed_video`:
+    refuse clips whose video holds more than the observed frames (readers of observed steps)."""
+    import datasets
+
+    if not (Path(data) / "clips").is_dir():
+        raise UserError(f"--truth: {data!r} has no clips/ (the simulator's tracks)")
+    clips = datasets.load_from_disk(str(Path(data) / "clips"))[split]
+    if observed_video and any(int(n) != int(o) for n, o in zip(clips["num_frames"], clips["observed_frames"])):
+        raise UserError("--truth reads clips whose video holds exactly the observed frames (physqa's default)")
+    return {v: (json.loads(o), json.loads(a)) for v, o, a in zip(clips["video"], clips["objects"], clips["annotations"])}
+
+
+def answered(path: str, rows: list[dict]) -> dict[str, bool]:
+    """qid -> correct from an eval's samples.jsonl (evals/bench/paired.load), covering every row."""
+    from cogarch.evals.bench.paired import load
+
+    got = {q: ok for q, (_, ok) in load(path).items()}
+    missing = sum(1 for r in rows if r["qid"] not in got)
+    if missing:
+        raise UserError(f"{path}: {missing} of the split's {len(rows)} questions are missing (another split?)")
+    return got
+
+
 def readout(template: str, choices: list[str], slots: dict[str, int], xy: torch.Tensor,
             inside: torch.Tensor, contact_px: float) -> str:
     """One question answered by the fixed rule from future positions xy [H, K, 2] and inside [H, K]."""
@@ -99,34 +139,15 @@ def main(argv: list[str] | None = None) -> int:
                          "constant velocity from the true observed positions")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    import datasets
-
     import cogarch
 
+    rows = question_rows(args.data, args.split, TEMPLATES)
+    lm = answered(args.samples, rows) if args.samples else {}
+    truth = truth_clips(args.data, args.split) if args.truth else {}
     model = cogarch.load(args.pack)
-    qdir = Path(args.data) / "questions"
-    if not qdir.is_dir():
-        raise UserError(f"{args.data!r} is not a generated physqa folder (no questions/)")
-    splits = datasets.load_from_disk(str(qdir))
-    if args.split not in splits:
-        raise UserError(f"{args.data!r} has no split {args.split!r} (it has {sorted(splits)})")
-    qs = splits[args.split]
-    rows = [r for r in qs if r["template"] in TEMPLATES]
-    if not rows:
-        raise UserError(f"no predictive questions in {args.data} split {args.split}")
     by_clip: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_clip[r["video"]].append(r)
-    lm = {}
-    if args.samples:
-        if not Path(args.samples).is_file():
-            raise UserError(f"--samples {args.samples!r}: no such file")
-        with open(args.samples) as fh:
-            lm = {s["qid"]: s["correct"] for s in map(json.loads, fh)}
-    truth = {}
-    if args.truth:
-        clips = datasets.load_from_disk(str(Path(args.data) / "clips"))[args.split]
-        truth = {v: (json.loads(o), json.loads(a)) for v, o, a in zip(clips["video"], clips["objects"], clips["annotations"])}
     hits: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for video, items in by_clip.items():
         obs = model.observe(str(Path(args.data) / video))

@@ -6,7 +6,8 @@
 # are scored on the pack's own val and test splits (runs/vf/physqa = the pack's data: seed 0, 2000
 # clips), whose scenes the seed-11 suite does not share, beside the shipped model and blind LM read
 # from the same feature shards. Results: docs/benchmarks.md, "What the object slots hold and what the
-# language module reads". About 1.5 h on 2 idle cores (encoding 5600 clips ~20 min; stage 2 at one thread ~35 min).
+# language module reads". Measured 2026-12-07 at one thread each with 1-3 other jobs on the 2
+# cores: encoding 5600 clips about 15 min, stage 1 26 min, stage 2 58 min, scoring a few minutes.
 #   bash evals/bench/language_clips.sh [OUT_DIR]
 set -e
 cd "$(dirname "$0")/../.."
@@ -21,16 +22,8 @@ CG=.venv/bin/cogarch
 [ -f $PACK/pack.json ] || { echo "error: no shipped pack at $PACK" >&2; exit 2; }
 mkdir -p $R
 keep $X || $CG generate --suite physqa --n 8000 --seed 11 --out $X --workers 1 train_per_template=4
-feats() {  # $1 suite, $2 out, $3 splits (comma-separated): the shipped pack's bus on every clip
-  keep $2/${3##*,}.json || $PY -c "
-import sys
-from cogarch.features import write_language_features as w
-p = sys.argv[1]
-w({'perception': p + '/perception', 'world_model': p + '/world_model'}, sys.argv[2], sys.argv[3],
-  splits=tuple(sys.argv[4].split(',')), progress=False)" $PACK $1 $2 $3
-}
-feats $P $R/features train,val,test
-feats $X $R/features8k train
+pack_features $PACK $P $R/features train,val,test
+pack_features $PACK $X $R/features8k train
 S1=$(ovr stage1_overrides)
 S2=$(ovr stage2_overrides)
 C="model.base_lm=$PACK/language/base data_dir=$X features_dir=$R/features8k trainer.seed=0 \

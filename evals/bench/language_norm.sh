@@ -10,7 +10,8 @@
 # and scores both on the pack's val and test splits (evals/bench/lang_eval.py, --samples for paired.py).
 # Results: docs/benchmarks.md, "What the object slots hold and what the
 # language module reads".
-# About 1.7 h at one thread per variant (stage 1 ~17 min, stage 2 ~35 min, scoring ~5 min).
+# Measured 2026-12-07 at one thread with 2-3 other jobs on the 2 cores: stage 1 ~28 min, stage 2
+# ~56 min, scoring a few minutes per variant.
 #   bash evals/bench/language_norm.sh [OUT_DIR] [VARIANT ...]     (default: nonorm norm)
 set -e
 cd "$(dirname "$0")/../.."
@@ -27,12 +28,7 @@ PY=.venv/bin/python
 CG=.venv/bin/cogarch
 [ -f $PACK/pack.json ] || { echo "error: no shipped pack at $PACK" >&2; exit 2; }
 mkdir -p $R
-keep $R/features/test.json || $PY -c "
-import sys
-from cogarch.features import write_language_features as w
-p = sys.argv[1]
-w({'perception': p + '/perception', 'world_model': p + '/world_model'}, sys.argv[2], sys.argv[3],
-  splits=('train', 'val', 'test'), progress=False)" $PACK $P $R/features
+pack_features $PACK $P $R/features train,val,test
 S1=$(ovr stage1_overrides)
 S2=$(ovr stage2_overrides)
 C="model.base_lm=$PACK/language/base data_dir=$P features_dir=$R/features trainer.seed=0 \

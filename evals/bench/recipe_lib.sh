@@ -20,3 +20,14 @@ bench_suites() {
   case $want in *" voe_eval "*) [ -d $VOE_EVAL ] || $cg generate --suite voe --n 2000 --seed 7 --out $VOE_EVAL voe_design=quad;; esac
   case $want in *" voe_x "*) [ -d $VOE_X ] || $cg generate --suite voe --n 8000 --seed 11 --out $VOE_X voe_design=quad;; esac
 }
+#   pack_features PACK SUITE OUT SPLITS  language feature shards (cogarch/features.py) of SUITE's
+#             SPLITS (comma-separated) read through PACK's perception and world model, unless OUT
+#             already holds the last split's index
+pack_features() {
+  keep $3/${4##*,}.json || .venv/bin/python -c "
+import sys
+from cogarch.features import write_language_features as w
+p = sys.argv[1]
+w({'perception': p + '/perception', 'world_model': p + '/world_model'}, sys.argv[2], sys.argv[3],
+  splits=tuple(sys.argv[4].split(',')), progress=False)" "$@"
+}

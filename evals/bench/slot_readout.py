@@ -30,7 +30,6 @@ the slots, perception is the limit there.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -38,7 +37,7 @@ import torch
 
 from cogarch.errors import UserError
 from cogarch.evals.bench import cli
-from cogarch.evals.bench.forecast_readout import slot_of
+from cogarch.evals.bench.forecast_readout import answered, question_rows, slot_of, truth_clips
 from cogarch.evals.world.physqa import MOVING_SPEED
 
 TEMPLATES = ("desc_count", "desc_moving_end", "desc_exit", "desc_collide", "desc_count_collisions",
@@ -163,44 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--truth", action="store_true", help="also apply the rule to the simulator's observed tracks (its ceiling)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    import datasets
-
     import cogarch
 
-    if not (Path(args.data) / "questions").is_dir():
-        raise UserError(f"{args.data!r} is not a generated physqa folder (no questions/)")
-    splits = datasets.load_from_disk(str(Path(args.data) / "questions"))
-    if args.split not in splits:
-        raise UserError(f"{args.data!r} has no split {args.split!r} (it has {sorted(splits)})")
-    rows = [r for r in splits[args.split] if r["template"] in TEMPLATES]
     if not args.contact_px > 0:
         raise UserError(f"--contact-px must be > 0, got {args.contact_px}")
+    rows = question_rows(args.data, args.split, TEMPLATES)
     answers = {}
     for spec in args.samples:
         name, _, path = spec.rpartition("=")
-        if not Path(path).is_file():
-            raise UserError(f"--samples {spec!r}: no such file")
-        try:
-            with open(path) as fh:
-                got = {s["qid"]: bool(s["correct"]) for s in map(json.loads, filter(str.strip, fh))}
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise UserError(f"--samples {path}: not a samples.jsonl with qid and correct ({e})") from None
-        missing = sum(1 for r in rows if r["qid"] not in got)
-        if missing:
-            raise UserError(f"--samples {path}: {missing} of the split's {len(rows)} questions are missing (another split?)")
-        answers[name or Path(path).stem] = got
+        answers[name or Path(path).stem] = answered(path, rows)
+    truth = truth_clips(args.data, args.split, observed_video=True) if args.truth else {}
     model = cogarch.load(args.pack)
     by_clip: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_clip[r["video"]].append(r)
-    truth = {}
-    if args.truth:
-        if not (Path(args.data) / "clips").is_dir():
-            raise UserError(f"--truth: {args.data!r} has no clips/ (the simulator's tracks)")
-        clips = datasets.load_from_disk(str(Path(args.data) / "clips"))[args.split]
-        if any(int(n) != int(o) for n, o in zip(clips["num_frames"], clips["observed_frames"])):
-            raise UserError("--truth reads clips whose video holds exactly the observed frames (physqa's default)")
-        truth = {v: (json.loads(o), json.loads(a)) for v, o, a in zip(clips["video"], clips["objects"], clips["annotations"])}
     hits: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for video, items in by_clip.items():
         views = {"rule on the pack's slots": perceived(model.observe(str(Path(args.data) / video)).bus)}
