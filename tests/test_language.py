@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from cogarch.bus import LatentBus, Message
-from cogarch.modules.language.adapters import BusAdapter, BusInputError, adaptive_pool, grid_pool, step_index, time_mean_pool
+from cogarch.modules.language.adapters import (BusAdapter, BusInputError, adaptive_pool, grid_pool, slot_pool, step_index,
+                                               time_mean_pool)
 from cogarch.errors import ConfigError
 from cogarch.modules.language.config import LanguageConfig
 from cogarch.modules.language.data import FeatureError, FeatureShard, write_shard
@@ -261,6 +262,48 @@ def test_input_norm_per_kind_keeps_the_gate_of_object_rows(lms, tmp_path):
     assert back.config.input_norm_per_kind == {"percept": False}
     assert isinstance(back.adapter.proj["percept"].norm, torch.nn.Identity)
     bus = make_bus(4)
+    assert back.score_choices(bus, "What color?", ["red", "blue"]) == m.score_choices(bus, "What color?", ["red", "blue"])
+
+
+def test_slot_pool_gives_one_token_per_object(lms, tmp_path):
+    """pool_per_kind: slot turns time-major slot rows [T' x K] into K tokens, slot k's T' rows
+    concatenated in time order and zero-padded to slot_steps; the projector reads D * slot_steps.
+    A layout that is not time-major [T' x K], or longer than slot_steps, is a one-line error.
+    Saved and loaded with the module (same scores)."""
+    rows = torch.arange(2 * 3 * 2 * 4, dtype=torch.float32).reshape(2, 3, 2, 4)  # [B, T'=3, K=2, D=4]
+    time = (torch.arange(3).repeat_interleave(2).float() + 5).expand(2, 6)
+    x, t, m = slot_pool(rows.reshape(2, 6, 4), time, 4, "objects")
+    assert x.shape == (2, 2, 16) and t.tolist() == [[5.0, 5.0]] * 2 and m.all()
+    assert torch.equal(x[1, 1, :12], rows[1, :, 1].reshape(12))  # slot 1: its rows at steps 0, 1, 2
+    assert torch.equal(x[..., 12:], torch.zeros(2, 2, 4))  # a fourth step never seen: zeros
+    with pytest.raises(BusInputError, match="slot_steps=2"):
+        slot_pool(rows.reshape(2, 6, 4), time, 2, "objects")
+    with pytest.raises(BusInputError, match="time-major"):
+        slot_pool(rows.reshape(2, 6, 4), torch.tensor([[0.0, 1, 0, 1, 2, 2]] * 2), 4, "objects")
+
+    cfg = LanguageConfig(kind_dims={"objects": 4, "percept": 8}, pool="none", pool_per_kind={"objects": "slot"}, slot_steps=4)
+    assert cfg.proj_dim("objects") == 16 and cfg.proj_dim("percept") == 8
+    adapter = BusAdapter(cfg, 16)
+    assert adapter.proj["objects"].fc1.in_features == 16
+    with torch.no_grad():
+        pre, mask = adapter({"objects": Message("objects", "perception", rows.reshape(2, 6, 4), time=time)})
+    assert pre.shape == (2, 2, 16) and mask.all()
+    with pytest.raises(BusInputError, match="per-step times"):
+        adapter({"objects": Message("objects", "perception", rows.reshape(2, 6, 4))})
+    with pytest.raises(ConfigError, match="pool_per_kind.objects"):
+        LanguageConfig(pool_per_kind={"objects": "slots"}).validate()
+    with pytest.raises(ConfigError, match="slot_steps"):
+        LanguageConfig(slot_steps=0).validate()
+    m = make_module(lms["llama"], pool_per_kind={"forecast": "slot"}, slot_steps=3)
+    m.save_pretrained(tmp_path / "slot")
+    back = LanguageModule.from_pretrained(tmp_path / "slot")
+    assert back.config.pool_per_kind == {"forecast": "slot"} and back.adapter.proj["forecast"].fc1.in_features == 24
+    bus = make_bus(4)  # forecast: 6 rows at 6 distinct steps = 6 steps x 1 slot > slot_steps 3
+    with pytest.raises(BusInputError, match="slot_steps=3"):
+        back.score_choices(bus, "What color?", ["red", "blue"])
+    bus.drop("forecast")
+    t = (torch.arange(3).repeat_interleave(2) + 3).float()[None]
+    bus.publish(Message("forecast", "world_model", torch.randn(1, 6, 8, generator=torch.Generator().manual_seed(3)), time=t))
     assert back.score_choices(bus, "What color?", ["red", "blue"]) == m.score_choices(bus, "What color?", ["red", "blue"])
 
 

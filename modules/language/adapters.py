@@ -73,6 +73,30 @@ def step_index(t: torch.Tensor) -> torch.Tensor:
     return (same & earlier).sum(-1)
 
 
+def slot_pool(x: torch.Tensor, t: torch.Tensor, steps: int, kind: str):
+    """One token per slot: a time-major [T' x K] message -> its K slots, each the T' rows concatenated.
+
+    x: [B, T'*K, D], t: [B, T'*K] (equal within a step, K tokens per step) -> ([B, K, steps*D],
+    [B, K] the first step's time, [B, K] all True). Why: perception publishes every object slot at
+    every step, so an object appears T' times in the prefix and "how many cubes" becomes counting
+    distinct slots among T'*K rows by attention, which a small LM does not learn (docs/benchmarks.md,
+    "What the object slots hold"); one row per object is the layout of object-centric readers
+    (Slot Attention's set of slots, Locatello et al. 2020). Steps after T' are zero, as the rows of
+    an unseen object are.
+    """
+    B, N, D = x.shape
+    T = torch.unique_consecutive(t[0]).numel()
+    K = N // max(T, 1)
+    if T * K != N or not bool((t.reshape(B, T, K) == t.reshape(B, T, K)[..., :1]).all()):
+        raise BusInputError(f"language: {kind} is not a time-major [steps x slots] layout (pool 'slot')")
+    if T > steps:
+        raise BusInputError(f"language: {kind} has {T} time steps, its slot projector holds slot_steps={steps}")
+    h = x.reshape(B, T, K, D).transpose(1, 2).reshape(B, K, T * D)
+    h = F.pad(h, (0, (steps - T) * D))  # [B, K, steps*D]
+    times = t.reshape(B, T, K)[:, 0]  # [B, K]
+    return h, times, torch.ones(B, K, dtype=torch.bool, device=x.device)
+
+
 def canonical_kinds(kinds) -> list[str]:
     """Prefix / kind-embedding order: the bus's KNOWN_KINDS order, then unknown kinds by name.
 
@@ -141,7 +165,7 @@ class BusAdapter(nn.Module):
         self.hidden = lm_hidden
         width = config.proj_hidden or lm_hidden
         self.proj = nn.ModuleDict(
-            {k: KindProjector(int(d), width, lm_hidden, config.norm_of(k)) for k, d in config.kind_dims.items()}
+            {k: KindProjector(config.proj_dim(k), width, lm_hidden, config.norm_of(k)) for k in config.kind_dims}
         )
         self.kind_embed = nn.Embedding(max(len(self.kinds), 1), lm_hidden)
         self.time_embed = nn.Embedding(config.max_time + 1, lm_hidden)  # last row: "untimed"
@@ -168,6 +192,10 @@ class BusAdapter(nn.Module):
         m = msg.mask.to(x.device) if msg.mask is not None else torch.ones(B, N, dtype=torch.bool, device=x.device)
         cap = self.config.cap(kind)
         pool = kind_pool = self.config.pool_per_kind.get(kind, self.config.pool)
+        if pool == "slot":
+            if not timed or msg.mask is not None:
+                raise BusInputError(f"language: {kind} from {msg.source} has no per-step times (or has a mask); pool 'slot' needs slot rows")
+            return (*slot_pool(x.float(), t, self.config.slot_steps, kind), timed)
         if pool == "grid" and timed and msg.mask is None:
             pooled = grid_pool(x.float(), t, self.config.grid, cap)
             if pooled is not None:

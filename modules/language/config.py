@@ -32,7 +32,13 @@ class LanguageConfig:
     # max_tokens; kinds without that layout fall back to time_mean).
     pool: str = "time_mean"
     # Per-kind pooling overrides, e.g. {objects: none}: object slots must not be averaged together.
+    # "slot" (per kind only): a time-major [T' x K] message (perception's object slots, the world
+    # model's object forecast) becomes K tokens, one per slot, each its T' rows concatenated, so
+    # the LM sees one token per object instead of T' copies of it (see adapters.slot_pool).
     pool_per_kind: dict[str, str] = field(default_factory=dict)
+    # Time steps one "slot" token holds: its projector reads kind_dims[kind] * slot_steps values
+    # (a message with fewer steps is zero-padded, as an unseen object's rows are zero; more is an error).
+    slot_steps: int = 8
     grid: int = 2
     max_tokens: int = 32  # per kind, after pooling
     max_tokens_per_kind: dict[str, int] = field(default_factory=dict)  # overrides max_tokens
@@ -85,8 +91,10 @@ class LanguageConfig:
         if self.pool not in ("none", "adaptive", "time_mean", "grid"):
             raise ConfigError(f"language.pool must be none|adaptive|time_mean|grid, got {self.pool!r}")
         for kind, pool in self.pool_per_kind.items():
-            if pool not in ("none", "adaptive", "time_mean", "grid"):
-                raise ConfigError(f"language.pool_per_kind.{kind} must be none|adaptive|time_mean|grid, got {pool!r}")
+            if pool not in ("none", "adaptive", "time_mean", "grid", "slot"):
+                raise ConfigError(f"language.pool_per_kind.{kind} must be none|adaptive|time_mean|grid|slot, got {pool!r}")
+        if self.slot_steps < 1:
+            raise ConfigError(f"language.slot_steps must be >= 1, got {self.slot_steps}")
         for kind, dim in self.kind_dims.items():
             if not kind.isidentifier():
                 raise ConfigError(f"language.kind_dims: bad kind name {kind!r}")
@@ -114,6 +122,11 @@ class LanguageConfig:
     def norm_of(self, kind: str) -> bool:
         """Whether `kind`'s projector LayerNorms its input."""
         return bool(self.input_norm_per_kind.get(kind, self.input_norm))
+
+    def proj_dim(self, kind: str) -> int:
+        """Input width of `kind`'s projector: its message width, times slot_steps for "slot" kinds."""
+        d = int(self.kind_dims[kind])
+        return d * self.slot_steps if self.pool_per_kind.get(kind) == "slot" else d
 
     def cap(self, kind: str) -> int:
         return int(self.max_tokens_per_kind.get(kind, self.max_tokens))
