@@ -165,6 +165,43 @@ def test_pretrain_then_two_stages_through_the_trainer(tmp_path):
     assert len(scores) == 2 and all(n >= 2 for _, n in scores)
 
 
+def test_templates_restrict_stage_two_questions(tmp_path):
+    """templates=[...] keeps only those templates' questions (e.g. "can this reader count at all");
+    a template no question has, or templates in stage 1, is a config error naming it."""
+    from datasets import Dataset, DatasetDict
+
+    from cogarch.config import load_config
+    from cogarch.errors import ConfigError
+    from cogarch.modules.language import train
+
+    make_suite(tmp_path)
+    qs = [dict(q, qid=q["qid"] + "s", template="desc_shape", question="What shape is the gray object?", choices=["cube", "sphere"],
+               answer="cube", answer_index=0) for q in Dataset.load_from_disk(str(tmp_path / "questions" / "train"))]
+    rows = list(Dataset.load_from_disk(str(tmp_path / "questions" / "train"))) + qs
+    DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "questions2"))
+    (tmp_path / "questions").rename(tmp_path / "questions_old")
+    (tmp_path / "questions2").rename(tmp_path / "questions")
+    tok = build_tokenizer(TEXTS + ["What shape is the gray object? cube sphere"], 300, tmp_path / "lm")
+    new_lm(LMArchConfig(hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64, max_positions=128), len(tok)).save_pretrained(tmp_path / "lm")
+    module = LanguageModule.build(LanguageConfig(base_lm=str(tmp_path / "lm"), kind_dims={"percept": 8}))
+    from cogarch.modules.language.data import FeatureShard
+
+    shard = FeatureShard(tmp_path / "features", "train")
+
+    def examples(*over):
+        cfg = load_config(train.Config, None, [f"data_dir={tmp_path}", f"features_dir={tmp_path / 'features'}", *over])
+        return train.build_examples(cfg, module, shard)
+
+    assert len(examples()) == 16
+    only = examples("templates=[desc_shape]")
+    assert len(only) == 8 and all(t == module.tokenizer("cube", add_special_tokens=False)["input_ids"] + [module.tokenizer.eos_token_id]
+                                  for _, _, t in only)
+    with pytest.raises(ConfigError, match="desc_count"):
+        examples("templates=[desc_count]")
+    with pytest.raises(ConfigError, match="stage 1"):
+        load_config(train.Config, None, ["stage=1", "templates=[desc_shape]"])
+
+
 def FeatureShardBus(root):
     from cogarch.modules.language.scoring import ShardBus
 

@@ -43,6 +43,9 @@ class Config:
     split: str = "train"
     blind: bool = False  # train without bus tokens (the text-only baseline)
     kinds: list[str] = field(default_factory=list)  # restrict the bus kinds read (ablations); [] = all
+    # Stage 2 only: train on these question templates alone (diagnostics, e.g. "can this reader
+    # count at all": templates=[desc_count]); [] = every template. A name no question has is an error.
+    templates: list[str] = field(default_factory=list)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, warmup_steps=20))
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(out_dir="runs/language"))
 
@@ -54,6 +57,8 @@ class Config:
             raise ConfigError(f"the language module must not train on a test split (split={self.split!r})")
         if self.blind and self.stage == 1:
             raise ConfigError("blind training has no projectors to align: use stage 2 with blind: true")
+        if self.templates and self.stage != 2:
+            raise ConfigError("templates restricts the QA of stage 2; stage 1 trains on captions")
 
 
 class BusTextDataset(torch.utils.data.Dataset):
@@ -104,7 +109,13 @@ def build_examples(cfg: Config, module: LanguageModule, shard: FeatureShard | No
         for cid, cap in clip_captions(cfg.data_dir, cfg.split).items():
             pairs.append((cid, mcfg.caption_prompt, cap))
     else:
-        for r in load_split(cfg.data_dir, "questions", cfg.split):
+        rows = list(load_split(cfg.data_dir, "questions", cfg.split))
+        if cfg.templates:
+            unknown = sorted(set(cfg.templates) - {r.get("template") for r in rows})
+            if unknown:
+                raise ConfigError(f"templates {unknown}: no {cfg.split} question of {cfg.data_dir} has them")
+            rows = [r for r in rows if r.get("template") in cfg.templates]
+        for r in rows:
             if r["question"] and r["answer"]:
                 pairs.append((r["clip_id"], format_prompt(mcfg, r["question"], list(r["choices"] or [])), r["answer"]))
     out, missing = [], 0
