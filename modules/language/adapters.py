@@ -78,11 +78,11 @@ def slot_pool(x: torch.Tensor, t: torch.Tensor, steps: int, kind: str):
 
     x: [B, T'*K, D], t: [B, T'*K] (equal within a step, K tokens per step) -> ([B, K, steps*D],
     [B, K] the first step's time, [B, K] all True). Why: perception publishes every object slot at
-    every step, so an object appears T' times in the prefix and "how many cubes" becomes counting
-    distinct slots among T'*K rows by attention, which a small LM does not learn (docs/benchmarks.md,
-    "What the object slots hold"); one row per object is the layout of object-centric readers
+    every step, so an object appears T' times in the prefix and "how many cubes" means counting
+    distinct slots among T'*K rows; one token per object is the layout of object-centric readers
     (Slot Attention's set of slots, Locatello et al. 2020). Steps after T' are zero, as the rows of
-    an unseen object are.
+    an unseen object are. Measured on the v10 pack: no gain over per-step rows (docs/benchmarks.md,
+    "What the object slots hold"), so no preset uses it.
     """
     B, N, D = x.shape
     T = torch.unique_consecutive(t[0]).numel()
