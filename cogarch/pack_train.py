@@ -70,6 +70,10 @@ class Config:
     language: str = "configs/language/tiny.yaml"
     stage1_overrides: list[str] = field(default_factory=lambda: ["trainer.max_steps=300"])
     stage2_overrides: list[str] = field(default_factory=list)
+    # Stage 2 runs this many times: round r > 1 starts from round r-1's final weights with a fresh
+    # warmup + cosine schedule (a warm restart, as SGDR, Loshchilov & Hutter 2017). The blind
+    # baseline gets the same rounds, so it is trained exactly as long.
+    stage2_rounds: int = 1
     train_blind: bool = True  # also train the blind (no-video) language baseline on the same QA
     memory: str = "configs/memory/default.yaml"
     eval_limit: int = 0  # 0: the whole test split
@@ -130,6 +134,8 @@ class Pipeline:
             raise ConfigError("the world model reads objects (model.source=objects) but objects_n is 0: there are no object slots to read")
         if c.voe_design not in VOE_DESIGNS:  # checked before any stage runs, like the world model's source
             raise ConfigError(f"voe_design must be one of {', '.join(VOE_DESIGNS)}, got {c.voe_design!r}")
+        if c.stage2_rounds < 1:
+            raise ConfigError(f"stage2_rounds must be >= 1, got {c.stage2_rounds}")
         self.check_resumed_world_model(source)
         data = r / "data"
         self.stage("generate physqa", data / "physqa", lambda: generate("physqa", c.physqa_n, data / "physqa", seed=c.seed,
@@ -193,13 +199,10 @@ class Pipeline:
         s1 = r / "language_s1" / "final"
         self.stage("language stage 1", s1, lambda: self.train(
             "language", c.language, common + ["stage=1", f"trainer.out_dir={r / 'language_s1'}"] + c.stage1_overrides))
-        s2 = r / "language" / "final"
-        self.stage("language stage 2", s2, lambda: self.train(
-            "language", c.language, common + ["stage=2", f"init_from={s1}", f"trainer.out_dir={r / 'language'}"] + c.stage2_overrides))
+        s2 = self.stage2_rounds("language stage 2", "language", common + [f"init_from={s1}"])
         blind = r / "language_blind" / "final"
         if c.train_blind:
-            self.stage("blind language baseline", blind, lambda: self.train(
-                "language", c.language, common + ["stage=2", "blind=true", f"trainer.out_dir={r / 'language_blind'}"] + c.stage2_overrides))
+            blind = self.stage2_rounds("blind language baseline", "language_blind", common + ["blind=true"])
 
         pack = r / "pack"
         self.stage("assemble pack", pack / "pack.json",
@@ -210,6 +213,20 @@ class Pipeline:
         if c.ship_to:
             self.ship(pack, Path(c.ship_to))
         return pack
+
+    def stage2_rounds(self, name: str, folder: str, overrides: list[str]) -> Path:
+        """Language stage 2 (`folder`), then rounds 2..stage2_rounds (`folder`_r2, ...), each from the
+        previous round's final weights; returns the last round's final folder."""
+        c, r = self.cfg, self.root
+        out = r / folder / "final"
+        self.stage(name, out, lambda: self.train("language", c.language, overrides + ["stage=2", f"trainer.out_dir={r / folder}"]
+                                                 + c.stage2_overrides))
+        for k in range(2, c.stage2_rounds + 1):
+            prev, out = out, r / f"{folder}_r{k}" / "final"
+            extra = [o for o in overrides if not o.startswith("init_from=")] + [f"init_from={prev}"]
+            self.stage(f"{name} round {k}", out, lambda extra=extra, k=k: self.train(
+                "language", c.language, extra + ["stage=2", f"trainer.out_dir={r / f'{folder}_r{k}'}"] + c.stage2_overrides))
+        return out
 
     def world_model_source(self) -> str:
         """model.source of the bus world model's preset + overrides ("percept" or "objects"); the

@@ -62,6 +62,11 @@ def test_pipeline_builds_a_complete_pack(tiny_pack: tuple[Config, Path]) -> None
     language = json.loads((pack / "language" / "language_config.json").read_text())
     assert language["config"]["pool_per_kind"] == {"objects": "none", "forecast": "none"}
     assert {"generate planning", "planning features", "planning world model", "critic"} <= set(stages)
+    # stage2_rounds (2 in the default recipe): the pack ships the last round of each, trained from the first
+    assert {"language stage 2 round 2", "blind language baseline round 2"} <= set(stages)
+    for folder, shipped in (("language", "language"), ("language_blind", "language_blind")):
+        last = Path(cfg.out_dir) / f"{folder}_r{cfg.stage2_rounds}" / "final"
+        assert (pack / shipped / "adapter_model.safetensors").read_bytes() == (last / "adapter_model.safetensors").read_bytes()
     assert meta["stages"] == stages  # pack.json times every stage, evaluate and check set included
     planning = json.loads((pack / "planning" / "planning.json").read_text())
     assert planning["encoder"] == "perception:../perception" and planning["grid"] == cfg.planning_grid
@@ -90,6 +95,36 @@ def test_pack_plans_through_the_cli(tiny_pack: tuple[Config, Path], tmp_path: Pa
     assert main(["plan", "--goal", "near", "--model", str(tmp_path), "--out", str(png)]) == 2  # not a planning model
 
 
+def test_stage2_rounds_continue_from_the_previous_round(tmp_path: Path) -> None:
+    """Round k of stage 2 starts from round k-1's final folder (not from stage 1 again), the blind
+    baseline's rounds from its own previous round; every round keeps the stage-2 overrides."""
+    from cogarch.pack_train import Pipeline
+
+    cfg = load_config(Config, None, [f"out_dir={tmp_path}", "stage2_rounds=3", 'stage2_overrides=["trainer.max_steps=7"]'])
+    pipe = Pipeline(cfg, resume=False)
+    calls = []
+
+    def train(module, preset, overrides):
+        calls.append(overrides)
+        out = Path(next(o.split("=", 1)[1] for o in overrides if o.startswith("trainer.out_dir="))) / "final"
+        out.mkdir(parents=True)
+        return out
+
+    pipe.train = train
+    last = pipe.stage2_rounds("language stage 2", "language", ["data_dir=d", "init_from=S1"])
+    assert last == tmp_path / "language_r3" / "final"
+    inits = [[o for o in c if o.startswith("init_from=")] for c in calls]
+    assert inits == [["init_from=S1"], [f"init_from={tmp_path / 'language' / 'final'}"], [f"init_from={tmp_path / 'language_r2' / 'final'}"]]
+    assert all("stage=2" in c and "data_dir=d" in c and c[-1] == "trainer.max_steps=7" for c in calls)
+    calls.clear()
+    assert pipe.stage2_rounds("blind", "language_blind", ["blind=true"]) == tmp_path / "language_blind_r3" / "final"
+    assert [[o for o in c if o.startswith("init_from=")] for c in calls] == [[], [f"init_from={tmp_path / 'language_blind' / 'final'}"],
+                                                                             [f"init_from={tmp_path / 'language_blind_r2' / 'final'}"]]
+    calls.clear()
+    pipe.stage2_rounds("blind", "language_blind", ["blind=true"])  # every round done: nothing retrained
+    assert calls == []
+
+
 def test_object_world_model_needs_object_slots(tmp_path: Path) -> None:
     """The default world model reads perception's slots: without them the pipeline stops at once,
     with a config error that names the cause, before generating or training anything."""
@@ -108,6 +143,10 @@ def test_object_world_model_needs_object_slots(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="voe_design"):
         run(cfg)
     assert not (tmp_path / "v" / "data").exists()
+    cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 's'}", "stage2_rounds=0"])
+    with pytest.raises(ConfigError, match="stage2_rounds"):
+        run(cfg)
+    assert not (tmp_path / "s" / "data").exists()
     # resuming a run whose world model was trained on the other source is refused, not mixed
     old = tmp_path / "r" / "world_model" / "final"
     old.mkdir(parents=True)
