@@ -89,8 +89,10 @@ def run(data: str, features: str, steps: int = 1500, batch: int = 64, seed: int 
             raise UserError(f"{s} asks about {unknown}, never asked in train")
     enc = {s: (x, torch.tensor([vocab.index(n) for n in nouns]), y) for s, (x, nouns, y) in sets.items()}
     x, n, y = enc["train"]
-    if x.shape[1] % slots:
-        raise UserError(f"{x.shape[1]} object rows per clip are not steps x {slots} slots (--slots)")
+    for s, t in enc.items():  # every split: the step embedding is sized from train's rows
+        if t[0].shape[1:] != x.shape[1:] or x.shape[1] % slots:
+            raise UserError(f"{s}: {tuple(t[0].shape[1:])} object rows per clip, train {tuple(x.shape[1:])}, "
+                            f"which must be steps x {slots} slots (--slots)")
     classes = int(max(int(t[2].max()) for t in enc.values())) + 1
     model = CountProbe(x.shape[-1], x.shape[1] // slots, slots, len(vocab), classes)
     opt = torch.optim.AdamW(model.parameters(), lr, weight_decay=0.01)

@@ -34,7 +34,8 @@ class LanguageConfig:
     # Per-kind pooling overrides, e.g. {objects: none}: object slots must not be averaged together.
     # "slot" (per kind only): a time-major [T' x K] message (perception's object slots, the world
     # model's object forecast) becomes K tokens, one per slot, each its T' rows concatenated, so
-    # the LM sees one token per object instead of T' copies of it (see adapters.slot_pool).
+    # the LM sees one token per object instead of T' copies of it (see adapters.slot_pool). It
+    # gives K tokens whatever max_tokens says (slots are never averaged together).
     pool_per_kind: dict[str, str] = field(default_factory=dict)
     # Time steps one "slot" token holds: its projector reads kind_dims[kind] * slot_steps values
     # (a message with fewer steps is zero-padded, as an unseen object's rows are zero; more is an error).
