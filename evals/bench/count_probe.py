@@ -25,6 +25,7 @@ from torch import nn
 
 from cogarch.errors import UserError
 from cogarch.evals.bench import cli
+from cogarch.evals.bench.forecast_readout import question_rows  # one-line errors for a bad folder or split
 
 TEMPLATE = "desc_count"
 HEAD, TAIL = "How many ", " are there?"
@@ -32,14 +33,11 @@ HEAD, TAIL = "How many ", " are there?"
 
 def count_rows(data: str, features: str, split: str, kind: str = "objects"):
     """desc_count questions of a split -> (rows [Q, N, D], noun [Q] as strings, answer [Q] long)."""
-    from cogarch.modules.language.corpus import load_split
     from cogarch.modules.language.data import FeatureShard
 
     shard = FeatureShard(features, split)  # a missing or malformed shard is a UserError already
     xs, nouns, ys = [], [], []
-    for r in load_split(data, "questions", split):
-        if r["template"] != TEMPLATE:
-            continue
+    for r in question_rows(data, split, (TEMPLATE,)):
         if r["clip_id"] not in shard:
             raise UserError(f"{features} has no {split} features for {r['clip_id']} (features of another suite?)")
         parts = shard.get(shard.row_of(r["clip_id"]))
@@ -51,8 +49,6 @@ def count_rows(data: str, features: str, split: str, kind: str = "objects"):
         xs.append(parts[kind]["tokens"].float())
         nouns.append(q[len(HEAD):-len(TAIL)])
         ys.append(int(r["answer"]))
-    if not xs:
-        raise UserError(f"no {TEMPLATE} questions in split {split!r} of {data}")
     return torch.stack(xs), nouns, torch.tensor(ys)
 
 

@@ -10,15 +10,22 @@ physqa`). Writes runs/l8/pack11; installing it as cogarch/assets/default_pack is
 
     python evals/bench/pack_v11.py
 """
-import json, shutil, sys, time
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
 from pathlib import Path
+
+from cogarch.config import load_config
 from cogarch.evalglue import install
 from cogarch.evals.runner import run_eval
-from cogarch.pack_train import Config, Pipeline, git_revision
-from cogarch.config import load_config
 from cogarch.fsutil import atomic_write_json
+from cogarch.pack_train import Config, Pipeline, git_revision
 
-def main():
+
+def main() -> None:
     src, dst = Path("cogarch/assets/default_pack"), Path("runs/l8/pack11")
     if dst.exists():
         shutil.rmtree(dst)
