@@ -200,6 +200,18 @@ def test_templates_restrict_stage_two_questions(tmp_path):
         examples("templates=[desc_count]")
     with pytest.raises(ConfigError, match="stage 1"):
         load_config(train.Config, None, ["stage=1", "templates=[desc_shape]"])
+    # template_repeat oversamples: each desc_shape question three times, the others once, in order
+    base = examples()
+    rep = examples("template_repeat.desc_shape=3")
+    shape_t = only[0][2]
+    assert len(rep) == 8 + 3 * 8 and sum(t == shape_t for _, _, t in rep) == 24
+    assert [e for e in rep if e[2] != shape_t] == [e for e in base if e[2] != shape_t]
+    with pytest.raises(ConfigError, match="desc_count"):
+        examples("template_repeat.desc_count=2")
+    with pytest.raises(ConfigError, match="template_repeat.desc_shape"):
+        load_config(train.Config, None, ["template_repeat.desc_shape=0"])
+    with pytest.raises(ConfigError, match="stage 1"):
+        load_config(train.Config, None, ["stage=1", "template_repeat.desc_shape=2"])
 
 
 def FeatureShardBus(root):

@@ -46,6 +46,10 @@ class Config:
     # Stage 2 only: train on these question templates alone (diagnostics, e.g. "can this reader
     # count at all": templates=[desc_count]); [] = every template. A name no question has is an error.
     templates: list[str] = field(default_factory=list)
+    # Stage 2 only: oversampling. Each question of template T appears template_repeat[T] times per
+    # epoch (e.g. template_repeat.desc_count=4); unnamed templates appear once. It changes the mix's
+    # proportions without dropping a template (`templates` drops the rest).
+    template_repeat: dict[str, int] = field(default_factory=dict)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, warmup_steps=20))
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(out_dir="runs/language"))
 
@@ -59,6 +63,11 @@ class Config:
             raise ConfigError("blind training has no projectors to align: use stage 2 with blind: true")
         if self.templates and self.stage != 2:
             raise ConfigError("templates restricts the QA of stage 2; stage 1 trains on captions")
+        if self.template_repeat and self.stage != 2:
+            raise ConfigError("template_repeat weights the QA of stage 2; stage 1 trains on captions")
+        for name, n in self.template_repeat.items():
+            if int(n) < 1:
+                raise ConfigError(f"template_repeat.{name} must be a whole number >= 1, got {n}")
 
 
 class BusTextDataset(torch.utils.data.Dataset):
@@ -115,6 +124,11 @@ def build_examples(cfg: Config, module: LanguageModule, shard: FeatureShard | No
             if unknown:
                 raise ConfigError(f"templates {unknown}: no {cfg.split} question of {cfg.data_dir} has them")
             rows = [r for r in rows if r.get("template") in cfg.templates]
+        if cfg.template_repeat:
+            unknown = sorted(set(cfg.template_repeat) - {r.get("template") for r in rows})
+            if unknown:
+                raise ConfigError(f"template_repeat {unknown}: no {cfg.split} question of {cfg.data_dir} (after templates) has them")
+            rows = [r for r in rows for _ in range(int(cfg.template_repeat.get(r.get("template"), 1)))]
         for r in rows:
             if r["question"] and r["answer"]:
                 pairs.append((r["clip_id"], format_prompt(mcfg, r["question"], list(r["choices"] or [])), r["answer"]))
