@@ -137,6 +137,7 @@ class Pipeline:
         if c.stage2_rounds < 1:
             raise ConfigError(f"stage2_rounds must be >= 1, got {c.stage2_rounds}")
         self.check_resumed_world_model(source)
+        self.check_assembled_rounds()
         data = r / "data"
         self.stage("generate physqa", data / "physqa", lambda: generate("physqa", c.physqa_n, data / "physqa", seed=c.seed,
                                                                           train_per_template=c.physqa_train_per_template))
@@ -228,6 +229,28 @@ class Pipeline:
                 "language", c.language, extra + ["stage=2", f"trainer.out_dir={r / f'{folder}_r{k}'}"] + c.stage2_overrides))
         return out
 
+    def last_round(self, folder: str) -> Path:
+        """The final folder of stage 2's last round (`folder`, then `folder`_r2, ...)."""
+        k = self.cfg.stage2_rounds
+        return self.root / (folder if k == 1 else f"{folder}_r{k}") / "final"
+
+    def sources(self) -> dict[str, str | None]:
+        """The training folders the pack's language modules are copied from (in pack.json)."""
+        blind = self.last_round("language_blind") if self.cfg.train_blind else None
+        return {"language": str(self.last_round("language").relative_to(self.root)),
+                "language_blind": str(blind.relative_to(self.root)) if blind else None}
+
+    def check_assembled_rounds(self) -> None:
+        """A resumed run skips "assemble pack" once pack.json exists: after stage2_rounds changes, the
+        new last round would be trained but the pack (and its scores) would keep the old one."""
+        saved = self.root / "pack" / "pack.json"
+        if not saved.is_file():
+            return
+        had = json.loads(saved.read_text()).get("sources")
+        if had is not None and had != self.sources():
+            raise ConfigError(f"{saved.parent} was assembled from {had['language']} but this recipe ships {self.sources()['language']} "
+                              f"(stage2_rounds={self.cfg.stage2_rounds}): delete {saved.parent} and {self.root / 'eval'}, or use a new out_dir")
+
     def world_model_source(self) -> str:
         """model.source of the bus world model's preset + overrides ("percept" or "objects"); the
         model config is validated here, so a bad value fails before the first stage, not an hour in."""
@@ -284,6 +307,7 @@ class Pipeline:
             "git_revision": git_revision(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "stages": self.log["stages"],
+            "sources": self.sources(),
         }
         with atomic_dir(pack) as tmp:
             from cogarch.registry import module_class

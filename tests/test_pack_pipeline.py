@@ -7,6 +7,7 @@ pipeline, not what it learns; the measured default pack is in docs/benchmarks.md
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -68,6 +69,7 @@ def test_pipeline_builds_a_complete_pack(tiny_pack: tuple[Config, Path]) -> None
         last = Path(cfg.out_dir) / f"{folder}_r{cfg.stage2_rounds}" / "final"
         assert (pack / shipped / "adapter_model.safetensors").read_bytes() == (last / "adapter_model.safetensors").read_bytes()
     assert meta["stages"] == stages  # pack.json times every stage, evaluate and check set included
+    assert meta["sources"] == {"language": "language_r2/final", "language_blind": "language_blind_r2/final"}
     planning = json.loads((pack / "planning" / "planning.json").read_text())
     assert planning["encoder"] == "perception:../perception" and planning["grid"] == cfg.planning_grid
     assert planning["trained_on"]["splits"] == {"train": 14}  # only the train episodes reach training
@@ -83,6 +85,14 @@ def test_rerun_skips_every_stage(tiny_pack: tuple[Config, Path], capsys: pytest.
     printed = capsys.readouterr().out
     assert "running" not in printed and printed.count("skipping") >= 15
     assert (pack / "pack.json").read_bytes() == before
+    # resuming with another number of stage-2 rounds would train the new round but keep the pack
+    # assembled from the old one: refused before any stage runs, naming what to delete
+    from cogarch.errors import ConfigError
+
+    more = dataclasses.replace(cfg, stage2_rounds=3)
+    with pytest.raises(ConfigError, match="assembled from language_r2/final but this recipe ships language_r3/final"):
+        run(more)
+    assert not (Path(cfg.out_dir) / "language_r3").exists()
 
 
 def test_pack_plans_through_the_cli(tiny_pack: tuple[Config, Path], tmp_path: Path) -> None:
