@@ -1,0 +1,56 @@
+#!/bin/bash
+# A third stage-2 round for the v11 language module: does the mix, not the amount, keep it from
+# counting? The v11 module (two stage-2 rounds of the pack's 22-template mix) counts at 40.5 on test
+# while 500 steps of counting alone reach 67.6 (docs/benchmarks.md, "What the object slots hold",
+# part 3). Each variant continues v11's language module (runs/l8/norm_cont/final, the shipped
+# cogarch/assets/default_pack/language) with the pack's stage-2 overrides, 1 thread, seed 0:
+#   r3    3000 more steps of the full mix (the control: what a third round gives by itself)
+#   hard  1500 steps on the four templates the slot rules read far better than the module
+#         (desc_count, desc_first_hit, desc_collide, desc_moving_end), then the r3 round on top
+#         (a curriculum: does a learned reading survive the mix?) -> hard (the first part), hard_mix
+#   rep   the r3 round with those four templates oversampled (template_repeat: count and first_hit
+#         x4, collide and moving_end x2: 64 % of the examples instead of 38 %)
+# and scores each on the pack's val and test splits (evals/bench/lang_eval.py --samples, for
+# evals/bench/paired.py). Results: docs/benchmarks.md, "What the object slots hold", part 4.
+#   bash evals/bench/language_round3.sh [OUT_DIR] [VARIANT ...]     (default: runs/l9, r3 hard rep)
+# Needs runs/l7/features (evals/bench/language_variants.sh makes it) and runs/l8/norm_cont/final
+# (the shipped module: cp -r cogarch/assets/default_pack/language runs/l8/norm_cont/final works too).
+set -e
+cd "$(dirname "$0")/../.."
+. evals/bench/recipe_lib.sh
+R=${1:-runs/l9}; shift || true
+VARIANTS=${*:-r3 hard rep}
+for v in $VARIANTS; do  # checked before any work
+  case $v in r3|hard|rep) ;; *) echo "error: unknown variant $v (r3 | hard | rep)" >&2; exit 2;; esac
+done
+FROM=runs/l8/norm_cont/final
+[ -f $FROM/language_config.json ] || { echo "error: no v11 language module at $FROM" >&2; exit 2; }
+[ -d runs/l7/features ] || { echo "error: no runs/l7/features (run evals/bench/language_variants.sh runs/l7 norm)" >&2; exit 2; }
+bench_suites physqa
+S2=$(ovr stage2_overrides)
+C="model.base_lm=cogarch/assets/default_pack/language/base data_dir=$PHYSQA features_dir=runs/l7/features trainer.seed=0 \
+model.pool_per_kind.forecast=none trainer.progress=false"
+HARD="templates=[desc_count,desc_first_hit,desc_collide,desc_moving_end]"
+W="template_repeat.desc_count=4 template_repeat.desc_first_hit=4 template_repeat.desc_collide=2 template_repeat.desc_moving_end=2"
+CG=.venv/bin/cogarch
+export OMP_NUM_THREADS=1
+mkdir -p $R
+train() {  # NAME INIT EXTRA...: one stage-2 round, kept when done
+  local name=$1 init=$2; shift 2
+  keep $R/$name/final || $CG train language --config configs/language/tiny.yaml $C stage=2 init_from=$init \
+    trainer.out_dir=$R/$name $S2 "$@" > $R/${name}_train.log 2>&1
+}
+score() {  # NAME: val and test
+  for s in val test; do
+    keep $R/$1_$s.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data $PHYSQA --features runs/l7/features \
+      --split $s --model $R/$1/final --out $R/$1_$s.json --samples $R/samples_$1_$s > $R/$1_$s.log 2>&1
+  done
+}
+for v in $VARIANTS; do
+  case $v in
+    r3) train r3 $FROM trainer.max_steps=3000; score r3;;
+    hard) train hard $FROM "$HARD" trainer.max_steps=1500 trainer.ckpt_every=500; score hard
+          train hard_mix $R/hard/final trainer.max_steps=3000; score hard_mix;;
+    rep) train rep $FROM $W trainer.max_steps=3000; score rep;;
+  esac
+done

@@ -1,0 +1,169 @@
+"""Which physqa templates can a small reader learn from the pack's bus rows? A supervised probe.
+
+The language module reads perception's object rows (and the world model's forecast of them) as
+soft prefix tokens. On several templates it stays near the answer prior while a fixed rule on the
+same rows does far better (slot_readout.py). This trains the smallest learned reader that sees
+what the module sees, one template at a time: the question's words (a learned embedding per word
+of the train questions) followed by one clip's rows of the chosen bus kinds (the language feature
+shards, time-major [T' x K, D] per kind; learned step, slot and kind embeddings), through a
+2-layer transformer encoder whose first output classifies among the train split's answers. Trained
+on the TRAIN split's questions of that template only; accuracy on val and test beside the train
+split's majority answer (the prior). A diagnostic: it never answers for the pack. Where it learns
+a template and the language module does not, the rows and the training questions suffice and the
+module's reader is the limit; where it does not, a learned reader of this size cannot get the
+answer out of these rows either.
+
+    python -m cogarch.evals.bench.template_probe --data runs/vf/physqa --features runs/l7/features --template desc_collide
+    python -m cogarch.evals.bench.template_probe ... --template pred_collide --kinds objects,forecast
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections import Counter
+
+import torch
+from torch import nn
+
+from cogarch.errors import UserError
+from cogarch.evals.bench import cli
+from cogarch.evals.bench.forecast_readout import question_rows  # one-line errors for a bad folder or split
+
+
+def words(question: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", question.lower())
+
+
+def template_rows(data: str, features: str, split: str, template: str, kinds: tuple[str, ...]):
+    """A split's questions of one template -> (rows {kind: [Q, N_k, D]}, question words, answers)."""
+    from cogarch.modules.language.data import FeatureShard
+
+    shard = FeatureShard(features, split)  # a missing or malformed shard is a UserError already
+    xs: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
+    qs, ys = [], []
+    for r in question_rows(data, split, (template,)):
+        if r["clip_id"] not in shard:
+            raise UserError(f"{features} has no {split} features for {r['clip_id']} (features of another suite?)")
+        parts = shard.get(shard.row_of(r["clip_id"]))
+        for k in kinds:
+            if k not in parts:
+                raise UserError(f"{features} has no {k!r} tokens (it has {sorted(parts)})")
+            xs[k].append(parts[k]["tokens"].float())
+        qs.append(words(r["question"]))
+        ys.append(str(r["answer"]))
+    if not ys:
+        raise UserError(f"{data!r} has no {split} questions of template {template!r}")
+    return {k: torch.stack(v) for k, v in xs.items()}, qs, ys
+
+
+class TemplateProbe(nn.Module):
+    """question word ids [B, L] + rows {kind: [B, N_k, D]} (time-major, `slots` per step) -> logits [B, C]."""
+
+    def __init__(self, dims: dict[str, int], steps: int, slots: int, vocab: int, classes: int, width: int = 64, layers: int = 2) -> None:
+        super().__init__()
+        self.kinds, self.slots = list(dims), slots
+        self.inp = nn.ModuleDict({k: nn.Sequential(nn.Linear(d, width), nn.GELU(), nn.Linear(width, width)) for k, d in dims.items()})
+        self.kind = nn.Embedding(len(dims), width)
+        self.word = nn.Embedding(vocab, width, padding_idx=0)
+        self.pos = nn.Embedding(64, width)  # word position in the question
+        self.step = nn.Embedding(steps, width)
+        self.slot = nn.Embedding(slots, width)
+        self.cls = nn.Parameter(torch.zeros(width))
+        layer = nn.TransformerEncoderLayer(width, 4, 2 * width, dropout=0.0, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)  # padded words: no prototype fast path
+        self.out = nn.Linear(width, classes)
+
+    def forward(self, qids: torch.Tensor, rows: dict[str, torch.Tensor]) -> torch.Tensor:
+        B, L = qids.shape
+        h = [self.cls.expand(B, 1, -1), self.word(qids) + self.pos(torch.arange(L, device=qids.device))]
+        pad = [torch.zeros(B, 1, dtype=torch.bool, device=qids.device), qids == 0]
+        for i, k in enumerate(self.kinds):
+            x = rows[k]
+            idx = torch.arange(x.shape[1], device=x.device)
+            h.append(self.inp[k](x) + self.kind.weight[i] + self.step(idx // self.slots) + self.slot(idx % self.slots))
+            pad.append(torch.zeros(B, x.shape[1], dtype=torch.bool, device=x.device))
+        return self.out(self.enc(torch.cat(h, 1), src_key_padding_mask=torch.cat(pad, 1))[:, 0])
+
+
+def encode(qs: list[list[str]], vocab: dict[str, int]) -> torch.Tensor:
+    """Word lists -> [Q, L] ids (0 = padding; words the train questions lack share id 1)."""
+    L = min(max(len(q) for q in qs), 64)
+    out = torch.zeros(len(qs), L, dtype=torch.long)
+    for i, q in enumerate(qs):
+        out[i, : min(len(q), L)] = torch.tensor([vocab.get(w, 1) for w in q[:L]])
+    return out
+
+
+def run(data: str, features: str, template: str = "desc_count", kinds: tuple[str, ...] = ("objects",), steps: int = 1500,
+        batch: int = 64, seed: int = 0, every: int = 500, slots: int = 6, lr: float = 1e-3) -> dict:
+    """Train on the train split's questions of `template`; accuracy on train / val / test every `every` steps."""
+    torch.manual_seed(seed)
+    sets = {s: template_rows(data, features, s, template, kinds) for s in ("train", "val", "test")}
+    rows, qs, ys = sets["train"]
+    vocab = {w: i + 2 for i, w in enumerate(sorted({w for q in qs for w in q}))}
+    answers = sorted(set(ys))
+    for s, (r, _, _) in sets.items():  # every split: the step embedding is sized from train's rows
+        for k in kinds:
+            if r[k].shape[1:] != rows[k].shape[1:] or rows[k].shape[1] % slots:
+                raise UserError(f"{s}: {tuple(r[k].shape[1:])} {k} rows per clip, train {tuple(rows[k].shape[1:])}, "
+                                f"which must be steps x {slots} slots (--slots)")
+    # an answer never given in train cannot be predicted: it counts as wrong (class -1)
+    enc = {s: (encode(q, vocab), r, torch.tensor([answers.index(a) if a in answers else -1 for a in y])) for s, (r, q, y) in sets.items()}
+    steps_max = max(rows[k].shape[1] // slots for k in kinds)
+    model = TemplateProbe({k: rows[k].shape[-1] for k in kinds}, steps_max, slots, len(vocab) + 2, len(answers))
+    opt = torch.optim.AdamW(model.parameters(), lr, weight_decay=0.01)
+    g = torch.Generator().manual_seed(seed)
+    q, x, y = enc["train"]
+    majority = Counter(y.tolist()).most_common(1)[0][0]
+    out = {"template": template, "kinds": list(kinds), "n": {s: len(t[2]) for s, t in enc.items()},
+           "prior": {s: round(100 * float((t[2] == majority).float().mean()), 1) for s, t in enc.items()}, "curve": []}
+    for step in range(steps + 1):
+        if step % every == 0 or step == steps:
+            model.eval()
+            with torch.no_grad():
+                acc = {s: round(100 * float((model(t[0], t[1]).argmax(-1) == t[2]).float().mean()), 1) for s, t in enc.items()}
+            model.train()
+            out["curve"].append({"step": step, **acc})
+        if step == steps:
+            break
+        i = torch.randint(0, len(y), (batch,), generator=g)
+        loss = nn.functional.cross_entropy(model(q[i], {k: v[i] for k, v in x.items()}), y[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return out
+
+
+def main(argv: list[str] | None = None, template: str = "desc_count") -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True, help="generated physqa suite (its questions/)")
+    ap.add_argument("--features", required=True, help="language feature shards of that suite (cogarch/features.py)")
+    ap.add_argument("--template", default=template, help=f"question template (default {template})")
+    ap.add_argument("--kinds", default="objects", help="bus kinds read, comma-separated (e.g. objects,forecast)")
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--every", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--slots", type=int, default=6, help="object slots per step in the rows (the pack's head: 6)")
+    ap.add_argument("--out", help="write the curve as JSON here")
+    args = ap.parse_args(argv)
+    if args.steps < 1 or args.batch < 1 or args.every < 1 or args.slots < 1:
+        raise UserError("--steps, --batch, --every and --slots must be >= 1")
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    if not kinds:
+        raise UserError("--kinds names no bus kind")
+    res = run(args.data, args.features, args.template, kinds, args.steps, args.batch, args.seed, args.every, args.slots)
+    print(f"{res['template']} from {','.join(kinds)}: questions {res['n']}; prior (train majority) {res['prior']}")
+    print("| step | train | val | test |\n|---|---|---|---|")
+    for r in res["curve"]:
+        print(f"| {r['step']} | {r['train']} | {r['val']} | {r['test']} |")
+    if args.out:
+        from cogarch.fsutil import atomic_write_json
+
+        atomic_write_json(args.out, res)
+    return 0
+
+
+if __name__ == "__main__":
+    cli(main)
