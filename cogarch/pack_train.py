@@ -74,6 +74,10 @@ class Config:
     # warmup + cosine schedule (a warm restart, as SGDR, Loshchilov & Hutter 2017). The blind
     # baseline gets the same rounds, so it is trained exactly as long.
     stage2_rounds: int = 1
+    # Extra overrides of round k (entry k-1), after stage2_overrides, for the model and the blind
+    # baseline alike: e.g. [[], [], ["trainer.max_steps=3000", "template_repeat.desc_count=4"]]
+    # (a shorter third round that oversamples counting). Rounds past the list get none.
+    stage2_round_overrides: list[list[str]] = field(default_factory=list)
     train_blind: bool = True  # also train the blind (no-video) language baseline on the same QA
     memory: str = "configs/memory/default.yaml"
     eval_limit: int = 0  # 0: the whole test split
@@ -136,6 +140,8 @@ class Pipeline:
             raise ConfigError(f"voe_design must be one of {', '.join(VOE_DESIGNS)}, got {c.voe_design!r}")
         if c.stage2_rounds < 1:
             raise ConfigError(f"stage2_rounds must be >= 1, got {c.stage2_rounds}")
+        if len(c.stage2_round_overrides) > c.stage2_rounds:
+            raise ConfigError(f"stage2_round_overrides has {len(c.stage2_round_overrides)} rounds' entries, stage2_rounds is {c.stage2_rounds}")
         self.check_resumed_world_model(source)
         self.check_assembled_rounds()
         data = r / "data"
@@ -219,14 +225,18 @@ class Pipeline:
         """Language stage 2 (`folder`), then rounds 2..stage2_rounds (`folder`_r2, ...), each from the
         previous round's final weights; returns the last round's final folder."""
         c, r = self.cfg, self.root
+
+        def round_overrides(k: int) -> list[str]:
+            return c.stage2_overrides + (list(c.stage2_round_overrides[k - 1]) if k <= len(c.stage2_round_overrides) else [])
+
         out = r / folder / "final"
         self.stage(name, out, lambda: self.train("language", c.language, overrides + ["stage=2", f"trainer.out_dir={r / folder}"]
-                                                 + c.stage2_overrides))
+                                                 + round_overrides(1)))
         for k in range(2, c.stage2_rounds + 1):
             prev, out = out, r / f"{folder}_r{k}" / "final"
             extra = [o for o in overrides if not o.startswith("init_from=")] + [f"init_from={prev}"]
             self.stage(f"{name} round {k}", out, lambda extra=extra, k=k: self.train(
-                "language", c.language, extra + ["stage=2", f"trainer.out_dir={r / f'{folder}_r{k}'}"] + c.stage2_overrides))
+                "language", c.language, extra + ["stage=2", f"trainer.out_dir={r / f'{folder}_r{k}'}"] + round_overrides(k)))
         return out
 
     def last_round(self, folder: str) -> Path:

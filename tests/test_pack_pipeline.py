@@ -133,6 +133,16 @@ def test_stage2_rounds_continue_from_the_previous_round(tmp_path: Path) -> None:
     calls.clear()
     pipe.stage2_rounds("blind", "language_blind", ["blind=true"])  # every round done: nothing retrained
     assert calls == []
+    # per-round extras come after the stage-2 overrides, for the model and the blind baseline alike
+    cfg = load_config(Config, None, [f"out_dir={tmp_path / 'x'}", "stage2_rounds=3", 'stage2_overrides=["trainer.max_steps=7"]',
+                                     'stage2_round_overrides=[[], ["template_repeat.desc_count=4", "trainer.max_steps=3"]]'])
+    pipe = Pipeline(cfg, resume=False)
+    pipe.train = train
+    calls.clear()
+    pipe.stage2_rounds("blind", "language_blind", ["blind=true"])
+    assert [c[-3:] for c in calls] == [["stage=2", f"trainer.out_dir={tmp_path / 'x' / 'language_blind'}", "trainer.max_steps=7"],
+                                       ["trainer.max_steps=7", "template_repeat.desc_count=4", "trainer.max_steps=3"],
+                                       ["stage=2", f"trainer.out_dir={tmp_path / 'x' / 'language_blind_r3'}", "trainer.max_steps=7"]]
 
 
 def test_object_world_model_needs_object_slots(tmp_path: Path) -> None:
@@ -157,6 +167,11 @@ def test_object_world_model_needs_object_slots(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="stage2_rounds"):
         run(cfg)
     assert not (tmp_path / "s" / "data").exists()
+    cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 't'}", "stage2_rounds=1",
+                                                            'stage2_round_overrides=[[], ["trainer.max_steps=3"]]'])
+    with pytest.raises(ConfigError, match="stage2_round_overrides has 2"):
+        run(cfg)
+    assert not (tmp_path / "t" / "data").exists()
     # resuming a run whose world model was trained on the other source is refused, not mixed
     old = tmp_path / "r" / "world_model" / "final"
     old.mkdir(parents=True)

@@ -10,21 +10,27 @@
 #         (a curriculum: does a learned reading survive the mix?) -> hard (the first part), hard_mix
 #   rep   the r3 round with those four templates oversampled (template_repeat: count and first_hit
 #         x4, collide and moving_end x2: 64 % of the examples instead of 38 %)
+#   rep2  the r3 round with counting alone oversampled (template_repeat.desc_count=4: 27 % of the
+#         examples instead of 8.6 %), the only one of the four a reader learned in hard and rep
+#   blind the shipped blind LM (v11: two rounds) given the r3 round and the rep2 round (blind_r3,
+#         blind_rep2): the baselines of the same recipes
 # and scores each on the pack's val and test splits (evals/bench/lang_eval.py --samples, for
 # evals/bench/paired.py). Results: docs/benchmarks.md, "What the object slots hold", part 4.
-#   bash evals/bench/language_round3.sh [OUT_DIR] [VARIANT ...]     (default: runs/l9, r3 hard rep)
+#   bash evals/bench/language_round3.sh [OUT_DIR] [VARIANT ...]     (default: runs/l9, r3 hard rep rep2 blind)
 # Needs runs/l7/features (evals/bench/language_variants.sh makes it) and runs/l8/norm_cont/final
 # (the shipped module: cp -r cogarch/assets/default_pack/language runs/l8/norm_cont/final works too).
 set -e
 cd "$(dirname "$0")/../.."
 . evals/bench/recipe_lib.sh
 R=${1:-runs/l9}; shift || true
-VARIANTS=${*:-r3 hard rep}
+VARIANTS=${*:-r3 hard rep rep2 blind}
 for v in $VARIANTS; do  # checked before any work
-  case $v in r3|hard|rep) ;; *) echo "error: unknown variant $v (r3 | hard | rep)" >&2; exit 2;; esac
+  case $v in r3|hard|rep|rep2|blind) ;; *) echo "error: unknown variant $v (r3 | hard | rep | rep2 | blind)" >&2; exit 2;; esac
 done
 FROM=runs/l8/norm_cont/final
+BLIND=runs/l8/blind_r2/final
 [ -f $FROM/language_config.json ] || { echo "error: no v11 language module at $FROM" >&2; exit 2; }
+[ -f $BLIND/language_config.json ] || { echo "error: no v11 blind LM at $BLIND" >&2; exit 2; }
 [ -d runs/l7/features ] || { echo "error: no runs/l7/features (run evals/bench/language_variants.sh runs/l7 norm)" >&2; exit 2; }
 bench_suites physqa
 S2=$(ovr stage2_overrides)
@@ -32,6 +38,7 @@ C="model.base_lm=cogarch/assets/default_pack/language/base data_dir=$PHYSQA feat
 model.pool_per_kind.forecast=none trainer.progress=false"
 HARD="templates=[desc_count,desc_first_hit,desc_collide,desc_moving_end]"
 W="template_repeat.desc_count=4 template_repeat.desc_first_hit=4 template_repeat.desc_collide=2 template_repeat.desc_moving_end=2"
+W2="template_repeat.desc_count=4"
 CG=.venv/bin/cogarch
 export OMP_NUM_THREADS=1
 mkdir -p $R
@@ -40,10 +47,13 @@ train() {  # NAME INIT EXTRA...: one stage-2 round, kept when done
   keep $R/$name/final || $CG train language --config configs/language/tiny.yaml $C stage=2 init_from=$init \
     trainer.out_dir=$R/$name $S2 "$@" > $R/${name}_train.log 2>&1
 }
-score() {  # NAME: val and test
+score() {  # NAME [BLIND]: val and test (with BLIND: its blind LM scored beside it, no bus tokens)
+  local extra=""
+  [ -n "$2" ] && extra="--blind $R/$2/final"
   for s in val test; do
-    keep $R/$1_$s.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data $PHYSQA --features runs/l7/features \
-      --split $s --model $R/$1/final --out $R/$1_$s.json --samples $R/samples_$1_$s > $R/$1_$s.log 2>&1
+    keep $R/$1${2:+_$2}_$s.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data $PHYSQA --features runs/l7/features \
+      --split $s --model $R/$1/final $extra --out $R/$1${2:+_$2}_$s.json --samples $R/samples_$1${2:+_$2}_$s \
+      > $R/$1${2:+_$2}_$s.log 2>&1
   done
 }
 for v in $VARIANTS; do
@@ -52,5 +62,8 @@ for v in $VARIANTS; do
     hard) train hard $FROM "$HARD" trainer.max_steps=1500 trainer.ckpt_every=500; score hard
           train hard_mix $R/hard/final trainer.max_steps=3000; score hard_mix;;
     rep) train rep $FROM $W trainer.max_steps=3000; score rep;;
+    rep2) train rep2 $FROM $W2 trainer.max_steps=3000; score rep2;;
+    blind) train blind_r3 $BLIND blind=true trainer.max_steps=3000; score r3 blind_r3
+           train blind_rep2 $BLIND blind=true $W2 trainer.max_steps=3000; score rep2 blind_rep2;;
   esac
 done
