@@ -35,6 +35,7 @@ def test_cli_maps_user_error_to_exit_2(capsys):
                                   ["slot_readout", "--pack", "/nonexistent", "--data", "/nonexistent"],
                                   ["count_probe", "--data", "/nonexistent", "--features", "/nonexistent"],
                                   ["template_probe", "--data", "/nonexistent", "--features", "/nonexistent"],
+                                  ["repack_language", "--language", "/nonexistent", "--blind", "/x", "--out", "/tmp/x", "--how", "x"],
                                   ["paired", "/nonexistent/a.jsonl", "/nonexistent/b.jsonl"]])
 def test_bench_script_bad_path(args):
     r = subprocess.run([sys.executable, "-m", f"cogarch.evals.bench.{args[0]}", *args[1:]], capture_output=True, text=True)

@@ -1,0 +1,87 @@
+"""Replace a pack's language module and blind baseline, then re-score it as the pipeline does.
+
+How the v11 and v12 default packs were made (docs/benchmarks.md, "What the object slots hold",
+parts 3 and 4): the perception, world model, planning and memory of the pack are kept; its
+`language` and `language_blind` folders are replaced by retrained ones; pack.json records the
+recipe keys given with --set and a `language_rebuild` note; physqa test (from --data, the pack's
+own generated suite) and the check set are re-scored through the pack (`cogarch eval`, as
+`Pipeline.evaluate` / `Pipeline.check` do); the VoE and planning entries are kept, since those
+modules did not change. Writes --out; installing it as cogarch/assets/default_pack is a separate
+step (`cp -r`).
+
+    python evals/bench/repack_language.py --language runs/l8/norm_cont/final --blind runs/l8/blind_r2/final \\
+        --out runs/l8/pack11 --set stage2_rounds=2 --how "..."                       # v11
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+
+from cogarch.config import load_config
+from cogarch.errors import UserError
+from cogarch.evals.bench import cli
+from cogarch.fsutil import atomic_write_json
+from cogarch.pack_train import Config, Pipeline, git_revision
+
+
+def repack(src: Path, language: Path, blind: Path, out: Path, data: Path, sets: dict, how: str) -> dict:
+    from cogarch.evalglue import install
+    from cogarch.evals.runner import run_eval
+
+    for p, what in ((src / "pack.json", "pack"), (language / "language_config.json", "language folder"),
+                    (blind / "language_config.json", "blind language folder"), (data / "questions", "physqa suite")):
+        if not p.exists():
+            raise UserError(f"{p.parent} is not a {what} (no {p.name})")
+    meta = json.loads((src / "pack.json").read_text())
+    cfg = dict(meta["config"], **sets)
+    load_config(Config, None, [f"{k}={json.dumps(v)}" for k, v in cfg.items()])  # the recorded recipe must load
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(src, out)
+    for sub, new in (("language", language), ("language_blind", blind)):
+        shutil.rmtree(out / sub)
+        shutil.copytree(new, out / sub)
+    meta["config"] = cfg
+    meta["language_rebuild"] = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git_revision": git_revision(),
+                                "language": str(language), "language_blind": str(blind), "how": how}
+    atomic_write_json(out / "pack.json", meta)
+    install()
+    res = run_eval("physqa", str(out), str(data), None, str(out.parent / f"{out.name}_eval" / "physqa"), seed=0, split="test")
+    meta = json.loads((out / "pack.json").read_text())
+    meta["eval"]["physqa"] = {"metrics": res["metrics"], "baselines": res.get("baselines", {}), "n": res.get("n")}
+    atomic_write_json(out / "pack.json", meta)
+    Pipeline(load_config(Config, None, [f"out_dir={out.parent / (out.name + '_eval')}"]), resume=False).check(out)
+    return json.loads((out / "pack.json").read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pack", default="cogarch/assets/default_pack", help="the pack whose other modules are kept")
+    ap.add_argument("--language", required=True, help="the new language module (a saved …/final folder)")
+    ap.add_argument("--blind", required=True, help="the new blind baseline, trained with the same recipe")
+    ap.add_argument("--out", required=True, help="where the new pack is written (replaced if it exists)")
+    ap.add_argument("--data", default="runs/vf/physqa", help="the pack's own physqa suite (its test split is scored)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=YAML", help="recipe keys to record in pack.json's config")
+    ap.add_argument("--how", required=True, help="how the new language folders were trained (recorded in pack.json)")
+    args = ap.parse_args(argv)
+    sets = {}
+    for item in args.set:
+        if "=" not in item:
+            raise UserError(f"--set {item!r} must look like key=value")
+        key, value = item.split("=", 1)
+        sets[key] = yaml.safe_load(value)
+    if Path(args.out).resolve() == Path(args.pack).resolve():
+        raise UserError("--out must not be the source --pack (write elsewhere, then copy)")
+    meta = repack(Path(args.pack), Path(args.language), Path(args.blind), Path(args.out), Path(args.data), sets, args.how)
+    print(json.dumps({k: v["acc"] for k, v in meta["eval"]["physqa"]["metrics"].items()}), meta["check"]["metrics"])
+    return 0
+
+
+if __name__ == "__main__":  # the evaluation spawns workers that re-import this file
+    cli(main)
