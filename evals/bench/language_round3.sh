@@ -12,8 +12,9 @@
 #         x4, collide and moving_end x2: 64 % of the examples instead of 38 %)
 #   rep2  the r3 round with counting alone oversampled (template_repeat.desc_count=4: 27 % of the
 #         examples instead of 8.6 %), the only one of the four a reader learned in hard and rep
-#   blind the shipped blind LM (v11: two rounds) given the r3 round and the rep2 round (blind_r3,
-#         blind_rep2): the baselines of the same recipes
+#   blind the v11 blind LM (two rounds) given the r3 round, the rep2 round and hard's curriculum
+#         (blind_r3, blind_rep2, blind_hard -> blind_hard_mix): the baselines of the same recipes,
+#         each scored beside its model
 # and scores each on the pack's val and test splits (evals/bench/lang_eval.py --samples, for
 # evals/bench/paired.py). Results: docs/benchmarks.md, "What the object slots hold", part 4.
 #   bash evals/bench/language_round3.sh [OUT_DIR] [VARIANT ...]     (default: runs/l9, r3 hard rep rep2 blind)
@@ -64,6 +65,8 @@ for v in $VARIANTS; do
     rep) train rep $FROM $W trainer.max_steps=3000; score rep;;
     rep2) train rep2 $FROM $W2 trainer.max_steps=3000; score rep2;;
     blind) train blind_r3 $BLIND blind=true trainer.max_steps=3000; score r3 blind_r3
-           train blind_rep2 $BLIND blind=true $W2 trainer.max_steps=3000; score rep2 blind_rep2;;
+           train blind_rep2 $BLIND blind=true $W2 trainer.max_steps=3000; score rep2 blind_rep2
+           train blind_hard $BLIND blind=true "$HARD" trainer.max_steps=1500 trainer.ckpt_every=500
+           train blind_hard_mix $R/blind_hard/final blind=true trainer.max_steps=3000; score hard_mix blind_hard_mix;;
   esac
 done
