@@ -11,6 +11,11 @@ step (`cp -r`).
 
     python evals/bench/repack_language.py --language runs/l8/norm_cont/final --blind runs/l8/blind_r2/final \\
         --out runs/l8/pack11 --set stage2_rounds=2 --how "..."                       # v11
+    python evals/bench/repack_language.py --language runs/l9/rep2/final --blind runs/l9/blind_rep2/final \
+        --out runs/l9/pack12 --set stage2_rounds=3 \
+        --set 'stage2_round_overrides=[[], [], ["trainer.max_steps=3000", "template_repeat.desc_count=4"]]' --how "..."   # v12
+(v11 was made by this script's predecessor, pack_v11.py, from the v10 pack; rerun with --pack set to
+the v11 pack and these v11 inputs it reproduces v11's physqa test and check numbers exactly.)
 """
 
 from __future__ import annotations
