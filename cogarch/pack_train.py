@@ -258,8 +258,11 @@ class Pipeline:
             return
         had = json.loads(saved.read_text()).get("sources")
         if had is not None and had != self.sources():
-            raise ConfigError(f"{saved.parent} was assembled from {had['language']} but this recipe ships {self.sources()['language']} "
-                              f"(stage2_rounds={self.cfg.stage2_rounds}): delete {saved.parent} and {self.root / 'eval'}, or use a new out_dir")
+            now = self.sources()
+            what = (f"{had['language']} but this recipe ships {now['language']}" if had["language"] != now["language"]
+                    else f"{had} but this recipe ships {now}")
+            raise ConfigError(f"{saved.parent} was assembled from {what} (stage2_rounds={self.cfg.stage2_rounds}, "
+                              f"train_blind={self.cfg.train_blind}): delete {saved.parent} and {self.root / 'eval'}, or use a new out_dir")
 
     def world_model_source(self) -> str:
         """model.source of the bus world model's preset + overrides ("percept" or "objects"); the

@@ -28,6 +28,8 @@ TINY = {
     "language_pretrain_overrides": ["trainer.max_steps=2", "trainer.ckpt_every=0"],
     "stage1_overrides": ["trainer.max_steps=2", "model.pool=grid", "model.grid=4", "model.max_tokens=64", "trainer.ckpt_every=0"],
     "stage2_overrides": ["trainer.max_steps=2", "model.pool=grid", "model.grid=4", "model.max_tokens=64", "trainer.ckpt_every=0"],
+    # the default recipe's third round (stage2_rounds: 3) at toy size, oversampling as it does
+    "stage2_round_overrides": [[], [], ["trainer.max_steps=2", "template_repeat.desc_count=2"]],
 }
 
 
@@ -63,13 +65,15 @@ def test_pipeline_builds_a_complete_pack(tiny_pack: tuple[Config, Path]) -> None
     language = json.loads((pack / "language" / "language_config.json").read_text())
     assert language["config"]["pool_per_kind"] == {"objects": "none", "forecast": "none"}
     assert {"generate planning", "planning features", "planning world model", "critic"} <= set(stages)
-    # stage2_rounds (2 in the default recipe): the pack ships the last round of each, trained from the first
-    assert {"language stage 2 round 2", "blind language baseline round 2"} <= set(stages)
+    # stage2_rounds (3 in the default recipe): the pack ships the last round of each, trained from the one before
+    assert cfg.stage2_rounds == 3
+    assert {"language stage 2 round 2", "blind language baseline round 2", "language stage 2 round 3",
+            "blind language baseline round 3"} <= set(stages)
     for folder, shipped in (("language", "language"), ("language_blind", "language_blind")):
         last = Path(cfg.out_dir) / f"{folder}_r{cfg.stage2_rounds}" / "final"
         assert (pack / shipped / "adapter_model.safetensors").read_bytes() == (last / "adapter_model.safetensors").read_bytes()
     assert meta["stages"] == stages  # pack.json times every stage, evaluate and check set included
-    assert meta["sources"] == {"language": "language_r2/final", "language_blind": "language_blind_r2/final"}
+    assert meta["sources"] == {"language": "language_r3/final", "language_blind": "language_blind_r3/final"}
     planning = json.loads((pack / "planning" / "planning.json").read_text())
     assert planning["encoder"] == "perception:../perception" and planning["grid"] == cfg.planning_grid
     assert planning["trained_on"]["splits"] == {"train": 14}  # only the train episodes reach training
@@ -89,10 +93,10 @@ def test_rerun_skips_every_stage(tiny_pack: tuple[Config, Path], capsys: pytest.
     # assembled from the old one: refused before any stage runs, naming what to delete
     from cogarch.errors import ConfigError
 
-    more = dataclasses.replace(cfg, stage2_rounds=3)
-    with pytest.raises(ConfigError, match="assembled from language_r2/final but this recipe ships language_r3/final"):
+    more = dataclasses.replace(cfg, stage2_rounds=4)
+    with pytest.raises(ConfigError, match="assembled from language_r3/final but this recipe ships language_r4/final"):
         run(more)
-    assert not (Path(cfg.out_dir) / "language_r3").exists()
+    assert not (Path(cfg.out_dir) / "language_r4").exists()
 
 
 def test_pack_plans_through_the_cli(tiny_pack: tuple[Config, Path], tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 # A third stage-2 round for the v11 language module: does the mix, not the amount, keep it from
 # counting? The v11 module (two stage-2 rounds of the pack's 22-template mix) counts at 40.5 on test
 # while 500 steps of counting alone reach 67.6 (docs/benchmarks.md, "What the object slots hold",
-# part 3). Each variant continues v11's language module (runs/l8/norm_cont/final, the shipped
+# part 3). Each variant continues v11's language module (runs/l8/norm_cont/final, v11's shipped
 # cogarch/assets/default_pack/language) with the pack's stage-2 overrides, 1 thread, seed 0:
 #   r3    3000 more steps of the full mix (the control: what a third round gives by itself)
 #   hard  1500 steps on the four templates the slot rules read far better than the module
@@ -18,15 +18,27 @@
 # and scores each on the pack's val and test splits (evals/bench/lang_eval.py --samples, for
 # evals/bench/paired.py). Results: docs/benchmarks.md, "What the object slots hold", part 4.
 #   bash evals/bench/language_round3.sh [OUT_DIR] [VARIANT ...]     (default: runs/l9, r3 hard rep rep2 blind)
-# Needs runs/l7/features (evals/bench/language_variants.sh makes it) and runs/l8/norm_cont/final
-# (the shipped module: cp -r cogarch/assets/default_pack/language runs/l8/norm_cont/final works too).
+# Needs runs/l7/features (evals/bench/language_variants.sh makes it), runs/l8/norm_cont/final and
+# runs/l8/blind_r2/final (v11's language module and blind LM; since v12 ships, take them from the
+# commit that shipped v11: git archive 422d4f3 cogarch/assets/default_pack | tar -x -C /tmp/v11, then
+# cp -r /tmp/v11/cogarch/assets/default_pack/language runs/l8/norm_cont/final, language_blind likewise).
+# `blind` scores each blind LM beside its model: list r3, rep2 and hard before it, or have them done.
 set -e
 cd "$(dirname "$0")/../.."
 . evals/bench/recipe_lib.sh
 R=${1:-runs/l9}; shift || true
 VARIANTS=${*:-r3 hard rep rep2 blind}
+case $R in r3|hard|rep|rep2|blind) echo "error: the first argument is the output folder (got the variant $R)" >&2; exit 2;; esac
+seen=" "
 for v in $VARIANTS; do  # checked before any work
   case $v in r3|hard|rep|rep2|blind) ;; *) echo "error: unknown variant $v (r3 | hard | rep | rep2 | blind)" >&2; exit 2;; esac
+  if [ $v = blind ]; then
+    for need in r3:r3 rep2:rep2 hard:hard_mix; do
+      case "$seen" in *" ${need%%:*} "*) ;; *) [ -d $R/${need##*:}/final ] || {
+        echo "error: blind scores its LMs beside $R/${need##*:}/final: run variant ${need%%:*} first" >&2; exit 2; };; esac
+    done
+  fi
+  seen="$seen$v "
 done
 FROM=runs/l8/norm_cont/final
 BLIND=runs/l8/blind_r2/final

@@ -9,13 +9,15 @@ own generated suite) and the check set are re-scored through the pack (`cogarch 
 modules did not change. Writes --out; installing it as cogarch/assets/default_pack is a separate
 step (`cp -r`).
 
-    python evals/bench/repack_language.py --language runs/l8/norm_cont/final --blind runs/l8/blind_r2/final \\
-        --out runs/l8/pack11 --set stage2_rounds=2 --how "..."                       # v11
-    python evals/bench/repack_language.py --language runs/l9/rep2/final --blind runs/l9/blind_rep2/final \
-        --out runs/l9/pack12 --set stage2_rounds=3 \
+    python evals/bench/repack_language.py --pack V10_PACK --language runs/l8/norm_cont/final \\
+        --blind runs/l8/blind_r2/final --out runs/l8/pack11 --set stage2_rounds=2 --how "..."     # v11
+    python evals/bench/repack_language.py --pack V11_PACK --language runs/l9/rep2/final \\
+        --blind runs/l9/blind_rep2/final --out runs/l9/pack12 --set stage2_rounds=3 \\
         --set 'stage2_round_overrides=[[], [], ["trainer.max_steps=3000", "template_repeat.desc_count=4"]]' --how "..."   # v12
-(v11 was made by this script's predecessor, pack_v11.py, from the v10 pack; rerun with --pack set to
-the v11 pack and these v11 inputs it reproduces v11's physqa test and check numbers exactly.)
+(V10_PACK / V11_PACK: cogarch/assets/default_pack at a commit that shipped it, e.g. `git archive 422d4f3
+cogarch/assets/default_pack | tar -x -C /tmp/v11` for v11. v11 was made by this script's predecessor,
+pack_v11.py; rerun on the v11 pack with v11's inputs, this script reproduces v11's physqa test and
+check numbers exactly.)
 """
 
 from __future__ import annotations
@@ -39,11 +41,20 @@ def repack(src: Path, language: Path, blind: Path, out: Path, data: Path, sets: 
     from cogarch.evalglue import install
     from cogarch.evals.runner import run_eval
 
-    for p, what in ((src / "pack.json", "pack"), (language / "language_config.json", "language folder"),
+    for p, what in ((src / "pack.json", "pack"), (src / "language_blind", "pack with a blind baseline"),
+                    (language / "language_config.json", "language folder"),
                     (blind / "language_config.json", "blind language folder"), (data / "questions", "physqa suite")):
         if not p.exists():
             raise UserError(f"{p.parent} is not a {what} (no {p.name})")
+    o = out.resolve()
+    for p in (src, language, blind, data):  # out is replaced: it must hold none of the inputs, nor sit in the pack
+        if o == p.resolve() or o in p.resolve().parents or p.resolve() in o.parents:
+            raise UserError(f"--out {out} overlaps the input {p}: write the new pack elsewhere")
+    if out.exists() and not (out / "pack.json").is_file():
+        raise UserError(f"--out {out} exists and is not a pack: refusing to replace it")
     meta = json.loads((src / "pack.json").read_text())
+    if not isinstance(meta.get("config"), dict) or "physqa" not in meta.get("eval", {}):
+        raise UserError(f"{src / 'pack.json'} has no recipe config or physqa evaluation (not a trained pack)")
     cfg = dict(meta["config"], **sets)
     load_config(Config, None, [f"{k}={json.dumps(v)}" for k, v in cfg.items()])  # the recorded recipe must load
     if out.exists():
@@ -80,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         if "=" not in item:
             raise UserError(f"--set {item!r} must look like key=value")
         key, value = item.split("=", 1)
-        sets[key] = yaml.safe_load(value)
-    if Path(args.out).resolve() == Path(args.pack).resolve():
-        raise UserError("--out must not be the source --pack (write elsewhere, then copy)")
+        try:
+            sets[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UserError(f"--set {item!r}: the value is not valid YAML") from None
     meta = repack(Path(args.pack), Path(args.language), Path(args.blind), Path(args.out), Path(args.data), sets, args.how)
     print(json.dumps({k: v["acc"] for k, v in meta["eval"]["physqa"]["metrics"].items()}), meta["check"]["metrics"])
     return 0
