@@ -239,16 +239,16 @@ class Pipeline:
                 "language", c.language, extra + ["stage=2", f"trainer.out_dir={r / f'{folder}_r{k}'}"] + round_overrides(k)))
         return out
 
-    def last_round(self, folder: str) -> Path:
-        """The final folder of stage 2's last round (`folder`, then `folder`_r2, ...)."""
-        k = self.cfg.stage2_rounds
-        return self.root / (folder if k == 1 else f"{folder}_r{k}") / "final"
+    def sources(self, rounds: int | None = None, train_blind: bool | None = None) -> dict[str, str | None]:
+        """The training folders the pack's language modules are copied from (in pack.json); for
+        another number of rounds / blind setting when given (a pack assembled under another recipe)."""
+        k = self.cfg.stage2_rounds if rounds is None else rounds
+        blind = self.cfg.train_blind if train_blind is None else train_blind
 
-    def sources(self) -> dict[str, str | None]:
-        """The training folders the pack's language modules are copied from (in pack.json)."""
-        blind = self.last_round("language_blind") if self.cfg.train_blind else None
-        return {"language": str(self.last_round("language").relative_to(self.root)),
-                "language_blind": str(blind.relative_to(self.root)) if blind else None}
+        def last(folder: str) -> str:
+            return f"{folder}/final" if k == 1 else f"{folder}_r{k}/final"
+
+        return {"language": last("language"), "language_blind": last("language_blind") if blind else None}
 
     def check_assembled_rounds(self) -> None:
         """A resumed run skips "assemble pack" once pack.json exists: after stage2_rounds changes, the
@@ -256,8 +256,12 @@ class Pipeline:
         saved = self.root / "pack" / "pack.json"
         if not saved.is_file():
             return
-        had = json.loads(saved.read_text()).get("sources")
-        if had is not None and had != self.sources():
+        meta = json.loads(saved.read_text())
+        had = meta.get("sources")
+        if had is None:  # assembled before pack.json recorded its sources: its recorded recipe says which
+            cfg = meta.get("config", {})
+            had = self.sources(int(cfg.get("stage2_rounds", 1)), bool(cfg.get("train_blind", True)))
+        if had != self.sources():
             now = self.sources()
             what = (f"{had['language']} but this recipe ships {now['language']}" if had["language"] != now["language"]
                     else f"{had} but this recipe ships {now}")

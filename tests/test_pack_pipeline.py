@@ -176,6 +176,14 @@ def test_object_world_model_needs_object_slots(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="stage2_round_overrides has 2"):
         run(cfg)
     assert not (tmp_path / "t" / "data").exists()
+    # a pack assembled before pack.json recorded its sources: its recorded recipe (2 rounds) decides
+    old_pack = tmp_path / "u" / "pack"
+    old_pack.mkdir(parents=True)
+    (old_pack / "pack.json").write_text(json.dumps({"config": {"stage2_rounds": 2, "train_blind": True}}))
+    cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'u'}"])
+    with pytest.raises(ConfigError, match="assembled from language_r2/final but this recipe ships language_r3/final"):
+        run(cfg)
+    assert not (tmp_path / "u" / "data").exists()
     # resuming a run whose world model was trained on the other source is refused, not mixed
     old = tmp_path / "r" / "world_model" / "final"
     old.mkdir(parents=True)
