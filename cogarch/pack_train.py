@@ -105,6 +105,11 @@ def git_revision() -> str:
         return "unknown"
 
 
+def round_folder(folder: str, k: int) -> str:
+    """The run folder of stage-2 round k: `folder` for the first round, `folder`_r<k> after it."""
+    return folder if k == 1 else f"{folder}_r{k}"
+
+
 class Pipeline:
     def __init__(self, cfg: Config, resume: bool) -> None:
         self.cfg, self.resume = cfg, resume
@@ -233,10 +238,10 @@ class Pipeline:
         self.stage(name, out, lambda: self.train("language", c.language, overrides + ["stage=2", f"trainer.out_dir={r / folder}"]
                                                  + round_overrides(1)))
         for k in range(2, c.stage2_rounds + 1):
-            prev, out = out, r / f"{folder}_r{k}" / "final"
+            prev, out = out, r / round_folder(folder, k) / "final"
             extra = [o for o in overrides if not o.startswith("init_from=")] + [f"init_from={prev}"]
             self.stage(f"{name} round {k}", out, lambda extra=extra, k=k: self.train(
-                "language", c.language, extra + ["stage=2", f"trainer.out_dir={r / f'{folder}_r{k}'}"] + round_overrides(k)))
+                "language", c.language, extra + ["stage=2", f"trainer.out_dir={r / round_folder(folder, k)}"] + round_overrides(k)))
         return out
 
     def sources(self, rounds: int | None = None, train_blind: bool | None = None) -> dict[str, str | None]:
@@ -244,11 +249,8 @@ class Pipeline:
         another number of rounds / blind setting when given (a pack assembled under another recipe)."""
         k = self.cfg.stage2_rounds if rounds is None else rounds
         blind = self.cfg.train_blind if train_blind is None else train_blind
-
-        def last(folder: str) -> str:
-            return f"{folder}/final" if k == 1 else f"{folder}_r{k}/final"
-
-        return {"language": last("language"), "language_blind": last("language_blind") if blind else None}
+        return {"language": f"{round_folder('language', k)}/final",
+                "language_blind": f"{round_folder('language_blind', k)}/final" if blind else None}
 
     def check_assembled_rounds(self) -> None:
         """A resumed run skips "assemble pack" once pack.json exists: after stage2_rounds changes, the

@@ -17,8 +17,6 @@ its capacity).
 from __future__ import annotations
 
 import argparse
-import json
-from collections import Counter
 
 import torch
 from torch import nn
@@ -26,6 +24,7 @@ from torch import nn
 from cogarch.errors import UserError
 from cogarch.evals.bench import cli
 from cogarch.evals.bench.forecast_readout import question_rows  # one-line errors for a bad folder or split
+from cogarch.evals.bench.template_probe import fit, prior, report  # the training loop and table template_probe uses
 
 TEMPLATE = "desc_count"
 HEAD, TAIL = "How many ", " are there?"
@@ -84,33 +83,14 @@ def run(data: str, features: str, steps: int = 1500, batch: int = 64, seed: int 
         if unknown:
             raise UserError(f"{s} asks about {unknown}, never asked in train")
     enc = {s: (x, torch.tensor([vocab.index(n) for n in nouns]), y) for s, (x, nouns, y) in sets.items()}
-    x, n, y = enc["train"]
+    x = enc["train"][0]
     for s, t in enc.items():  # every split: the step embedding is sized from train's rows
         if t[0].shape[1:] != x.shape[1:] or x.shape[1] % slots:
             raise UserError(f"{s}: {tuple(t[0].shape[1:])} object rows per clip, train {tuple(x.shape[1:])}, "
                             f"which must be steps x {slots} slots (--slots)")
     classes = int(max(int(t[2].max()) for t in enc.values())) + 1
     model = CountProbe(x.shape[-1], x.shape[1] // slots, slots, len(vocab), classes)
-    opt = torch.optim.AdamW(model.parameters(), lr, weight_decay=0.01)
-    g = torch.Generator().manual_seed(seed)
-    majority = Counter(y.tolist()).most_common(1)[0][0]
-    out = {"n": {s: len(t[2]) for s, t in enc.items()},
-           "prior": {s: round(100 * float((t[2] == majority).float().mean()), 1) for s, t in enc.items()}, "curve": []}
-    for step in range(steps + 1):
-        if step % every == 0 or step == steps:
-            model.eval()
-            with torch.no_grad():
-                acc = {s: round(100 * float((model(t[0], t[1]).argmax(-1) == t[2]).float().mean()), 1) for s, t in enc.items()}
-            model.train()
-            out["curve"].append({"step": step, **acc})
-        if step == steps:
-            break
-        i = torch.randint(0, len(y), (batch,), generator=g)
-        loss = nn.functional.cross_entropy(model(x[i], n[i]), y[i])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return out
+    return {"n": {s: len(t[2]) for s, t in enc.items()}, "prior": prior(enc), "curve": fit(model, enc, steps, batch, seed, every, lr)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,14 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 1 or args.batch < 1 or args.every < 1 or args.slots < 1:
         raise UserError("--steps, --batch, --every and --slots must be >= 1")
     res = run(args.data, args.features, args.steps, args.batch, args.seed, args.every, args.slots)
-    print(f"questions {res['n']}; prior (train majority) {res['prior']}")
-    print("| step | train | val | test |\n|---|---|---|---|")
-    for r in res["curve"]:
-        print(f"| {r['step']} | {r['train']} | {r['val']} | {r['test']} |")
-    if args.out:
-        from cogarch.fsutil import atomic_write_json
-
-        atomic_write_json(args.out, res)
+    report(res, "desc_count", args.out)
     return 0
 
 

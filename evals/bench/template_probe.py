@@ -52,8 +52,6 @@ def template_rows(data: str, features: str, split: str, template: str, kinds: tu
             xs[k].append(parts[k]["tokens"].float())
         qs.append(words(r["question"]))
         ys.append(str(r["answer"]))
-    if not ys:
-        raise UserError(f"{data!r} has no {split} questions of template {template!r}")
     return {k: torch.stack(v) for k, v in xs.items()}, qs, ys
 
 
@@ -112,34 +110,62 @@ def run(data: str, features: str, template: str = "desc_count", kinds: tuple[str
     enc = {s: (encode(q, vocab), r, torch.tensor([answers.index(a) if a in answers else -1 for a in y])) for s, (r, q, y) in sets.items()}
     steps_max = max(rows[k].shape[1] // slots for k in kinds)
     model = TemplateProbe({k: rows[k].shape[-1] for k in kinds}, steps_max, slots, len(vocab) + 2, len(answers))
+    return {"template": template, "kinds": list(kinds), "n": {s: len(t[2]) for s, t in enc.items()}, "prior": prior(enc),
+            "curve": fit(model, enc, steps, batch, seed, every, lr)}
+
+
+def prior(enc: dict) -> dict[str, float]:
+    """Accuracy of always answering the train split's majority label, per split (labels: enc[s][2])."""
+    majority = Counter(enc["train"][2].tolist()).most_common(1)[0][0]
+    return {s: round(100 * float((t[2] == majority).float().mean()), 1) for s, t in enc.items()}
+
+
+def take(a, i: torch.Tensor):
+    """Rows i of a tensor, or of every tensor of a {kind: tensor} dict."""
+    return {k: v[i] for k, v in a.items()} if isinstance(a, dict) else a[i]
+
+
+def fit(model: nn.Module, enc: dict, steps: int, batch: int, seed: int, every: int, lr: float) -> list[dict]:
+    """Train `model(a, b) -> logits` on enc["train"] = (a, b, labels) with AdamW, batches drawn with
+    replacement; accuracy on every split of `enc` every `every` steps and at the end (the curve).
+    Shared by count_probe and template_probe."""
     opt = torch.optim.AdamW(model.parameters(), lr, weight_decay=0.01)
     g = torch.Generator().manual_seed(seed)
-    q, x, y = enc["train"]
-    majority = Counter(y.tolist()).most_common(1)[0][0]
-    out = {"template": template, "kinds": list(kinds), "n": {s: len(t[2]) for s, t in enc.items()},
-           "prior": {s: round(100 * float((t[2] == majority).float().mean()), 1) for s, t in enc.items()}, "curve": []}
+    a, b, y = enc["train"]
+    curve = []
     for step in range(steps + 1):
         if step % every == 0 or step == steps:
             model.eval()
             with torch.no_grad():
                 acc = {s: round(100 * float((model(t[0], t[1]).argmax(-1) == t[2]).float().mean()), 1) for s, t in enc.items()}
             model.train()
-            out["curve"].append({"step": step, **acc})
+            curve.append({"step": step, **acc})
         if step == steps:
             break
         i = torch.randint(0, len(y), (batch,), generator=g)
-        loss = nn.functional.cross_entropy(model(q[i], {k: v[i] for k, v in x.items()}), y[i])
+        loss = nn.functional.cross_entropy(model(take(a, i), take(b, i)), y[i])
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return out
+    return curve
 
 
-def main(argv: list[str] | None = None, template: str = "desc_count") -> int:
+def report(res: dict, title: str, out: str | None) -> None:
+    """Print the curve as a markdown table; write the result JSON to `out` when given."""
+    print(f"{title}: questions {res['n']}; prior (train majority) {res['prior']}")
+    print("| step | train | val | test |\n|---|---|---|---|")
+    for r in res["curve"]:
+        print(f"| {r['step']} | {r['train']} | {r['val']} | {r['test']} |")
+    if out:
+        from cogarch.fsutil import atomic_write_json
+
+        atomic_write_json(out, res)
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="generated physqa suite (its questions/)")
     ap.add_argument("--features", required=True, help="language feature shards of that suite (cogarch/features.py)")
-    ap.add_argument("--template", default=template, help=f"question template (default {template})")
+    ap.add_argument("--template", default="desc_count", help="question template (default desc_count)")
     ap.add_argument("--kinds", default="objects", help="bus kinds read, comma-separated (e.g. objects,forecast)")
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=64)
@@ -154,14 +180,7 @@ def main(argv: list[str] | None = None, template: str = "desc_count") -> int:
     if not kinds:
         raise UserError("--kinds names no bus kind")
     res = run(args.data, args.features, args.template, kinds, args.steps, args.batch, args.seed, args.every, args.slots)
-    print(f"{res['template']} from {','.join(kinds)}: questions {res['n']}; prior (train majority) {res['prior']}")
-    print("| step | train | val | test |\n|---|---|---|---|")
-    for r in res["curve"]:
-        print(f"| {r['step']} | {r['train']} | {r['val']} | {r['test']} |")
-    if args.out:
-        from cogarch.fsutil import atomic_write_json
-
-        atomic_write_json(args.out, res)
+    report(res, f"{res['template']} from {','.join(kinds)}", args.out)
     return 0
 
 

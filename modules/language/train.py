@@ -113,10 +113,10 @@ def collate(items: list[dict]) -> dict:
 def build_examples(cfg: Config, module: LanguageModule, shard: FeatureShard | None) -> list[tuple[int, list[int], list[int]]]:
     """Tokenised (shard row, prompt ids, target ids); clips without features are skipped (logged)."""
     mcfg, tok = module.config, module.tokenizer
-    pairs: list[tuple[str, str, str]] = []  # (clip_id, prompt, target)
+    pairs: list[tuple[str, str, str, int]] = []  # (clip_id, prompt, target, copies per epoch)
     if cfg.stage == 1:
         for cid, cap in clip_captions(cfg.data_dir, cfg.split).items():
-            pairs.append((cid, mcfg.caption_prompt, cap))
+            pairs.append((cid, mcfg.caption_prompt, cap, 1))
     else:
         rows = list(load_split(cfg.data_dir, "questions", cfg.split))
         if cfg.templates:
@@ -128,17 +128,17 @@ def build_examples(cfg: Config, module: LanguageModule, shard: FeatureShard | No
             unknown = sorted(set(cfg.template_repeat) - {r.get("template") for r in rows})
             if unknown:
                 raise ConfigError(f"template_repeat {unknown}: no {cfg.split} question of {cfg.data_dir} (after templates) has them")
-            rows = [r for r in rows for _ in range(int(cfg.template_repeat.get(r.get("template"), 1)))]
         for r in rows:
             if r["question"] and r["answer"]:
-                pairs.append((r["clip_id"], format_prompt(mcfg, r["question"], list(r["choices"] or [])), r["answer"]))
+                copies = int(cfg.template_repeat.get(r.get("template"), 1))
+                pairs.append((r["clip_id"], format_prompt(mcfg, r["question"], list(r["choices"] or [])), r["answer"], copies))
     out, missing = [], 0
-    for cid, prompt, target in pairs:
+    for cid, prompt, target, copies in pairs:
         if shard is not None and cid not in shard:
             missing += 1
             continue
         p, t = encode_pair(tok, prompt, target, mcfg, eos=True)
-        out.append((shard.row_of(cid) if shard is not None else -1, p, t))
+        out.extend([(shard.row_of(cid) if shard is not None else -1, p, t)] * copies)  # tokenised once, repeated
     if missing:
         log.warning("language: %d of %d examples have no features in %s; skipped", missing, len(pairs), cfg.features_dir)
     if not out:
