@@ -55,12 +55,41 @@ def template_rows(data: str, features: str, split: str, template: str, kinds: tu
     return {k: torch.stack(v) for k, v in xs.items()}, qs, ys
 
 
+def pair_tokens(rows: torch.Tensor, slots: int, contact: float = 15 / 64) -> torch.Tensor:
+    """Object rows [Q, T'*K, 18] -> one token per pair of slots [Q, K(K-1)/2, 17]: the two slots'
+    identities summed (each ungated at its most visible step, zero for a slot never visible),
+    then their smallest centre distance over the steps both are visible (/ 64), the first such step
+    closer than `contact` (/ T'; 1 if never), the step of the smallest distance (/ T') and the
+    fraction of steps both are visible. A diagnostic input (--pairs): the relation already computed
+    for every pair, so a reader only has to find the asked pair."""
+    Q, N, D = rows.shape
+    T = N // slots
+    R = rows.float().reshape(Q, T, slots, D)
+    g = R[..., 13]
+    top = g.max(1).values  # [Q, K]
+    best = g.argmax(1)[:, None, :, None].expand(Q, 1, slots, 13)
+    ident = torch.gather(R[..., :13], 1, best)[:, 0] / top.clamp_min(1e-6)[..., None] * (top > 0.5)[..., None]
+    pos = R[..., 14:16] / g.clamp_min(1e-6)[..., None]
+    on = g > 0.5
+    out = []
+    for a in range(slots):
+        for b in range(a + 1, slots):
+            both = on[:, :, a] & on[:, :, b]  # [Q, T']
+            d = (pos[:, :, a] - pos[:, :, b]).norm(dim=-1).masked_fill(~both, 2.0)
+            dmin, tmin = d.min(1)
+            close = d < contact
+            first = torch.where(close.any(1), close.float().argmax(1).float(), torch.full_like(dmin, T)) / T
+            out.append(torch.cat([ident[:, a] + ident[:, b], torch.stack([dmin, first, tmin.float() / T, both.float().mean(1)], -1)], -1))
+    return torch.stack(out, 1)
+
+
 class TemplateProbe(nn.Module):
     """question word ids [B, L] + rows {kind: [B, N_k, D]} (time-major, `slots` per step) -> logits [B, C]."""
 
-    def __init__(self, dims: dict[str, int], steps: int, slots: int, vocab: int, classes: int, width: int = 64, layers: int = 2) -> None:
+    def __init__(self, dims: dict[str, int], steps: int, slots: int, vocab: int, classes: int, width: int = 64, layers: int = 2,
+                 unplaced: tuple[str, ...] = ()) -> None:
         super().__init__()
-        self.kinds, self.slots = list(dims), slots
+        self.kinds, self.slots, self.unplaced = list(dims), slots, set(unplaced)  # unplaced: no step / slot embedding
         self.inp = nn.ModuleDict({k: nn.Sequential(nn.Linear(d, width), nn.GELU(), nn.Linear(width, width)) for k, d in dims.items()})
         self.kind = nn.Embedding(len(dims), width)
         self.word = nn.Embedding(vocab, width, padding_idx=0)
@@ -79,7 +108,8 @@ class TemplateProbe(nn.Module):
         for i, k in enumerate(self.kinds):
             x = rows[k]
             idx = torch.arange(x.shape[1], device=x.device)
-            h.append(self.inp[k](x) + self.kind.weight[i] + self.step(idx // self.slots) + self.slot(idx % self.slots))
+            e = self.inp[k](x) + self.kind.weight[i]
+            h.append(e if k in self.unplaced else e + self.step(idx // self.slots) + self.slot(idx % self.slots))
             pad.append(torch.zeros(B, x.shape[1], dtype=torch.bool, device=x.device))
         return self.out(self.enc(torch.cat(h, 1), src_key_padding_mask=torch.cat(pad, 1))[:, 0])
 
@@ -94,10 +124,27 @@ def encode(qs: list[list[str]], vocab: dict[str, int]) -> torch.Tensor:
 
 
 def run(data: str, features: str, template: str = "desc_count", kinds: tuple[str, ...] = ("objects",), steps: int = 1500,
-        batch: int = 64, seed: int = 0, every: int = 500, slots: int = 6, lr: float = 1e-3) -> dict:
-    """Train on the train split's questions of `template`; accuracy on train / val / test every `every` steps."""
+        batch: int = 64, seed: int = 0, every: int = 500, slots: int = 6, lr: float = 1e-3, relations: bool = False,
+        pairs: bool = False) -> dict:
+    """Train on the train split's questions of `template`; accuracy on train / val / test every `every` steps.
+    relations: append the language module's relation channels (modules/language/relations.py) to every row.
+    pairs: also give the probe one token per pair of `objects` slots (pair_tokens)."""
     torch.manual_seed(seed)
     sets = {s: template_rows(data, features, s, template, kinds) for s in ("train", "val", "test")}
+    if relations:
+        from cogarch.modules.language.relations import VEL, slot_relations
+
+        narrow = [k for k, v in sets["train"][0].items() if v.shape[-1] < VEL + 2]
+        if narrow:
+            raise UserError(f"--relations needs 18-wide object rows; {narrow} rows are narrower")
+        sets = {s: ({k: torch.cat([v, slot_relations(v, slots)], -1) for k, v in r.items()}, q, y) for s, (r, q, y) in sets.items()}
+    if pairs:
+        if "objects" not in kinds:
+            raise UserError("--pairs reads the objects rows: add objects to --kinds")
+        if sets["train"][0]["objects"].shape[-1] < 18:
+            raise UserError("--pairs needs 18-wide object rows")
+        for r, _, _ in sets.values():
+            r["pairs"] = pair_tokens(r["objects"][..., :18], slots)
     rows, qs, ys = sets["train"]
     vocab = {w: i + 2 for i, w in enumerate(sorted({w for q in qs for w in q}))}
     answers = sorted(set(ys))
@@ -109,8 +156,9 @@ def run(data: str, features: str, template: str = "desc_count", kinds: tuple[str
     # an answer never given in train cannot be predicted: it counts as wrong (class -1)
     enc = {s: (encode(q, vocab), r, torch.tensor([answers.index(a) if a in answers else -1 for a in y])) for s, (r, q, y) in sets.items()}
     steps_max = max(rows[k].shape[1] // slots for k in kinds)
-    model = TemplateProbe({k: rows[k].shape[-1] for k in kinds}, steps_max, slots, len(vocab) + 2, len(answers))
-    return {"template": template, "kinds": list(kinds), "n": {s: len(t[2]) for s, t in enc.items()}, "prior": prior(enc),
+    model = TemplateProbe({k: rows[k].shape[-1] for k in rows}, steps_max, slots, len(vocab) + 2, len(answers),
+                          unplaced=("pairs",) if pairs else ())
+    return {"template": template, "kinds": list(kinds), "relations": relations, "pairs": pairs, "n": {s: len(t[2]) for s, t in enc.items()}, "prior": prior(enc),
             "curve": fit(model, enc, steps, batch, seed, every, lr)}
 
 
@@ -172,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--slots", type=int, default=6, help="object slots per step in the rows (the pack's head: 6)")
+    ap.add_argument("--relations", action="store_true", help="append relation channels (speed, contact, who is in contact) to the rows")
+    ap.add_argument("--pairs", action="store_true", help="also one token per pair of object slots (their distance; pair_tokens)")
     ap.add_argument("--out", help="write the curve as JSON here")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.batch < 1 or args.every < 1 or args.slots < 1:
@@ -179,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     kinds = tuple(k for k in args.kinds.split(",") if k)
     if not kinds:
         raise UserError("--kinds names no bus kind")
-    res = run(args.data, args.features, args.template, kinds, args.steps, args.batch, args.seed, args.every, args.slots)
+    res = run(args.data, args.features, args.template, kinds, args.steps, args.batch, args.seed, args.every, args.slots,
+              relations=args.relations, pairs=args.pairs)
     report(res, f"{res['template']} from {','.join(kinds)}", args.out)
     return 0
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from cogarch.bus import KNOWN_KINDS, LatentBus, Message
 from cogarch.errors import ConfigError, UserError
 from cogarch.modules.language.config import LanguageConfig
+from cogarch.modules.language.relations import relation_width, slot_relations
 from cogarch.modules.language.resampler import QuestionResampler
 
 
@@ -73,6 +74,16 @@ def step_index(t: torch.Tensor) -> torch.Tensor:
     return (same & earlier).sum(-1)
 
 
+def steps_slots(t: torch.Tensor, kind: str, why: str) -> tuple[int, int]:
+    """[B, N] times of a time-major [T' x K] message -> (T', K); a one-line error otherwise."""
+    B, N = t.shape
+    T = torch.unique_consecutive(t[0]).numel()
+    K = N // max(T, 1)
+    if T * K != N or not bool((t.reshape(B, T, K) == t.reshape(B, T, K)[..., :1]).all()):
+        raise BusInputError(f"language: {kind} is not a time-major [steps x slots] layout ({why})")
+    return T, K
+
+
 def slot_pool(x: torch.Tensor, t: torch.Tensor, steps: int, kind: str):
     """One token per slot: a time-major [T' x K] message -> its K slots, each the T' rows concatenated.
 
@@ -85,10 +96,7 @@ def slot_pool(x: torch.Tensor, t: torch.Tensor, steps: int, kind: str):
     "What the object slots hold"), so no preset uses it.
     """
     B, N, D = x.shape
-    T = torch.unique_consecutive(t[0]).numel()
-    K = N // max(T, 1)
-    if T * K != N or not bool((t.reshape(B, T, K) == t.reshape(B, T, K)[..., :1]).all()):
-        raise BusInputError(f"language: {kind} is not a time-major [steps x slots] layout (pool 'slot')")
+    T, K = steps_slots(t, kind, "pool 'slot'")
     if T > steps:
         raise BusInputError(f"language: {kind} has {T} time steps, its slot projector holds slot_steps={steps}")
     h = x.reshape(B, T, K, D).transpose(1, 2).reshape(B, K, T * D)
@@ -176,6 +184,9 @@ class BusAdapter(nn.Module):
         self.index_embed = nn.Embedding(config.index_embed, lm_hidden) if config.index_embed else None
         if self.index_embed is not None:
             nn.init.normal_(self.index_embed.weight, std=0.02)
+        # Relation projectors (config.relations): absent when empty so older packs load unchanged.
+        self.rel = nn.ModuleDict()
+        self.add_relations(config.relations)
         # Optional question-conditioned resampler (config.resampler_queries > 0), applied by
         # LanguageModule.prefix once the prompt is known; saved with the projectors.
         self.resampler = None
@@ -183,6 +194,29 @@ class BusAdapter(nn.Module):
             if lm_hidden % config.resampler_heads:
                 raise ConfigError(f"language.resampler_heads {config.resampler_heads} must divide the LM's hidden size {lm_hidden}")
             self.resampler = QuestionResampler(lm_hidden, config.resampler_queries, config.resampler_layers, config.resampler_heads)
+
+    def add_relations(self, kinds: list[str]) -> None:
+        """A relation projector for each kind in `kinds` that has none yet (relations.py). Its last
+        layer is zero, so the prefix, and the module's outputs, are unchanged until it trains (the
+        zero-initialised branch of LoRA's B and ControlNet's zero convolutions)."""
+        ref = self.kind_embed.weight
+        for kind in kinds:
+            if kind in self.rel:
+                continue
+            if kind not in self.config.kind_dims:
+                raise ConfigError(f"language.relations: {kind!r} is not a kind the module reads ({sorted(self.config.kind_dims)})")
+            proj = KindProjector(relation_width(), self.config.proj_hidden or self.hidden, self.hidden, norm=False)
+            nn.init.zeros_(proj.fc2.weight)
+            nn.init.zeros_(proj.fc2.bias)
+            self.rel[kind] = proj.to(device=ref.device, dtype=ref.dtype)
+
+    def relation_tokens(self, kind: str, msg: Message) -> torch.Tensor:
+        """[B, N, H]: the relation projector's output for each slot row of `msg`."""
+        if msg.time is None or msg.mask is not None:
+            raise BusInputError(f"language: {kind} from {msg.source} has no per-step times (or has a mask); relations need slot rows")
+        _, K = steps_slots(msg.time.to(msg.tokens.device), kind, "relations")
+        rel = slot_relations(msg.tokens.float(), K)
+        return self.rel[kind](rel.to(self.kind_embed.weight.dtype))
 
     def _pool(self, kind: str, msg: Message):
         x = msg.tokens
@@ -229,6 +263,8 @@ class BusAdapter(nn.Module):
                 raise BusInputError(f"language: {kind} from {msg.source} has batch {msg.batch_size}, expected {B}")
             x, t, m, timed = self._pool(kind, Message(msg.kind, msg.source, msg.tokens.to(device), msg.time, msg.mask))
             h = self.proj[kind](x.to(dtype))  # [B, M, H]
+            if kind in self.rel:  # pool "none" (config.validate): row n of h is row n of the message
+                h = h + self.relation_tokens(kind, Message(msg.kind, msg.source, msg.tokens.to(device), msg.time, msg.mask))
             tidx = t.round().long().clamp(0, self.config.max_time - 1) if timed else torch.full_like(t, self.config.max_time, dtype=torch.long)
             h = h + self.kind_embed.weight[ki] + self.time_embed(tidx)
             if self.index_embed is not None:

@@ -58,6 +58,13 @@ class LanguageConfig:
     # (how many objects there are). Without it the LM must infer the index from its own position
     # code over the prefix, as a ViT without position embeddings must. Indices clamp into the table.
     index_embed: int = 0
+    # Kinds whose tokens are time-major object-slot rows (perception's `objects`, the world model's
+    # object `forecast`) that also get relation channels: each row's speed, its contact with the
+    # nearest slot and the identity of the slots it touches now and has touched so far
+    # (relations.py). They pass through a second projector per kind whose output is added to the
+    # row's token; its last layer starts at zero, so adding relations to a trained module (init_from)
+    # starts from that module's exact outputs. Such kinds need pool "none" (one token per row).
+    relations: list[str] = field(default_factory=list)
     # LoRA (Hu et al. 2021) on the LM; projectors are separate, fully trained parameters.
     lora_r: int = 8
     lora_alpha: int = 16
@@ -108,6 +115,13 @@ class LanguageConfig:
                 raise ConfigError(f"language.input_norm_per_kind.{kind}: not a kind the module reads ({sorted(self.kind_dims)})")
             if not isinstance(on, bool):
                 raise ConfigError(f"language.input_norm_per_kind.{kind} must be true or false, got {on!r}")
+        for kind in self.relations:
+            if self.kind_dims and kind not in self.kind_dims:
+                raise ConfigError(f"language.relations: {kind!r} is not a kind the module reads ({sorted(self.kind_dims)})")
+            if self.pool_per_kind.get(kind, self.pool) != "none":
+                raise ConfigError(f"language.relations: {kind!r} needs pool_per_kind.{kind}=none (one token per slot row)")
+        if len(set(self.relations)) != len(self.relations):
+            raise ConfigError(f"language.relations has repeats: {self.relations}")
         if self.index_embed < 0:
             raise ConfigError(f"language.index_embed must be >= 0 (0 = off), got {self.index_embed}")
         if self.resampler_queries < 0:

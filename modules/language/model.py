@@ -271,6 +271,16 @@ class LanguageModule(nn.Module):
             meta = {"module": "language", "format_version": FORMAT_VERSION, "config": cfg, "merged": merged, "token_norm": self.token_norm}
             (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
+    def add_relations(self, kinds: list[str]) -> None:
+        """Give `kinds` relation channels (config.relations) through new zero-initialised projectors:
+        the module's outputs are unchanged until they train."""
+        kinds = [k for k in kinds if k not in self.config.relations]
+        if not kinds:
+            return
+        self.config.relations = [*self.config.relations, *kinds]
+        self.config.validate()
+        self.adapter.add_relations(kinds)
+
     def merge_lora_(self) -> "LanguageModule":
         """Fold the LoRA update into the base weights, in memory, for inference only.
 

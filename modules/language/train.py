@@ -37,7 +37,7 @@ log = logging.getLogger("cogarch.language")
 class Config:
     model: LanguageConfig = field(default_factory=LanguageConfig)
     stage: int = 2  # 1: captions, projectors only; 2: QA, projectors + LoRA
-    init_from: str = ""  # a saved language folder to continue from (its config replaces `model`)
+    init_from: str = ""  # a saved language folder to continue from (its config replaces `model`; model.relations can add)
     data_dir: str = "data/physqa"  # generated suite: clips/ (captions) and questions/ (QA)
     features_dir: str = "data/physqa_features"  # feature shards (data.py format)
     split: str = "train"
@@ -149,6 +149,9 @@ def build_examples(cfg: Config, module: LanguageModule, shard: FeatureShard | No
 def build_module(cfg: Config) -> LanguageModule:
     if cfg.init_from:
         module = LanguageModule.from_pretrained(cfg.init_from, trainable=True)
+        # The saved config replaces `model`, except that model.relations may add relation
+        # projectors to a module that lacks them (they start at zero: the same outputs at step 0).
+        module.add_relations([k for k in cfg.model.relations if k not in module.config.relations])
     else:
         module = LanguageModule.build(cfg.model)
     module.set_stage(cfg.stage)
@@ -189,6 +192,8 @@ def make_job(cfg: Config) -> TrainJob:
     for k in module.config.kind_dims:  # projectors that see no data get no grad: freeze (DDP-safe)
         if k not in kinds or shard is None:
             module.adapter.proj[k].requires_grad_(False)
+            if k in module.adapter.rel:
+                module.adapter.rel[k].requires_grad_(False)
     examples = build_examples(cfg, module, shard)
     mean_target = sum(len(t) for _, _, t in examples) / len(examples)
     module.token_norm = float(cfg.trainer.batch_size * mean_target)

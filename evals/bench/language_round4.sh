@@ -1,0 +1,78 @@
+#!/bin/bash
+# A fourth stage-2 round for the v12 language module, with and without relation channels.
+# The slot rows carry contacts and motion that a fixed rule reads (desc_collide 66.0, "hits first"
+# 67.4, "moving at the end" 66.5 on test) while the module stays at the priors, even when trained
+# on those templates alone (docs/benchmarks.md, "What the object slots hold", part 4). Relation
+# channels (modules/language/relations.py: each row's speed, contact with the nearest slot and who
+# it touches) hand the reader the pairwise distances and speeds. Each variant continues v12's
+# language module (runs/l9/rep2/final = cogarch/assets/default_pack/language) for 3000 stage-2
+# steps of the pack's mix with the contact and motion templates oversampled x2, 1 thread, seed 0:
+#   rel    model.relations=[objects,forecast] (new zero-initialised relation projectors)
+#   ctl    the same round without relations (the control: what the round gives by itself)
+#   blind  v12's blind LM (runs/l9/blind_rep2/final) given the same round, scored beside ctl (once ctl is done)
+#   hard   rel and ctl each continued for 1500 steps on four templates alone (desc_collide,
+#          desc_moving_end, desc_first_hit, pred_collide): can a reader learn them when they are all
+#          it sees, with relation channels and without? -> hard_rel, hard_ctl (needs rel and ctl)
+#   big    rel (with its blind LM and without forecast) and ctl on the larger held-out split of
+#          runs/l9/physqa23 (features runs/l9/features23, made as docs/benchmarks.md describes)
+# Scored on the pack's val and test splits (evals/bench/lang_eval.py --samples, for paired.py).
+#   bash evals/bench/language_round4.sh [OUT_DIR] [VARIANT ...]     (default: runs/l10, rel ctl blind)
+# Needs runs/l7/features (evals/bench/language_variants.sh makes it), runs/l9/rep2/final and
+# runs/l9/blind_rep2/final (v12's language module and blind LM: cogarch/assets/default_pack/language
+# and language_blind). Results: docs/benchmarks.md, "What the object slots hold", part 5.
+set -e
+cd "$(dirname "$0")/../.."
+. evals/bench/recipe_lib.sh
+R=${1:-runs/l10}; shift || true
+VARIANTS=${*:-rel ctl blind}
+for v in $VARIANTS; do
+  case $v in rel|ctl|blind|hard|big) ;; *) echo "error: unknown variant $v (rel | ctl | blind | hard | big)" >&2; exit 2;; esac
+done
+FROM=runs/l9/rep2/final
+BLIND=runs/l9/blind_rep2/final
+[ -f $FROM/language_config.json ] || { echo "error: no v12 language module at $FROM" >&2; exit 2; }
+[ -f $BLIND/language_config.json ] || { echo "error: no v12 blind LM at $BLIND" >&2; exit 2; }
+[ -d runs/l7/features ] || { echo "error: no runs/l7/features (run evals/bench/language_variants.sh runs/l7 norm)" >&2; exit 2; }
+bench_suites physqa
+S2=$(ovr stage2_overrides)
+C="model.base_lm=cogarch/assets/default_pack/language/base data_dir=$PHYSQA features_dir=runs/l7/features trainer.seed=0 \
+model.pool_per_kind.forecast=none trainer.progress=false"
+W="template_repeat.desc_count=2 template_repeat.desc_first_hit=2 template_repeat.desc_collide=2 \
+template_repeat.desc_moving_end=2 template_repeat.pred_collide=2 template_repeat.pred_next_hit=2"
+REL="model.relations=[objects,forecast]"
+HARD="templates=[desc_collide,desc_moving_end,desc_first_hit,pred_collide]"
+CG=.venv/bin/cogarch
+export OMP_NUM_THREADS=1
+mkdir -p $R
+train() {  # NAME INIT EXTRA...: one stage-2 round, kept when done
+  local name=$1 init=$2; shift 2
+  keep $R/$name/final || $CG train language --config configs/language/tiny.yaml $C stage=2 init_from=$init \
+    trainer.out_dir=$R/$name $S2 "$@" > $R/${name}_train.log 2>&1
+}
+score() {  # NAME [BLIND]: val and test (with BLIND: its blind LM scored beside it, no bus tokens)
+  local extra=""
+  [ -n "$2" ] && extra="--blind $R/$2/final"
+  for s in val test; do
+    keep $R/$1${2:+_$2}_$s.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data $PHYSQA --features runs/l7/features \
+      --split $s --model $R/$1/final $extra --out $R/$1${2:+_$2}_$s.json --samples $R/samples_$1${2:+_$2}_$s \
+      > $R/$1${2:+_$2}_$s.log 2>&1
+  done
+}
+for v in $VARIANTS; do
+  case $v in
+    rel) train rel $FROM $W trainer.max_steps=3000 "$REL"; score rel;;
+    ctl) train ctl $FROM $W trainer.max_steps=3000; score ctl;;
+    hard) for m in rel ctl; do
+            [ -d $R/$m/final ] || { echo "error: hard continues $R/$m/final: run variant $m first" >&2; exit 2; }
+            train hard_$m $R/$m/final "$HARD" trainer.max_steps=1500 trainer.ckpt_every=500; score hard_$m
+          done;;
+    big) for m in rel ctl blind; do [ -d $R/$m/final ] || { echo "error: big scores $R/$m/final: run variant $m first" >&2; exit 2; }; done
+         keep $R/big_rel_test.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/l9/physqa23 --features runs/l9/features23 \
+           --split test --model $R/rel/final --blind $R/blind/final --drop forecast --out $R/big_rel_test.json \
+           --samples $R/samples_big_rel_test > $R/big_rel_test.log 2>&1
+         keep $R/big_ctl_test.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/l9/physqa23 --features runs/l9/features23 \
+           --split test --model $R/ctl/final --out $R/big_ctl_test.json --samples $R/samples_big_ctl_test > $R/big_ctl_test.log 2>&1;;
+    blind) train blind $BLIND blind=true $W trainer.max_steps=3000
+           if [ -d $R/ctl/final ]; then score ctl blind; else echo "note: $R/ctl/final not there yet: rerun the blind variant to score it" >&2; fi;;
+  esac
+done

@@ -1,0 +1,116 @@
+"""How much of "collide" and "moving at the end" one number from the language features holds.
+
+A DIAGNOSTIC, never an answer. For each desc_collide and desc_moving_end question it binds the
+named objects to slots of the clip's `objects` rows in the language feature shards (the rows the
+language module reads; the slot whose identity probabilities best match the name, as
+forecast_readout.slot_of) and computes one scalar:
+  desc_moving_end  the slot's speed at the last step (ungated, x 32 units/s), 0 if not visible then;
+  desc_collide     minus the smallest distance between the two slots' centres (ungated, x 64 px)
+                   over the steps where both are visible.
+It reports the scalar's AUC for the answer "yes" per split and the accuracy of one threshold fitted
+on the TRAIN split (the best midpoint between neighbouring train values), applied unchanged to val and test. Where this
+is far above what a learned reader reaches (template_probe.py, the language module), the rows hold
+the answer and reading it is the limit.
+
+    python -m cogarch.evals.bench.slot_signal --data runs/vf/physqa --features runs/l7/features
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import torch
+
+from cogarch.errors import UserError
+from cogarch.evals.bench import cli
+from cogarch.evals.bench.forecast_readout import question_rows, slot_of
+
+TEMPLATES = ("desc_moving_end", "desc_collide")
+SLOTS, VISIBLE, POS, VEL = 6, 13, 14, 16  # the pack's object rows (modules/perception/objects.py)
+CANVAS, SPEED = 64.0, 32.0
+
+
+def scalar(template: str, question: str, rows: torch.Tensor, names: list[list[str]]) -> float:
+    """One question's scalar from a clip's time-major rows [T' x K, 18] (see the file docstring)."""
+    R = rows.float().reshape(-1, SLOTS, rows.shape[-1])  # [T', K, D]
+    g = R[..., VISIBLE]
+    top = g.max(0).values
+    ident = R[g.argmax(0), torch.arange(SLOTS), :VISIBLE] / top.clamp_min(1e-6)[:, None]
+    present, on = top > 0.5, g > 0.5
+    if template == "desc_moving_end":
+        m = re.fullmatch(r"Is the (.+) moving at the end of the video\?", question)
+        if m is None:
+            raise UserError(f"cannot parse question {question!r}")
+        a = slot_of(m.group(1), ident, names, present)
+        if a < 0 or not bool(on[-1, a]):
+            return 0.0
+        return float((R[-1, a, VEL:VEL + 2] / g[-1, a]).norm()) * SPEED
+    m = re.fullmatch(r"Does the (.+) collide with the (.+)\?", question)
+    if m is None:
+        raise UserError(f"cannot parse question {question!r}")
+    a, b = (slot_of(n, ident, names, present) for n in m.groups())
+    if a < 0 or b < 0 or a == b:
+        return -2 * CANVAS  # no two slots to compare: as far apart as the canvas allows
+    pos = R[..., POS:POS + 2] / g.clamp_min(1e-6)[..., None] * CANVAS  # [T', K, 2] px
+    d = (pos[:, a] - pos[:, b]).norm(dim=-1).masked_fill(~(on[:, a] & on[:, b]), 2 * CANVAS)
+    return -float(d.min())
+
+
+def auc(x: torch.Tensor, y: torch.Tensor) -> float:
+    """P(score of a "yes" > score of a "no"), ties counted half (the Mann-Whitney AUC)."""
+    pos, neg = x[y], x[~y]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    return float(((pos[:, None] > neg[None]).float() + 0.5 * (pos[:, None] == neg[None]).float()).mean())
+
+
+def run(data: str, features: str, templates: tuple[str, ...] = TEMPLATES) -> dict:
+    from cogarch.evals.world import vocab
+    from cogarch.modules.language.data import FeatureShard
+
+    names = [list(vocab.COLORS), list(vocab.SHAPES), list(vocab.MATERIALS)]
+    out = {}
+    for template in templates:
+        per = {}
+        for split in ("train", "val", "test"):
+            shard = FeatureShard(features, split)
+            xs, ys = [], []
+            for r in question_rows(data, split, (template,)):
+                if r["clip_id"] not in shard:
+                    raise UserError(f"{features} has no {split} features for {r['clip_id']} (features of another suite?)")
+                rows = shard.get(shard.row_of(r["clip_id"]))["objects"]["tokens"]
+                xs.append(scalar(template, r["question"], rows, names))
+                ys.append(str(r["answer"]) == "yes")
+            per[split] = (torch.tensor(xs), torch.tensor(ys))
+        x, y = per["train"]
+        u = x.unique()  # sorted; candidate thresholds halfway between neighbouring train values
+        cands = torch.cat([u[:1] - 1, (u[1:] + u[:-1]) / 2])
+        acc, t = max((float(((x > t) == y).float().mean()), float(t)) for t in cands)
+        out[template] = {"threshold": round(t, 2), "splits": {
+            s: {"n": len(yv), "auc": round(auc(xv, yv), 3), "accuracy": round(100 * float(((xv > t) == yv).float().mean()), 1),
+                "prior": round(100 * max(float(yv.float().mean()), 1 - float(yv.float().mean())), 1)}
+            for s, (xv, yv) in per.items()}}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True, help="generated physqa suite (its questions/)")
+    ap.add_argument("--features", required=True, help="language feature shards of that suite (train, val, test)")
+    ap.add_argument("--out", help="write the result as JSON here")
+    args = ap.parse_args(argv)
+    res = run(args.data, args.features)
+    print("| template | threshold (fit on train) | split | n | AUC | accuracy | prior |\n|---|---|---|---|---|---|---|")
+    for template, r in res.items():
+        for s, v in r["splits"].items():
+            print(f"| {template} | {r['threshold']} | {s} | {v['n']} | {v['auc']} | {v['accuracy']} | {v['prior']} |")
+    if args.out:
+        from cogarch.fsutil import atomic_write_json
+
+        atomic_write_json(args.out, res)
+    return 0
+
+
+if __name__ == "__main__":
+    cli(main)

@@ -1,0 +1,127 @@
+"""Relation channels of the language module (modules/language/relations.py, config.relations):
+values on hand-made slot rows, zero-initialised projectors that keep a trained module's outputs,
+save/load and init_from round trips, and one-line errors for bad configs and bus layouts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cogarch.bus import LatentBus, Message
+from cogarch.errors import ConfigError
+from cogarch.modules.language.adapters import BusInputError
+from cogarch.modules.language.config import LanguageConfig
+from cogarch.modules.language.model import LanguageModule
+from cogarch.modules.language.pretrain import LMArchConfig, new_lm
+from cogarch.modules.language.relations import IDENT, SCALE, relation_width, slot_relations
+from cogarch.modules.language.tokenizer import build_tokenizer
+from cogarch.modules.language.train import Config, build_module
+
+TEXTS = ["Question: Does the red cube collide with the blue sphere? Answer: yes",
+         "Question: Is the red cube moving at the end of the video? Answer: no"] * 10
+
+
+def row(ident: list[int], xy: tuple[float, float], v: tuple[float, float], gate: float = 1.0) -> torch.Tensor:
+    """One 18-D object row (perception's layout): one-hot colour/shape/material, visible, x, y, vx, vy; x gate."""
+    r = torch.zeros(18)
+    r[ident] = 1.0
+    r[13] = 1.0
+    r[14:16] = torch.tensor(xy)
+    r[16:18] = torch.tensor(v)
+    return r * gate
+
+
+RED_CUBE, BLUE_SPHERE = [0, 8, 11], [1, 9, 12]
+
+
+def clip_rows() -> torch.Tensor:
+    """[1, 3 steps x 3 slots, 18]: a moving red cube; a blue sphere (gate 0.5) far, touching at step 1,
+    far again; slot 2 empty."""
+    steps = []
+    for t, sphere in enumerate([(0.9, 0.9), (0.52, 0.5), (0.9, 0.1)]):
+        steps += [row(RED_CUBE, (0.5, 0.5), (0.5, 0.0)), row(BLUE_SPHERE, sphere, (0.0, 0.0), gate=0.5), torch.zeros(18)]
+    return torch.stack(steps)[None]
+
+
+def test_relation_channels_on_known_rows():
+    rel = slot_relations(clip_rows(), 3).reshape(3, 3, relation_width())  # [T', K, 2 + 2I]
+    assert relation_width() == 2 + 2 * IDENT == 28
+    speed, contact, now, met = rel[..., 0], rel[..., 1], rel[..., 2:2 + IDENT], rel[..., 2 + IDENT:]
+    assert torch.allclose(speed[:, 0], torch.full((3,), 0.5)) and torch.equal(speed[:, 1], torch.zeros(3))
+    assert torch.equal(rel[:, 2], torch.zeros(3, relation_width()))  # an empty slot gets nothing
+    touch = math.exp(-(0.02 / SCALE) ** 2) * 0.5  # the sphere's gate 0.5 weights the pair
+    assert contact[1, 0].item() == pytest.approx(touch, rel=1e-4) and contact[1, 1].item() == pytest.approx(touch, rel=1e-4)
+    assert contact[0, 0].item() < 1e-6 and contact[2, 0].item() < 1e-6
+    blue = torch.zeros(IDENT)
+    blue[BLUE_SPHERE] = 1.0  # ungated: the sphere's identity, not its half-gated row
+    assert torch.allclose(now[1, 0], touch * blue, atol=1e-5)  # who the cube touches now: the blue sphere
+    assert now[2, 0].abs().max() < 1e-6  # ... and no one at step 2,
+    assert torch.allclose(met[2, 0], touch * blue, atol=1e-5)  # though it has met it
+    assert met[0, 0].abs().max() < 1e-6
+    with pytest.raises(ValueError, match="slots"):
+        slot_relations(clip_rows(), 2)
+
+
+@pytest.fixture(scope="module")
+def lm_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rel_lm")
+    tok = build_tokenizer(TEXTS, 300, root / "tok")
+    torch.manual_seed(0)
+    lm = new_lm(LMArchConfig(family="llama", hidden=32, layers=2, heads=2, kv_heads=1, intermediate=64, max_positions=256), len(tok))
+    lm.save_pretrained(root / "lm")
+    tok.save_pretrained(root / "lm")
+    return str(root / "lm")
+
+
+def objects_bus() -> LatentBus:
+    bus = LatentBus()
+    bus.publish(Message("objects", "perception", clip_rows(), time=torch.arange(3).repeat_interleave(3).float()[None]))
+    return bus
+
+
+def scores(m: LanguageModule) -> list[float]:
+    return m.score_choices(objects_bus(), "Does the red cube collide with the blue sphere?", ["yes", "no"])
+
+
+def test_added_relations_start_at_the_same_outputs_and_round_trip(lm_dir, tmp_path):
+    torch.manual_seed(1)
+    m = LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18}, pool="none", lora_dropout=0.0))
+    assert len(m.adapter.rel) == 0
+    before = scores(m)
+    m.add_relations(["objects"])
+    assert m.config.relations == ["objects"] and m.adapter.rel["objects"].fc1.in_features == relation_width()
+    assert scores(m) == before  # zero-initialised last layer: nothing changes until it trains
+    with torch.no_grad():
+        torch.nn.init.normal_(m.adapter.rel["objects"].fc2.weight, std=0.5)
+    after = scores(m)
+    assert after != before
+    m.save_pretrained(tmp_path / "rel")
+    back = LanguageModule.from_pretrained(tmp_path / "rel")
+    assert back.config.relations == ["objects"] and scores(back) == after
+    # continuing a module without relations: model.relations adds them (zero-initialised)
+    m0 = LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18}, pool="none", lora_dropout=0.0))
+    m0.save_pretrained(tmp_path / "plain")
+    cfg = Config(init_from=str(tmp_path / "plain"), model=LanguageConfig(relations=["objects"]))
+    cont = build_module(cfg)
+    assert cont.config.relations == ["objects"] and scores(cont) == scores(LanguageModule.from_pretrained(tmp_path / "plain"))
+    assert all(p.requires_grad for p in cont.adapter.rel.parameters())
+
+
+def test_relation_config_and_bus_errors(lm_dir):
+    with pytest.raises(ConfigError, match="relations: 'objects' needs pool_per_kind.objects=none"):
+        LanguageConfig(kind_dims={"objects": 18}, pool="time_mean", relations=["objects"]).validate()
+    with pytest.raises(ConfigError, match="not a kind the module reads"):
+        LanguageConfig(kind_dims={"objects": 18}, pool="none", relations=["forecast"]).validate()
+    with pytest.raises(ConfigError, match="repeats"):
+        LanguageConfig(kind_dims={"objects": 18}, pool="none", relations=["objects", "objects"]).validate()
+    m = LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18}, pool="none", relations=["objects"]))
+    bus = LatentBus()
+    bus.publish(Message("objects", "perception", clip_rows()))  # no per-step times
+    with pytest.raises(BusInputError, match="relations need slot rows"):
+        m.score_choices(bus, "Is the red cube moving at the end of the video?", ["yes", "no"])
+    bus = LatentBus()
+    bus.publish(Message("objects", "perception", clip_rows(), time=torch.tensor([[0.0, 1, 0, 1, 2, 2, 0, 1, 2]])))
+    with pytest.raises(BusInputError, match="time-major"):
+        m.score_choices(bus, "Is the red cube moving at the end of the video?", ["yes", "no"])
