@@ -118,20 +118,46 @@ class Pipeline:
         self.log_path = self.root / "pipeline.json"
         self.log = json.loads(self.log_path.read_text()) if self.log_path.is_file() else {"stages": {}}
 
-    def stage(self, name: str, done: Path, fn: Callable[[], object]) -> None:
+    def stage(self, name: str, done: Path, fn: Callable[[], object], recipe: list[str] | None = None) -> None:
         if done.exists():
+            if recipe is not None:
+                self.check_recipe(name, done, recipe)
             print(f"[pack] {name}: done ({done}), skipping")
             return
         print(f"[pack] {name}: running")
         t0 = time.perf_counter()
         fn()
         self.log["stages"][name] = {"seconds": round(time.perf_counter() - t0, 1), "git_revision": git_revision()}
+        if recipe is not None:
+            self.log["stages"][name]["recipe"] = self.portable(recipe)
         atomic_write_json(self.log_path, self.log)
 
     def train(self, module: str, preset: str, overrides: list[str]) -> Path:
         from cogarch.train import train_module
 
         return train_module(module, preset, overrides, resume=True)
+
+    def train_stage(self, name: str, done: Path, module: str, preset: str, overrides: list[str]) -> None:
+        """A training stage; its preset and overrides are recorded in pipeline.json, so a resumed run
+        whose recipe for that stage changed is refused instead of keeping the old folder silently."""
+        self.stage(name, done, lambda: self.train(module, preset, overrides), recipe=[preset, *overrides])
+
+    def portable(self, recipe: list[str]) -> list[str]:
+        """A recipe with this run's folder written as <out_dir> (a moved run folder still matches)."""
+        root = str(self.root)
+        return [o.replace(root, "<out_dir>") for o in recipe]
+
+    def check_recipe(self, name: str, done: Path, recipe: list[str]) -> None:
+        """Refuse to skip a finished training stage whose recorded recipe differs from this one's.
+        Stages finished before recipes were recorded are not checked."""
+        had = self.log["stages"].get(name, {}).get("recipe")
+        now = self.portable(recipe)
+        if had is None or had == now:
+            return
+        old = [o for o in had if o not in now] or ["(none)"]
+        new = [o for o in now if o not in had] or ["(none)"]
+        raise ConfigError(f"stage {name!r} in {done.parent} was trained with {' '.join(old)}; this recipe says {' '.join(new)}: "
+                          "delete that folder and the stages after it (pack, eval), or use a new out_dir")
 
     # ------------------------------------------------------------------------------------------
     def run(self) -> Path:
@@ -158,19 +184,19 @@ class Pipeline:
                    lambda: generate("planning", c.planning_n, data / "planning", seed=c.seed + 2))
 
         perc = r / "perception" / "final"
-        self.stage("perception", perc, lambda: self.train(
+        self.train_stage("perception", perc,
             "perception", c.perception,
-            [f"data.data_dir={data / 'physqa'}", f"trainer.out_dir={r / 'perception'}", f"trainer.seed={c.seed}"] + c.perception_overrides))
+            [f"data.data_dir={data / 'physqa'}", f"trainer.out_dir={r / 'perception'}", f"trainer.seed={c.seed}"] + c.perception_overrides)
 
         # The encoder is frozen from here on: the object slots read it, the bus carries both outputs.
         bus_perc = perc
         if c.objects_n > 0:
             self.stage("generate objects", data / "objects", lambda: generate("physqa", c.objects_n, data / "objects", seed=c.seed + 3))
             bus_perc = r / "objects" / "final"
-            self.stage("object slots", bus_perc, lambda: self.train(
+            self.train_stage("object slots", bus_perc,
                 "objects", c.objects,
                 [f"encoder={perc}", f"data.data_dir={data / 'objects'}", f"trainer.out_dir={r / 'objects'}",
-                 f"trainer.seed={c.seed}"] + c.objects_overrides))
+                 f"trainer.seed={c.seed}"] + c.objects_overrides)
 
         from cogarch.features import write_language_features, write_world_model_features
 
@@ -187,10 +213,10 @@ class Pipeline:
 
             width = module_class("perception").from_pretrained(perc).config.hidden_size
         wm = r / "world_model" / "final"
-        self.stage("world model", wm, lambda: self.train(
+        self.train_stage("world model", wm,
             "world_model", c.world_model,
             [f"data.features_dir={wm_feats}", f"model.latent_dim={width}", f"trainer.out_dir={r / 'world_model'}",
-             f"trainer.seed={c.seed}"] + c.world_model_overrides))
+             f"trainer.seed={c.seed}"] + c.world_model_overrides)
 
         plan_wm, critic = self.planning_stages(perc, data / "planning")
 
@@ -199,18 +225,18 @@ class Pipeline:
             {"perception": str(bus_perc), "world_model": str(wm)}, data / "physqa", lang_feats, splits=("train", "val", "test", "test_ood")))
 
         lm = r / "language_pretrain" / "final"
-        self.stage("language pretrain", lm, lambda: self.train(
+        self.train_stage("language pretrain", lm,
             "language-pretrain", c.language_pretrain,
             [f"data_dir={data / 'physqa'}", f"trainer.out_dir={r / 'language_pretrain'}", f"trainer.seed={c.seed}"]
-            + c.language_pretrain_overrides))
+            + c.language_pretrain_overrides)
 
         common = [f"model.base_lm={lm}", f"data_dir={data / 'physqa'}", f"features_dir={lang_feats}", f"trainer.seed={c.seed}"]
         if source == "objects":
             # a forecast of slot rows: averaging a step's slots together would mix the objects
             common.append("model.pool_per_kind.forecast=none")
         s1 = r / "language_s1" / "final"
-        self.stage("language stage 1", s1, lambda: self.train(
-            "language", c.language, common + ["stage=1", f"trainer.out_dir={r / 'language_s1'}"] + c.stage1_overrides))
+        self.train_stage("language stage 1", s1,
+            "language", c.language, common + ["stage=1", f"trainer.out_dir={r / 'language_s1'}"] + c.stage1_overrides)
         s2 = self.stage2_rounds("language stage 2", "language", common + [f"init_from={s1}"])
         blind = r / "language_blind" / "final"
         if c.train_blind:
@@ -235,13 +261,13 @@ class Pipeline:
             return c.stage2_overrides + (list(c.stage2_round_overrides[k - 1]) if k <= len(c.stage2_round_overrides) else [])
 
         out = r / folder / "final"
-        self.stage(name, out, lambda: self.train("language", c.language, overrides + ["stage=2", f"trainer.out_dir={r / folder}"]
-                                                 + round_overrides(1)))
+        self.train_stage(name, out, "language", c.language,
+                         overrides + ["stage=2", f"trainer.out_dir={r / folder}"] + round_overrides(1))
         for k in range(2, c.stage2_rounds + 1):
             prev, out = out, r / round_folder(folder, k) / "final"
             extra = [o for o in overrides if not o.startswith("init_from=")] + [f"init_from={prev}"]
-            self.stage(f"{name} round {k}", out, lambda extra=extra, k=k: self.train(
-                "language", c.language, extra + ["stage=2", f"trainer.out_dir={r / round_folder(folder, k)}"] + round_overrides(k)))
+            self.train_stage(f"{name} round {k}", out, "language", c.language,
+                             extra + ["stage=2", f"trainer.out_dir={r / round_folder(folder, k)}"] + round_overrides(k))
         return out
 
     def sources(self, rounds: int | None = None, train_blind: bool | None = None) -> dict[str, str | None]:
@@ -301,15 +327,15 @@ class Pipeline:
                    lambda: write_planning_features(data, PerceptionEncoder(perc, c.planning_grid, tokens=True), feats))
         dim = json.loads((feats / "planning_features.json").read_text())["dim"]
         wm = r / "planning_world_model" / "final"
-        self.stage("planning world model", wm, lambda: self.train(
+        self.train_stage("planning world model", wm,
             "world_model", c.planning_world_model,
             [f"data.features_dir={feats / 'world_model'}", f"model.latent_dim={dim}", "model.action_dim=2",
-             f"trainer.out_dir={r / 'planning_world_model'}", f"trainer.seed={c.seed}"] + c.planning_world_model_overrides))
+             f"trainer.out_dir={r / 'planning_world_model'}", f"trainer.seed={c.seed}"] + c.planning_world_model_overrides)
         critic = r / "critic" / "final"
-        self.stage("critic", critic, lambda: self.train(
+        self.train_stage("critic", critic,
             "critic", c.critic,
             [f"data.features_dir={feats / 'critic'}", f"model.latent_dim={dim}", f"trainer.out_dir={r / 'critic'}",
-             f"trainer.seed={c.seed}"] + c.critic_overrides))
+             f"trainer.seed={c.seed}"] + c.critic_overrides)
         return wm, critic
 
     def assemble(self, pack: Path, perc: Path, wm: Path, lang: Path, blind: Path | None,

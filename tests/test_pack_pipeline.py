@@ -147,6 +147,24 @@ def test_stage2_rounds_continue_from_the_previous_round(tmp_path: Path) -> None:
     assert [c[-3:] for c in calls] == [["stage=2", f"trainer.out_dir={tmp_path / 'x' / 'language_blind'}", "trainer.max_steps=7"],
                                        ["trainer.max_steps=7", "template_repeat.desc_count=4", "trainer.max_steps=3"],
                                        ["stage=2", f"trainer.out_dir={tmp_path / 'x' / 'language_blind_r3'}", "trainer.max_steps=7"]]
+    # each training stage's recipe is in pipeline.json: resumed with the same recipe every round is
+    # skipped; with round 2's extras changed, round 2 is refused (its folder would be kept silently)
+    from cogarch.errors import ConfigError
+
+    recorded = json.loads((tmp_path / "x" / "pipeline.json").read_text())["stages"]["blind round 2"]["recipe"]
+    assert recorded[-2:] == ["template_repeat.desc_count=4", "trainer.max_steps=3"] and "<out_dir>/language_blind_r2" in " ".join(recorded)
+    again = Pipeline(cfg, resume=True)
+    again.train = train
+    calls.clear()
+    again.stage2_rounds("blind", "language_blind", ["blind=true"])
+    assert calls == []
+    changed = load_config(Config, None, [f"out_dir={tmp_path / 'x'}", "stage2_rounds=3", 'stage2_overrides=["trainer.max_steps=7"]',
+                                         'stage2_round_overrides=[[], ["template_repeat.desc_count=2", "trainer.max_steps=3"]]'])
+    again = Pipeline(changed, resume=True)
+    again.train = train
+    with pytest.raises(ConfigError, match="stage 'blind round 2' .* trained with template_repeat.desc_count=4; this recipe says template_repeat.desc_count=2"):
+        again.stage2_rounds("blind", "language_blind", ["blind=true"])
+    assert calls == []
 
 
 def test_object_world_model_needs_object_slots(tmp_path: Path) -> None:
