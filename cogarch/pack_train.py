@@ -83,6 +83,14 @@ class Config:
     eval_limit: int = 0  # 0: the whole test split
     ship_to: str = ""  # copy the finished pack here too (e.g. cogarch/assets/default_pack)
 
+    def validate(self) -> None:
+        """Run by load_config, so every reader of a recipe (the pipeline, repack_language) checks it."""
+        if self.stage2_rounds < 1:
+            raise ConfigError(f"stage2_rounds must be >= 1, got {self.stage2_rounds}")
+        if len(self.stage2_round_overrides) > self.stage2_rounds:
+            raise ConfigError(f"stage2_round_overrides has {len(self.stage2_round_overrides)} rounds' entries, "
+                              f"stage2_rounds is {self.stage2_rounds}")
+
 
 def shard_width(path: Path) -> int:
     """Latent width D of a world-model feature shard ([N, T', P, D] `latents`)."""
@@ -169,10 +177,7 @@ class Pipeline:
             raise ConfigError("the world model reads objects (model.source=objects) but objects_n is 0: there are no object slots to read")
         if c.voe_design not in VOE_DESIGNS:  # checked before any stage runs, like the world model's source
             raise ConfigError(f"voe_design must be one of {', '.join(VOE_DESIGNS)}, got {c.voe_design!r}")
-        if c.stage2_rounds < 1:
-            raise ConfigError(f"stage2_rounds must be >= 1, got {c.stage2_rounds}")
-        if len(c.stage2_round_overrides) > c.stage2_rounds:
-            raise ConfigError(f"stage2_round_overrides has {len(c.stage2_round_overrides)} rounds' entries, stage2_rounds is {c.stage2_rounds}")
+        c.validate()  # a Config changed after loading (dataclasses.replace) is checked again
         self.check_resumed_world_model(source)
         self.check_assembled_rounds()
         data = r / "data"
