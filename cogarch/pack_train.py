@@ -10,7 +10,10 @@
 Each stage is the same `cogarch train MODULE --config PRESET k=v ...` a user can run alone (the
 pipeline calls `train_module` with the preset and overrides that point it at this run's folders).
 A stage whose output exists is skipped, and an interrupted stage resumes from its last
-checkpoint, so re-running the same command continues where it stopped.
+checkpoint, so re-running the same command continues where it stopped. Each finished training
+stage's preset and overrides are recorded in pipeline.json: a re-run whose recipe for a finished
+stage changed is refused (the old folder would be kept silently). A stage interrupted before it
+finished has no record yet and resumes under the new recipe.
 """
 
 from __future__ import annotations
@@ -151,9 +154,17 @@ class Pipeline:
         self.stage(name, done, lambda: self.train(module, preset, overrides), recipe=[preset, *overrides])
 
     def portable(self, recipe: list[str]) -> list[str]:
-        """A recipe with this run's folder written as <out_dir> (a moved run folder still matches)."""
+        """A recipe with this run's folder written as <out_dir> (a moved run folder still matches):
+        only in values that are that folder or lie inside it, never in other paths that share a prefix."""
         root = str(self.root)
-        return [o.replace(root, "<out_dir>") for o in recipe]
+
+        def one(o: str) -> str:
+            key, eq, value = o.partition("=")
+            if eq and (value == root or value.startswith(root + "/")):
+                return f"{key}=<out_dir>{value[len(root):]}"
+            return o
+
+        return [one(o) for o in recipe]
 
     def check_recipe(self, name: str, done: Path, recipe: list[str]) -> None:
         """Refuse to skip a finished training stage whose recorded recipe differs from this one's.
@@ -162,8 +173,11 @@ class Pipeline:
         now = self.portable(recipe)
         if had is None or had == now:
             return
-        old = [o for o in had if o not in now] or ["(none)"]
-        new = [o for o in now if o not in had] or ["(none)"]
+        old = [o for o in had if o not in now]
+        new = [o for o in now if o not in had]
+        if not old and not new:  # the same overrides in another order (a later one wins): show both lists
+            old, new = had, now
+        old, new = old or ["(none)"], new or ["(none)"]
         raise ConfigError(f"stage {name!r} in {done.parent} was trained with {' '.join(old)}; this recipe says {' '.join(new)}: "
                           "delete that folder and the stages after it (pack, eval), or use a new out_dir")
 

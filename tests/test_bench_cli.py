@@ -367,6 +367,14 @@ def test_template_probe_binds_the_asked_object_to_its_row(tmp_path):
         run(str(tmp_path), str(tmp_path / "f"), "desc_moving_end", ("objects", "forecast"), steps=1, slots=3)
     with pytest.raises(UserError, match="desc_count"):
         run(str(tmp_path), str(tmp_path / "f"), "desc_count", ("objects",), steps=1, slots=3)
+    # trained on another suite's train split (here: the first 100 train clips only), scored on this one's val / test
+    other = tmp_path / "other"
+    DatasetDict({"train": Dataset.from_list(qs["train"][:300])}).save_to_disk(str(other / "questions"))
+    again = run(str(tmp_path), str(tmp_path / "f"), "desc_moving_end", ("objects",), steps=1, every=1, slots=3,
+                train_from=(str(other), str(tmp_path / "f")))
+    assert again["n"] == {"train": 300, "val": 180, "test": 180}
+    with pytest.raises(UserError, match="go together"):
+        main(["--data", str(tmp_path), "--features", str(tmp_path / "f"), "--train-data", str(tmp_path)])
     with pytest.raises(UserError, match="18-wide object rows"):
         run(str(tmp_path), str(tmp_path / "f"), "desc_moving_end", ("objects",), steps=1, slots=3, relations=True)
     with pytest.raises(UserError, match="--kinds"):

@@ -104,6 +104,7 @@ def test_added_relations_start_at_the_same_outputs_and_round_trip(lm_dir, tmp_pa
     m0 = LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18}, pool="none", lora_dropout=0.0))
     m0.save_pretrained(tmp_path / "plain")
     cfg = Config(init_from=str(tmp_path / "plain"), model=LanguageConfig(relations=["objects"]))
+    cfg.validate()  # the preset's pooling (time_mean) is replaced by the saved config's: not an error here
     cont = build_module(cfg)
     assert cont.config.relations == ["objects"] and scores(cont) == scores(LanguageModule.from_pretrained(tmp_path / "plain"))
     assert all(p.requires_grad for p in cont.adapter.rel.parameters())
@@ -116,7 +117,14 @@ def test_relation_config_and_bus_errors(lm_dir):
         LanguageConfig(kind_dims={"objects": 18}, pool="none", relations=["forecast"]).validate()
     with pytest.raises(ConfigError, match="repeats"):
         LanguageConfig(kind_dims={"objects": 18}, pool="none", relations=["objects", "objects"]).validate()
+    with pytest.raises(ConfigError, match="'percept' is 8 wide"):
+        LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"percept": 8}, pool="none", relations=["percept"]))
     m = LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18}, pool="none", relations=["objects"]))
+    m2 = LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18, "percept": 18}, pool="none",
+                                             pool_per_kind={"percept": "grid"}))
+    with pytest.raises(ConfigError, match="needs pool_per_kind.percept=none"):
+        m2.add_relations(["percept"])
+    assert m2.config.relations == [] and len(m2.adapter.rel) == 0  # checked before anything changed
     bus = LatentBus()
     bus.publish(Message("objects", "perception", clip_rows()))  # no per-step times
     with pytest.raises(BusInputError, match="relations need slot rows"):

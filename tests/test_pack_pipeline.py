@@ -165,6 +165,18 @@ def test_stage2_rounds_continue_from_the_previous_round(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="stage 'blind round 2' .* trained with template_repeat.desc_count=4; this recipe says template_repeat.desc_count=2"):
         again.stage2_rounds("blind", "language_blind", ["blind=true"])
     assert calls == []
+    # a stage finished before recipes were recorded is not checked
+    log = json.loads((tmp_path / "x" / "pipeline.json").read_text())
+    del log["stages"]["blind round 2"]["recipe"]
+    (tmp_path / "x" / "pipeline.json").write_text(json.dumps(log))
+    again = Pipeline(changed, resume=True)
+    again.train = train
+    again.stage2_rounds("blind", "language_blind", ["blind=true"])
+    assert calls == []
+    # only values that are the run folder or inside it become <out_dir> (so a moved run still matches)
+    root = str(tmp_path / "x")
+    assert again.portable([f"trainer.out_dir={root}/language", f"init_from={root}", f"encoder={root}_v11/final", "seed=1"]) == [
+        "trainer.out_dir=<out_dir>/language", "init_from=<out_dir>", f"encoder={root}_v11/final", "seed=1"]
 
 
 def test_object_world_model_needs_object_slots(tmp_path: Path) -> None:

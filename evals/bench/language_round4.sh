@@ -6,7 +6,8 @@
 # channels (modules/language/relations.py: each row's speed, contact with the nearest slot and who
 # it touches) hand the reader the pairwise distances and speeds. Each variant continues v12's
 # language module (runs/l9/rep2/final = cogarch/assets/default_pack/language) for 3000 stage-2
-# steps of the pack's mix with the contact and motion templates oversampled x2, 1 thread, seed 0:
+# steps of the pack's mix with six templates oversampled x2 (desc_count, desc_first_hit,
+# desc_collide, desc_moving_end, pred_collide, pred_next_hit), 1 thread, seed 0:
 #   rel    model.relations=[objects,forecast] (new zero-initialised relation projectors)
 #   ctl    the same round without relations (the control: what the round gives by itself)
 #   blind  v12's blind LM (runs/l9/blind_rep2/final) given the same round, scored beside ctl (once ctl is done)
@@ -25,8 +26,20 @@ cd "$(dirname "$0")/../.."
 . evals/bench/recipe_lib.sh
 R=${1:-runs/l10}; shift || true
 VARIANTS=${*:-rel ctl blind}
-for v in $VARIANTS; do
+case $R in rel|ctl|blind|hard|big) echo "error: the first argument is the output folder (got the variant $R)" >&2; exit 2;; esac
+seen=" "
+for v in $VARIANTS; do  # checked before any work: hard and big need rel and ctl (big also blind), here or done
   case $v in rel|ctl|blind|hard|big) ;; *) echo "error: unknown variant $v (rel | ctl | blind | hard | big)" >&2; exit 2;; esac
+  needs=""
+  [ $v = hard ] && needs="rel ctl"
+  [ $v = big ] && needs="rel ctl blind"
+  for n in $needs; do
+    case "$seen" in *" $n "*) ;; *) [ -d $R/$n/final ] || { echo "error: $v needs $R/$n/final: run variant $n first" >&2; exit 2; };; esac
+  done
+  if [ $v = big ] && ! [ -d runs/l9/physqa23/questions -a -f runs/l9/features23/test.json ]; then
+    echo "error: big needs runs/l9/physqa23 and runs/l9/features23 (docs/benchmarks.md, part 4: a larger held-out test split)" >&2; exit 2
+  fi
+  seen="$seen$v "
 done
 FROM=runs/l9/rep2/final
 BLIND=runs/l9/blind_rep2/final
@@ -63,11 +76,9 @@ for v in $VARIANTS; do
     rel) train rel $FROM $W trainer.max_steps=3000 "$REL"; score rel;;
     ctl) train ctl $FROM $W trainer.max_steps=3000; score ctl;;
     hard) for m in rel ctl; do
-            [ -d $R/$m/final ] || { echo "error: hard continues $R/$m/final: run variant $m first" >&2; exit 2; }
             train hard_$m $R/$m/final "$HARD" trainer.max_steps=1500 trainer.ckpt_every=500; score hard_$m
           done;;
-    big) for m in rel ctl blind; do [ -d $R/$m/final ] || { echo "error: big scores $R/$m/final: run variant $m first" >&2; exit 2; }; done
-         keep $R/big_rel_test.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/l9/physqa23 --features runs/l9/features23 \
+    big) keep $R/big_rel_test.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/l9/physqa23 --features runs/l9/features23 \
            --split test --model $R/rel/final --blind $R/blind/final --drop forecast --out $R/big_rel_test.json \
            --samples $R/samples_big_rel_test > $R/big_rel_test.log 2>&1
          keep $R/big_ctl_test.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/l9/physqa23 --features runs/l9/features23 \

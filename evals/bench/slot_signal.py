@@ -27,16 +27,18 @@ from cogarch.evals.bench import cli
 from cogarch.evals.bench.forecast_readout import question_rows, slot_of
 
 TEMPLATES = ("desc_moving_end", "desc_collide")
-SLOTS, VISIBLE, POS, VEL = 6, 13, 14, 16  # the pack's object rows (modules/perception/objects.py)
+VISIBLE, POS, VEL = 13, 14, 16  # columns of the pack's object rows (modules/perception/objects.py)
 CANVAS, SPEED = 64.0, 32.0
 
 
-def scalar(template: str, question: str, rows: torch.Tensor, names: list[list[str]]) -> float:
+def scalar(template: str, question: str, rows: torch.Tensor, names: list[list[str]], slots: int = 6) -> float:
     """One question's scalar from a clip's time-major rows [T' x K, 18] (see the file docstring)."""
-    R = rows.float().reshape(-1, SLOTS, rows.shape[-1])  # [T', K, D]
+    if rows.shape[0] % slots or rows.shape[-1] < VEL + 2:
+        raise UserError(f"{tuple(rows.shape)} object rows are not steps x {slots} slots of 18 columns (--slots)")
+    R = rows.float().reshape(-1, slots, rows.shape[-1])  # [T', K, D]
     g = R[..., VISIBLE]
     top = g.max(0).values
-    ident = R[g.argmax(0), torch.arange(SLOTS), :VISIBLE] / top.clamp_min(1e-6)[:, None]
+    ident = R[g.argmax(0), torch.arange(slots), :VISIBLE] / top.clamp_min(1e-6)[:, None]
     present, on = top > 0.5, g > 0.5
     if template == "desc_moving_end":
         m = re.fullmatch(r"Is the (.+) moving at the end of the video\?", question)
@@ -65,7 +67,7 @@ def auc(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(((pos[:, None] > neg[None]).float() + 0.5 * (pos[:, None] == neg[None]).float()).mean())
 
 
-def run(data: str, features: str, templates: tuple[str, ...] = TEMPLATES) -> dict:
+def run(data: str, features: str, templates: tuple[str, ...] = TEMPLATES, slots: int = 6) -> dict:
     from cogarch.evals.world import vocab
     from cogarch.modules.language.data import FeatureShard
 
@@ -80,7 +82,7 @@ def run(data: str, features: str, templates: tuple[str, ...] = TEMPLATES) -> dic
                 if r["clip_id"] not in shard:
                     raise UserError(f"{features} has no {split} features for {r['clip_id']} (features of another suite?)")
                 rows = shard.get(shard.row_of(r["clip_id"]))["objects"]["tokens"]
-                xs.append(scalar(template, r["question"], rows, names))
+                xs.append(scalar(template, r["question"], rows, names, slots))
                 ys.append(str(r["answer"]) == "yes")
             per[split] = (torch.tensor(xs), torch.tensor(ys))
         x, y = per["train"]
@@ -98,9 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="generated physqa suite (its questions/)")
     ap.add_argument("--features", required=True, help="language feature shards of that suite (train, val, test)")
+    ap.add_argument("--slots", type=int, default=6, help="object slots per step in the rows (the pack's head: 6)")
     ap.add_argument("--out", help="write the result as JSON here")
     args = ap.parse_args(argv)
-    res = run(args.data, args.features)
+    if args.slots < 1:
+        raise UserError("--slots must be >= 1")
+    res = run(args.data, args.features, slots=args.slots)
     print("| template | threshold (fit on train) | split | n | AUC | accuracy | prior |\n|---|---|---|---|---|---|---|")
     for template, r in res.items():
         for s, v in r["splits"].items():

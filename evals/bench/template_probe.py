@@ -125,19 +125,25 @@ def encode(qs: list[list[str]], vocab: dict[str, int]) -> torch.Tensor:
 
 def run(data: str, features: str, template: str = "desc_count", kinds: tuple[str, ...] = ("objects",), steps: int = 1500,
         batch: int = 64, seed: int = 0, every: int = 500, slots: int = 6, lr: float = 1e-3, relations: bool = False,
-        pairs: bool = False) -> dict:
+        pairs: bool = False, train_from: tuple[str, str] | None = None) -> dict:
     """Train on the train split's questions of `template`; accuracy on train / val / test every `every` steps.
     relations: append the language module's relation channels (modules/language/relations.py) to every row.
-    pairs: also give the probe one token per pair of `objects` slots (pair_tokens)."""
+    pairs: also give the probe one token per pair of `objects` slots (pair_tokens).
+    train_from: (data, features) of another suite whose train split it trains on instead (more
+    questions; val and test still come from `data`)."""
     torch.manual_seed(seed)
-    sets = {s: template_rows(data, features, s, template, kinds) for s in ("train", "val", "test")}
+    sets = {s: template_rows(*(train_from if train_from and s == "train" else (data, features)), s, template, kinds)
+            for s in ("train", "val", "test")}
     if relations:
         from cogarch.modules.language.relations import VEL, slot_relations
 
         narrow = [k for k, v in sets["train"][0].items() if v.shape[-1] < VEL + 2]
         if narrow:
             raise UserError(f"--relations needs 18-wide object rows; {narrow} rows are narrower")
-        sets = {s: ({k: torch.cat([v, slot_relations(v, slots)], -1) for k, v in r.items()}, q, y) for s, (r, q, y) in sets.items()}
+        try:
+            sets = {s: ({k: torch.cat([v, slot_relations(v, slots)], -1) for k, v in r.items()}, q, y) for s, (r, q, y) in sets.items()}
+        except ValueError as e:  # rows that are not steps x slots
+            raise UserError(f"--relations: {e} (--slots)") from None
     if pairs:
         if "objects" not in kinds:
             raise UserError("--pairs reads the objects rows: add objects to --kinds")
@@ -229,15 +235,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slots", type=int, default=6, help="object slots per step in the rows (the pack's head: 6)")
     ap.add_argument("--relations", action="store_true", help="append relation channels (speed, contact, who is in contact) to the rows")
     ap.add_argument("--pairs", action="store_true", help="also one token per pair of object slots (their distance; pair_tokens)")
+    ap.add_argument("--train-data", help="train on this suite's train split instead (with --train-features)")
+    ap.add_argument("--train-features", help="language feature shards of --train-data (its train split)")
     ap.add_argument("--out", help="write the curve as JSON here")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.batch < 1 or args.every < 1 or args.slots < 1:
         raise UserError("--steps, --batch, --every and --slots must be >= 1")
+    if bool(args.train_data) != bool(args.train_features):
+        raise UserError("--train-data and --train-features go together")
     kinds = tuple(k for k in args.kinds.split(",") if k)
     if not kinds:
         raise UserError("--kinds names no bus kind")
     res = run(args.data, args.features, args.template, kinds, args.steps, args.batch, args.seed, args.every, args.slots,
-              relations=args.relations, pairs=args.pairs)
+              relations=args.relations, pairs=args.pairs,
+              train_from=(args.train_data, args.train_features) if args.train_data else None)
     report(res, f"{res['template']} from {','.join(kinds)}", args.out)
     return 0
 

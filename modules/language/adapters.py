@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from cogarch.bus import KNOWN_KINDS, LatentBus, Message
 from cogarch.errors import ConfigError, UserError
 from cogarch.modules.language.config import LanguageConfig
-from cogarch.modules.language.relations import relation_width, slot_relations
+from cogarch.modules.language.relations import OBJECT_ROW, relation_width, slot_relations
 from cogarch.modules.language.resampler import QuestionResampler
 
 
@@ -205,6 +205,9 @@ class BusAdapter(nn.Module):
                 continue
             if kind not in self.config.kind_dims:
                 raise ConfigError(f"language.relations: {kind!r} is not a kind the module reads ({sorted(self.config.kind_dims)})")
+            if 0 < int(self.config.kind_dims[kind]) < OBJECT_ROW:
+                raise ConfigError(f"language.relations: {kind!r} is {self.config.kind_dims[kind]} wide; relations read "
+                                  f"object-slot rows ({OBJECT_ROW} wide: identity, visible, x, y, vx, vy)")
             proj = KindProjector(relation_width(), self.config.proj_hidden or self.hidden, self.hidden, norm=False)
             nn.init.zeros_(proj.fc2.weight)
             nn.init.zeros_(proj.fc2.bias)

@@ -22,6 +22,8 @@ On disk (`save_pretrained(dir)`, one folder):
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import shutil
@@ -277,8 +279,8 @@ class LanguageModule(nn.Module):
         kinds = [k for k in kinds if k not in self.config.relations]
         if not kinds:
             return
+        dataclasses.replace(self.config, relations=[*self.config.relations, *kinds]).validate()  # before any change
         self.config.relations = [*self.config.relations, *kinds]
-        self.config.validate()
         self.adapter.add_relations(kinds)
 
     def merge_lora_(self) -> "LanguageModule":

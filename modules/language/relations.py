@@ -13,7 +13,8 @@ them the way Interaction Networks (Battaglia et al. 2016) and relation networks 
 ground truth or the question; the language module still has to find the named objects and read
 the channels.
 
-Appended per row (slot k, step t), all zero for an absent slot:
+Channels per row (slot k, step t), all zero for an absent slot (the language module projects them
+with their own projector and adds the result to the row's token; template_probe appends them):
     speed        |v_k| (ungated) x g_k                                                  [1]
     contact      max_j c_kj, with c_kj = exp(-(|p_k - p_j| / scale)^2) g_k g_j (j != k) [1]
     neighbour    sum_j c_kj x identity_j: the identity of whoever is close to k now      [I]
@@ -28,6 +29,7 @@ IDENT = 13      # identity columns: colour 8 + shape 3 + material 2
 VISIBLE = 13    # the row's visible column: 1 x gate, so it holds the gate itself
 POS = 14        # x, y / 64
 VEL = 16        # vx, vy / 32
+OBJECT_ROW = 18  # the narrowest row these channels read (perception's rows; wider with static slots)
 SCALE = 0.15    # contact kernel width in canvas units (/ 64): about 10 px, an object's diameter
 
 
@@ -39,7 +41,7 @@ def relation_width(ident: int = IDENT) -> int:
 def slot_relations(x: torch.Tensor, slots: int, scale: float = SCALE) -> torch.Tensor:
     """x: [B, T'*K, D] time-major slot rows (D >= 18) -> the appended channels [B, T'*K, relation_width()]."""
     B, N, D = x.shape
-    if N % slots or D < VEL + 2:
+    if N % slots or D < OBJECT_ROW:
         raise ValueError(f"slot_relations: {N} rows of width {D} are not [steps x {slots} slots] object rows")
     T = N // slots
     r = x.reshape(B, T, slots, D).float()

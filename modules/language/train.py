@@ -18,6 +18,7 @@ ratio (actual tokens / expected tokens) of that step, a scalar the learning rate
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -54,7 +55,9 @@ class Config:
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(out_dir="runs/language"))
 
     def validate(self) -> None:
-        self.model.validate()
+        # With init_from the saved config replaces `model`; only its relations carry over, and they are
+        # checked against the saved config when added (LanguageModule.add_relations), not the preset's.
+        (dataclasses.replace(self.model, relations=[]) if self.init_from else self.model).validate()
         if self.stage not in (1, 2):
             raise ConfigError(f"stage must be 1 (captions) or 2 (QA), got {self.stage}")
         if self.split.startswith("test"):
