@@ -14,6 +14,10 @@
 #   hard   rel and ctl each continued for 1500 steps on four templates alone (desc_collide,
 #          desc_moving_end, desc_first_hit, pred_collide): can a reader learn them when they are all
 #          it sees, with relation channels and without? -> hard_rel, hard_ctl (needs rel and ctl)
+#   move8k rel continued 2000 steps on desc_moving_end alone, from the 5600 train clips of the seed-11
+#          suite (runs/l7/physqa8k, features runs/l7/features8k: 20,559 such questions, 4x the pack's);
+#          a diagnostic of whether the module learns motion from more questions (the probe did:
+#          docs/benchmarks.md, part 5), not a model: the other templates are not trained
 #   big    rel (with its blind LM and without forecast) and ctl on the larger held-out split of
 #          runs/l9/physqa23 (features runs/l9/features23, made as docs/benchmarks.md describes)
 # Scored on the pack's val and test splits (evals/bench/lang_eval.py --samples, for paired.py).
@@ -26,13 +30,17 @@ cd "$(dirname "$0")/../.."
 . evals/bench/recipe_lib.sh
 R=${1:-runs/l10}; shift || true
 VARIANTS=${*:-rel ctl blind}
-case $R in rel|ctl|blind|hard|big) echo "error: the first argument is the output folder (got the variant $R)" >&2; exit 2;; esac
+case $R in rel|ctl|blind|hard|big|move8k) echo "error: the first argument is the output folder (got the variant $R)" >&2; exit 2;; esac
 seen=" "
 for v in $VARIANTS; do  # checked before any work: hard and big need rel and ctl (big also blind), here or done
-  case $v in rel|ctl|blind|hard|big) ;; *) echo "error: unknown variant $v (rel | ctl | blind | hard | big)" >&2; exit 2;; esac
+  case $v in rel|ctl|blind|hard|big|move8k) ;; *) echo "error: unknown variant $v (rel | ctl | blind | hard | big | move8k)" >&2; exit 2;; esac
   needs=""
   [ $v = hard ] && needs="rel ctl"
   [ $v = big ] && needs="rel ctl blind"
+  [ $v = move8k ] && needs="rel"
+  if [ $v = move8k ] && ! [ -d runs/l7/physqa8k/questions -a -f runs/l7/features8k/train.json ]; then
+    echo "error: move8k needs runs/l7/physqa8k and runs/l7/features8k (evals/bench/language_clips.sh makes them)" >&2; exit 2
+  fi
   for n in $needs; do
     case "$seen" in *" $n "*) ;; *) [ -d $R/$n/final ] || { echo "error: $v needs $R/$n/final: run variant $n first" >&2; exit 2; };; esac
   done
@@ -78,6 +86,11 @@ for v in $VARIANTS; do
     hard) for m in rel ctl; do
             train hard_$m $R/$m/final "$HARD" trainer.max_steps=1500 trainer.ckpt_every=500; score hard_$m
           done;;
+    move8k) keep $R/move8k/final || $CG train language --config configs/language/tiny.yaml \
+              ${C/data_dir=$PHYSQA features_dir=runs\/l7\/features/data_dir=runs/l7/physqa8k features_dir=runs/l7/features8k} \
+              stage=2 init_from=$R/rel/final trainer.out_dir=$R/move8k $S2 "templates=[desc_moving_end]" \
+              trainer.max_steps=2000 trainer.ckpt_every=1000 > $R/move8k_train.log 2>&1
+            score move8k;;
     big) keep $R/big_rel_test.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/l9/physqa23 --features runs/l9/features23 \
            --split test --model $R/rel/final --blind $R/blind/final --drop forecast --out $R/big_rel_test.json \
            --samples $R/samples_big_rel_test > $R/big_rel_test.log 2>&1
