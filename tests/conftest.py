@@ -1,5 +1,6 @@
-"""Fixtures shared by several test files: one intra-op thread for micro models, and a writer of tiny
-generated suites (the `clips` table `cogarch generate` writes, from frames made in the test)."""
+"""Fixtures shared by several test files: one intra-op thread for micro models, a writer of tiny
+generated suites (the `clips` table `cogarch generate` writes, from frames made in the test), and a
+writer of tiny random causal LMs with our own SentencePiece tokenizer (nothing is downloaded)."""
 
 from __future__ import annotations
 
@@ -45,5 +46,24 @@ def write_clip_suite():
             tables[split] = Dataset.from_list(rows)
         DatasetDict(tables).save_to_disk(str(root / "clips"))
         return root
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def write_tiny_lm():
+    """write(root, texts, family="llama") -> folder of a 2-layer, width-32 random LM (seed 0) with a
+    300-piece SentencePiece tokenizer trained on `texts`, as `LanguageConfig.base_lm` reads it."""
+
+    def write(root: Path, texts: list[str], family: str = "llama") -> str:
+        from cogarch.modules.language.pretrain import LMArchConfig, new_lm
+        from cogarch.modules.language.tokenizer import build_tokenizer
+
+        tok = build_tokenizer(texts, 300, root / "tok")
+        torch.manual_seed(0)
+        arch = LMArchConfig(family=family, hidden=32, layers=2, heads=2, kv_heads=1, intermediate=64, max_positions=256)
+        new_lm(arch, len(tok)).save_pretrained(root / "lm")
+        tok.save_pretrained(root / "lm")
+        return str(root / "lm")
 
     return write

@@ -14,9 +14,7 @@ from cogarch.errors import ConfigError
 from cogarch.modules.language.adapters import BusInputError
 from cogarch.modules.language.config import LanguageConfig
 from cogarch.modules.language.model import LanguageModule
-from cogarch.modules.language.pretrain import LMArchConfig, new_lm
 from cogarch.modules.language.relations import IDENT, SCALE, relation_width, slot_relations
-from cogarch.modules.language.tokenizer import build_tokenizer
 from cogarch.modules.language.train import Config, build_module
 
 TEXTS = ["Question: Does the red cube collide with the blue sphere? Answer: yes",
@@ -65,14 +63,8 @@ def test_relation_channels_on_known_rows():
 
 
 @pytest.fixture(scope="module")
-def lm_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rel_lm")
-    tok = build_tokenizer(TEXTS, 300, root / "tok")
-    torch.manual_seed(0)
-    lm = new_lm(LMArchConfig(family="llama", hidden=32, layers=2, heads=2, kv_heads=1, intermediate=64, max_positions=256), len(tok))
-    lm.save_pretrained(root / "lm")
-    tok.save_pretrained(root / "lm")
-    return str(root / "lm")
+def lm_dir(tmp_path_factory, write_tiny_lm):
+    return write_tiny_lm(tmp_path_factory.mktemp("rel_lm"), TEXTS)
 
 
 def objects_bus() -> LatentBus:

@@ -11,9 +11,7 @@ from cogarch.bus import LatentBus, Message
 from cogarch.errors import ConfigError
 from cogarch.modules.language.config import LanguageConfig
 from cogarch.modules.language.model import LanguageModule, encode_pair, format_prompt
-from cogarch.modules.language.pretrain import LMArchConfig, new_lm
 from cogarch.modules.language.resampler import QuestionResampler
-from cogarch.modules.language.tokenizer import build_tokenizer
 
 TEXTS = [
     "Question: What color is the cube? Answer: red",
@@ -23,14 +21,8 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def lm_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rs_lm")
-    tok = build_tokenizer(TEXTS, 300, root / "tok")
-    torch.manual_seed(0)
-    lm = new_lm(LMArchConfig(family="llama", hidden=32, layers=2, heads=2, kv_heads=1, intermediate=64, max_positions=256), len(tok))
-    lm.save_pretrained(root / "lm")
-    tok.save_pretrained(root / "lm")
-    return str(root / "lm")
+def lm_dir(tmp_path_factory, write_tiny_lm):
+    return write_tiny_lm(tmp_path_factory.mktemp("rs_lm"), TEXTS)
 
 
 def make(lm_dir: str, **kw) -> LanguageModule:

@@ -52,33 +52,18 @@ model.pool_per_kind.forecast=none trainer.progress=false"
 HARD="templates=[desc_count,desc_first_hit,desc_collide,desc_moving_end]"
 W="template_repeat.desc_count=4 template_repeat.desc_first_hit=4 template_repeat.desc_collide=2 template_repeat.desc_moving_end=2"
 W2="template_repeat.desc_count=4"
-CG=.venv/bin/cogarch
 export OMP_NUM_THREADS=1
 mkdir -p $R
-train() {  # NAME INIT EXTRA...: one stage-2 round, kept when done
-  local name=$1 init=$2; shift 2
-  keep $R/$name/final || $CG train language --config configs/language/tiny.yaml $C stage=2 init_from=$init \
-    trainer.out_dir=$R/$name $S2 "$@" > $R/${name}_train.log 2>&1
-}
-score() {  # NAME [BLIND]: val and test (with BLIND: its blind LM scored beside it, no bus tokens)
-  local extra=""
-  [ -n "$2" ] && extra="--blind $R/$2/final"
-  for s in val test; do
-    keep $R/$1${2:+_$2}_$s.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data $PHYSQA --features runs/l7/features \
-      --split $s --model $R/$1/final $extra --out $R/$1${2:+_$2}_$s.json --samples $R/samples_$1${2:+_$2}_$s \
-      > $R/$1${2:+_$2}_$s.log 2>&1
-  done
-}
 for v in $VARIANTS; do
   case $v in
-    r3) train r3 $FROM trainer.max_steps=3000; score r3;;
-    hard) train hard $FROM "$HARD" trainer.max_steps=1500 trainer.ckpt_every=500; score hard
-          train hard_mix $R/hard/final trainer.max_steps=3000; score hard_mix;;
-    rep) train rep $FROM $W trainer.max_steps=3000; score rep;;
-    rep2) train rep2 $FROM $W2 trainer.max_steps=3000; score rep2;;
-    blind) train blind_r3 $BLIND blind=true trainer.max_steps=3000; score r3 blind_r3
-           train blind_rep2 $BLIND blind=true $W2 trainer.max_steps=3000; score rep2 blind_rep2
-           train blind_hard $BLIND blind=true "$HARD" trainer.max_steps=1500 trainer.ckpt_every=500
-           train blind_hard_mix $R/blind_hard/final blind=true trainer.max_steps=3000; score hard_mix blind_hard_mix;;
+    r3) lang_round r3 $FROM trainer.max_steps=3000; lang_score r3;;
+    hard) lang_round hard $FROM "$HARD" trainer.max_steps=1500 trainer.ckpt_every=500; lang_score hard
+          lang_round hard_mix $R/hard/final trainer.max_steps=3000; lang_score hard_mix;;
+    rep) lang_round rep $FROM $W trainer.max_steps=3000; lang_score rep;;
+    rep2) lang_round rep2 $FROM $W2 trainer.max_steps=3000; lang_score rep2;;
+    blind) lang_round blind_r3 $BLIND blind=true trainer.max_steps=3000; lang_score r3 blind_r3
+           lang_round blind_rep2 $BLIND blind=true $W2 trainer.max_steps=3000; lang_score rep2 blind_rep2
+           lang_round blind_hard $BLIND blind=true "$HARD" trainer.max_steps=1500 trainer.ckpt_every=500
+           lang_round blind_hard_mix $R/blind_hard/final blind=true trainer.max_steps=3000; lang_score hard_mix blind_hard_mix;;
   esac
 done

@@ -62,41 +62,24 @@ W="template_repeat.desc_count=2 template_repeat.desc_first_hit=2 template_repeat
 template_repeat.desc_moving_end=2 template_repeat.pred_collide=2 template_repeat.pred_next_hit=2"
 REL="model.relations=[objects,forecast]"
 HARD="templates=[desc_collide,desc_moving_end,desc_first_hit,pred_collide]"
-CG=.venv/bin/cogarch
 export OMP_NUM_THREADS=1
 mkdir -p $R
-train() {  # NAME INIT EXTRA...: one stage-2 round, kept when done
-  local name=$1 init=$2; shift 2
-  keep $R/$name/final || $CG train language --config configs/language/tiny.yaml $C stage=2 init_from=$init \
-    trainer.out_dir=$R/$name $S2 "$@" > $R/${name}_train.log 2>&1
-}
-score() {  # NAME [BLIND]: val and test (with BLIND: its blind LM scored beside it, no bus tokens)
-  local extra=""
-  [ -n "$2" ] && extra="--blind $R/$2/final"
-  for s in val test; do
-    keep $R/$1${2:+_$2}_$s.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data $PHYSQA --features runs/l7/features \
-      --split $s --model $R/$1/final $extra --out $R/$1${2:+_$2}_$s.json --samples $R/samples_$1${2:+_$2}_$s \
-      > $R/$1${2:+_$2}_$s.log 2>&1
-  done
-}
 for v in $VARIANTS; do
   case $v in
-    rel) train rel $FROM $W trainer.max_steps=3000 "$REL"; score rel;;
-    ctl) train ctl $FROM $W trainer.max_steps=3000; score ctl;;
+    rel) lang_round rel $FROM $W trainer.max_steps=3000 "$REL"; lang_score rel;;
+    ctl) lang_round ctl $FROM $W trainer.max_steps=3000; lang_score ctl;;
     hard) for m in rel ctl; do
-            train hard_$m $R/$m/final "$HARD" trainer.max_steps=1500 trainer.ckpt_every=500; score hard_$m
+            lang_round hard_$m $R/$m/final "$HARD" trainer.max_steps=1500 trainer.ckpt_every=500; lang_score hard_$m
           done;;
-    move8k) keep $R/move8k/final || $CG train language --config configs/language/tiny.yaml \
-              ${C/data_dir=$PHYSQA features_dir=runs\/l7\/features/data_dir=runs/l7/physqa8k features_dir=runs/l7/features8k} \
-              stage=2 init_from=$R/rel/final trainer.out_dir=$R/move8k $S2 "templates=[desc_moving_end]" \
-              trainer.max_steps=2000 trainer.ckpt_every=1000 > $R/move8k_train.log 2>&1
-            score move8k;;
+    move8k) C="${C/data_dir=$PHYSQA features_dir=runs\/l7\/features/data_dir=runs/l7/physqa8k features_dir=runs/l7/features8k}" \
+              lang_round move8k $R/rel/final "templates=[desc_moving_end]" trainer.max_steps=2000 trainer.ckpt_every=1000
+            lang_score move8k;;
     big) keep $R/big_rel_test.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/l9/physqa23 --features runs/l9/features23 \
            --split test --model $R/rel/final --blind $R/blind/final --drop forecast --out $R/big_rel_test.json \
            --samples $R/samples_big_rel_test > $R/big_rel_test.log 2>&1
          keep $R/big_ctl_test.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/l9/physqa23 --features runs/l9/features23 \
            --split test --model $R/ctl/final --out $R/big_ctl_test.json --samples $R/samples_big_ctl_test > $R/big_ctl_test.log 2>&1;;
-    blind) train blind $BLIND blind=true $W trainer.max_steps=3000
-           if [ -d $R/ctl/final ]; then score ctl blind; else echo "note: $R/ctl/final not there yet: rerun the blind variant to score it" >&2; fi;;
+    blind) lang_round blind $BLIND blind=true $W trainer.max_steps=3000
+           if [ -d $R/ctl/final ]; then lang_score ctl blind; else echo "note: $R/ctl/final not there yet: rerun the blind variant to score it" >&2; fi;;
   esac
 done

@@ -31,3 +31,22 @@ p = sys.argv[1]
 w({'perception': p + '/perception', 'world_model': p + '/world_model'}, sys.argv[2], sys.argv[3],
   splits=tuple(sys.argv[4].split(',')), progress=False)" "$@"
 }
+#   lang_round NAME INIT OVERRIDE...  one stage-2 round of `cogarch train language` from INIT into
+#             $R/NAME (kept when done; log $R/NAME_train.log). Reads the caller's R (output folder),
+#             C (common overrides: base LM, data, features, seed) and S2 (the recipe's stage-2 overrides).
+#   lang_score NAME [BLIND]  scores $R/NAME/final on the val and test splits of $PHYSQA with its
+#             features runs/l7/features (lang_eval --samples, for paired.py); with BLIND the blind LM
+#             $R/BLIND/final is scored beside it. Writes $R/NAME[_BLIND]_{val,test}.{json,log}.
+lang_round() {
+  local name=$1 init=$2; shift 2
+  keep $R/$name/final || .venv/bin/cogarch train language --config configs/language/tiny.yaml $C stage=2 init_from=$init \
+    trainer.out_dir=$R/$name $S2 "$@" > $R/${name}_train.log 2>&1
+}
+lang_score() {
+  local extra="" tag=$1${2:+_$2}
+  [ -n "$2" ] && extra="--blind $R/$2/final"
+  for s in val test; do
+    keep $R/${tag}_$s.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data $PHYSQA --features runs/l7/features \
+      --split $s --model $R/$1/final $extra --out $R/${tag}_$s.json --samples $R/samples_${tag}_$s > $R/${tag}_$s.log 2>&1
+  done
+}

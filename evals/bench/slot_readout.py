@@ -120,8 +120,15 @@ def perceived(bus, canvas_default: float = 64.0):
     if o is None:
         raise UserError("the pack's perception publishes no object slots (objects)")
     names = [o.meta["colors"], o.meta["shapes"], o.meta["materials"]]
-    n_id, K, canvas = sum(map(len, names)), int(o.meta["slots"]), float(o.meta.get("canvas", canvas_default))
-    rows = o.tokens[0].float().reshape(-1, K, o.tokens.shape[-1])  # [T', K, D]: gated rows
+    K, canvas = int(o.meta["slots"]), float(o.meta.get("canvas", canvas_default))
+    return slot_view(o.tokens[0].float().reshape(-1, K, o.tokens.shape[-1]), names, canvas)
+
+
+def slot_view(rows: torch.Tensor, names: list[list[str]], canvas: float = 64.0):
+    """Gated object rows [T', K, D] (perception's layout) -> (xy, on, speed, kinds, find) as `readout`
+    reads them: positions ungated in px, "on" = visible (gate > 0.5) and on the canvas, the last
+    step's speed in units/s, each slot's shape and material, find(name) -> the best-matching present slot."""
+    n_id, K = sum(map(len, names)), rows.shape[1]
     gate = rows[:, :, n_id].clamp(min=1e-6)
     ident = rows[gate.argmax(0), torch.arange(K), :n_id] / gate.max(0).values[:, None]  # [K, n_id]
     xy = rows[:, :, n_id + 1: n_id + 3] / gate[..., None] * canvas

@@ -2,8 +2,9 @@
 
 A DIAGNOSTIC, never an answer. For each desc_collide and desc_moving_end question it binds the
 named objects to slots of the clip's `objects` rows in the language feature shards (the rows the
-language module reads; the slot whose identity probabilities best match the name, as
-forecast_readout.slot_of) and computes one scalar:
+language module reads), read as slot_readout reads the pack's bus (slot_view: the present slot whose
+identity best matches the name; "visible" = gate > 0.5 with the centre on the canvas), and computes
+one scalar:
   desc_moving_end  the slot's speed at the last step (ungated, x 32 units/s), 0 if not visible then;
   desc_collide     minus the smallest distance between the two slots' centres (ungated, x 64 px)
                    over the steps where both are visible.
@@ -24,47 +25,40 @@ import torch
 
 from cogarch.errors import UserError
 from cogarch.evals.bench import cli
-from cogarch.evals.bench.forecast_readout import question_rows, slot_of
+from cogarch.evals.bench.forecast_readout import question_rows
+from cogarch.evals.bench.slot_readout import slot_view
+from cogarch.evals.metrics import auroc
 
 TEMPLATES = ("desc_moving_end", "desc_collide")
-VISIBLE, POS, VEL = 13, 14, 16  # columns of the pack's object rows (modules/perception/objects.py)
-CANVAS, SPEED = 64.0, 32.0
+CANVAS = 64.0  # px of the physics world's frame (the rows hold x, y / 64)
 
 
 def scalar(template: str, question: str, rows: torch.Tensor, names: list[list[str]], slots: int = 6) -> float:
-    """One question's scalar from a clip's time-major rows [T' x K, 18] (see the file docstring)."""
-    if rows.shape[0] % slots or rows.shape[-1] < VEL + 2:
+    """One question's scalar from a clip's time-major rows [T' x K, 18] (see the file docstring); the
+    slots are read as slot_readout reads the pack's bus (slot_view)."""
+    if rows.shape[0] % slots or rows.shape[-1] < 18:
         raise UserError(f"{tuple(rows.shape)} object rows are not steps x {slots} slots of 18 columns (--slots)")
-    R = rows.float().reshape(-1, slots, rows.shape[-1])  # [T', K, D]
-    g = R[..., VISIBLE]
-    top = g.max(0).values
-    ident = R[g.argmax(0), torch.arange(slots), :VISIBLE] / top.clamp_min(1e-6)[:, None]
-    present, on = top > 0.5, g > 0.5
+    xy, on, speed, _, find = slot_view(rows.float().reshape(-1, slots, rows.shape[-1]), names)
     if template == "desc_moving_end":
         m = re.fullmatch(r"Is the (.+) moving at the end of the video\?", question)
         if m is None:
             raise UserError(f"cannot parse question {question!r}")
-        a = slot_of(m.group(1), ident, names, present)
-        if a < 0 or not bool(on[-1, a]):
-            return 0.0
-        return float((R[-1, a, VEL:VEL + 2] / g[-1, a]).norm()) * SPEED
+        a = find(m.group(1))
+        return float(speed[a]) if a >= 0 and bool(on[-1, a]) else 0.0
     m = re.fullmatch(r"Does the (.+) collide with the (.+)\?", question)
     if m is None:
         raise UserError(f"cannot parse question {question!r}")
-    a, b = (slot_of(n, ident, names, present) for n in m.groups())
+    a, b = (find(n) for n in m.groups())
     if a < 0 or b < 0 or a == b:
         return -2 * CANVAS  # no two slots to compare: as far apart as the canvas allows
-    pos = R[..., POS:POS + 2] / g.clamp_min(1e-6)[..., None] * CANVAS  # [T', K, 2] px
-    d = (pos[:, a] - pos[:, b]).norm(dim=-1).masked_fill(~(on[:, a] & on[:, b]), 2 * CANVAS)
+    d = (xy[:, a] - xy[:, b]).norm(dim=-1).masked_fill(~(on[:, a] & on[:, b]), 2 * CANVAS)
     return -float(d.min())
 
 
-def auc(x: torch.Tensor, y: torch.Tensor) -> float:
-    """P(score of a "yes" > score of a "no"), ties counted half (the Mann-Whitney AUC)."""
-    pos, neg = x[y], x[~y]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    return float(((pos[:, None] > neg[None]).float() + 0.5 * (pos[:, None] == neg[None]).float()).mean())
+def auc(x: torch.Tensor, y: torch.Tensor) -> float | None:
+    """The scalar's AUROC for "yes" (evals/metrics.auroc), 3 decimals; None if a class is empty."""
+    a = auroc(x[y].tolist(), x[~y].tolist())
+    return None if a is None else round(a, 3)
 
 
 def run(data: str, features: str, templates: tuple[str, ...] = TEMPLATES, slots: int = 6) -> dict:
@@ -90,7 +84,7 @@ def run(data: str, features: str, templates: tuple[str, ...] = TEMPLATES, slots:
         cands = torch.cat([u[:1] - 1, (u[1:] + u[:-1]) / 2])
         acc, t = max((float(((x > t) == y).float().mean()), float(t)) for t in cands)
         out[template] = {"threshold": round(t, 2), "splits": {
-            s: {"n": len(yv), "auc": round(auc(xv, yv), 3), "accuracy": round(100 * float(((xv > t) == yv).float().mean()), 1),
+            s: {"n": len(yv), "auc": auc(xv, yv), "accuracy": round(100 * float(((xv > t) == yv).float().mean()), 1),
                 "prior": round(100 * max(float(yv.float().mean()), 1 - float(yv.float().mean())), 1)}
             for s, (xv, yv) in per.items()}}
     return out

@@ -135,9 +135,9 @@ def run(data: str, features: str, template: str = "desc_count", kinds: tuple[str
     sets = {s: template_rows(*(train_from if train_from and s == "train" else (data, features)), s, template, kinds)
             for s in ("train", "val", "test")}
     if relations:
-        from cogarch.modules.language.relations import VEL, slot_relations
+        from cogarch.modules.language.relations import OBJECT_ROW, slot_relations
 
-        narrow = [k for k, v in sets["train"][0].items() if v.shape[-1] < VEL + 2]
+        narrow = [k for k, v in sets["train"][0].items() if v.shape[-1] < OBJECT_ROW]
         if narrow:
             raise UserError(f"--relations needs 18-wide object rows; {narrow} rows are narrower")
         try:

@@ -264,10 +264,11 @@ class BusAdapter(nn.Module):
                 B = msg.batch_size
             elif msg.batch_size != B:
                 raise BusInputError(f"language: {kind} from {msg.source} has batch {msg.batch_size}, expected {B}")
-            x, t, m, timed = self._pool(kind, Message(msg.kind, msg.source, msg.tokens.to(device), msg.time, msg.mask))
+            msg = Message(msg.kind, msg.source, msg.tokens.to(device), msg.time, msg.mask)
+            x, t, m, timed = self._pool(kind, msg)
             h = self.proj[kind](x.to(dtype))  # [B, M, H]
             if kind in self.rel:  # pool "none" (config.validate): row n of h is row n of the message
-                h = h + self.relation_tokens(kind, Message(msg.kind, msg.source, msg.tokens.to(device), msg.time, msg.mask))
+                h = h + self.relation_tokens(kind, msg)
             tidx = t.round().long().clamp(0, self.config.max_time - 1) if timed else torch.full_like(t, self.config.max_time, dtype=torch.long)
             h = h + self.kind_embed.weight[ki] + self.time_embed(tidx)
             if self.index_embed is not None:
