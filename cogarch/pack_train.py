@@ -10,10 +10,10 @@
 Each stage is the same `cogarch train MODULE --config PRESET k=v ...` a user can run alone (the
 pipeline calls `train_module` with the preset and overrides that point it at this run's folders).
 A stage whose output exists is skipped, and an interrupted stage resumes from its last
-checkpoint, so re-running the same command continues where it stopped. Each finished training
-stage's preset and overrides are recorded in pipeline.json: a re-run whose recipe for a finished
-stage changed is refused (the old folder would be kept silently). A stage interrupted before it
-finished has no record yet and resumes under the new recipe.
+checkpoint, so re-running the same command continues where it stopped. Each training
+stage's preset and overrides are recorded in pipeline.json when it starts: a re-run whose recipe
+for a finished stage changed is refused (the old folder would be kept silently), and so is one that
+would resume an interrupted stage's checkpoints under another recipe.
 """
 
 from __future__ import annotations
@@ -135,6 +135,12 @@ class Pipeline:
                 self.check_recipe(name, done, recipe)
             print(f"[pack] {name}: done ({done}), skipping")
             return
+        if recipe is not None:
+            if done.parent.exists():  # an interrupted training stage resumes from its checkpoint
+                self.check_recipe(name, done, recipe, finished=False)
+            # recorded before it runs, so an interruption leaves the recipe its checkpoints were made with
+            self.log["stages"][name] = {"recipe": self.portable(recipe), "finished": False}
+            atomic_write_json(self.log_path, self.log)
         print(f"[pack] {name}: running")
         t0 = time.perf_counter()
         fn()
@@ -166,9 +172,9 @@ class Pipeline:
 
         return [one(o) for o in recipe]
 
-    def check_recipe(self, name: str, done: Path, recipe: list[str]) -> None:
-        """Refuse to skip a finished training stage whose recorded recipe differs from this one's.
-        Stages finished before recipes were recorded are not checked."""
+    def check_recipe(self, name: str, done: Path, recipe: list[str], finished: bool = True) -> None:
+        """Refuse to skip a finished training stage, or to resume an interrupted one, whose recorded
+        recipe differs from this one's. Stages without a recorded recipe are not checked."""
         had = self.log["stages"].get(name, {}).get("recipe")
         now = self.portable(recipe)
         if had is None or had == now:
@@ -178,6 +184,9 @@ class Pipeline:
         if not old and not new:  # the same overrides in another order (a later one wins): show both lists
             old, new = had, now
         old, new = old or ["(none)"], new or ["(none)"]
+        if not finished:
+            raise ConfigError(f"stage {name!r} in {done.parent} was interrupted; it was started with {' '.join(old)} and this recipe "
+                              f"says {' '.join(new)}: delete that folder to restart the stage, or resume with its recipe")
         raise ConfigError(f"stage {name!r} in {done.parent} was trained with {' '.join(old)}; this recipe says {' '.join(new)}: "
                           "delete that folder and the stages after it (pack, eval), or use a new out_dir")
 

@@ -173,6 +173,36 @@ def test_stage2_rounds_continue_from_the_previous_round(tmp_path: Path) -> None:
     again.train = train
     again.stage2_rounds("blind", "language_blind", ["blind=true"])
     assert calls == []
+    # an interrupted stage (its folder holds checkpoints, no final) resumes only under the recipe it started with
+    import shutil
+
+    shutil.rmtree(tmp_path / "x" / "language_blind_r3")
+    (tmp_path / "x" / "language_blind_r3" / "checkpoints").mkdir(parents=True)
+    log = json.loads((tmp_path / "x" / "pipeline.json").read_text())
+    log["stages"]["blind round 3"] = {"recipe": log["stages"]["blind round 3"]["recipe"], "finished": False}
+    (tmp_path / "x" / "pipeline.json").write_text(json.dumps(log))
+    longer = load_config(Config, None, [f"out_dir={tmp_path / 'x'}", "stage2_rounds=3", 'stage2_overrides=["trainer.max_steps=7"]',
+                                        'stage2_round_overrides=[[], ["template_repeat.desc_count=4", "trainer.max_steps=3"], ["trainer.max_steps=9"]]'])
+    again = Pipeline(longer, resume=True)
+    again.train = train
+    with pytest.raises(ConfigError, match="stage 'blind round 3' .* was interrupted; it was started with \\(none\\) and this recipe says trainer.max_steps=9"):
+        again.stage2_rounds("blind", "language_blind", ["blind=true"])
+    assert calls == []
+    # the recipe it started with resumes it; pipeline.json holds that recipe while it runs
+    seen = []
+    again = Pipeline(cfg, resume=True)
+    again.train = lambda m, p, o: (seen.append(json.loads((tmp_path / "x" / "pipeline.json").read_text())["stages"]["blind round 3"]),
+                                  train(m, p, o))[1]
+    again.stage2_rounds("blind", "language_blind", ["blind=true"])
+    assert len(calls) == 1 and seen[0]["finished"] is False and seen[0]["recipe"][-1] == "trainer.max_steps=7"
+    assert "finished" not in json.loads((tmp_path / "x" / "pipeline.json").read_text())["stages"]["blind round 3"]
+    # a stage that failed before writing anything (no folder) starts afresh under the new recipe
+    shutil.rmtree(tmp_path / "x" / "language_blind_r3")
+    calls.clear()
+    again = Pipeline(longer, resume=True)
+    again.train = train
+    again.stage2_rounds("blind", "language_blind", ["blind=true"])
+    assert len(calls) == 1 and calls[0][-1] == "trainer.max_steps=9"
     # only values that are the run folder or inside it become <out_dir> (so a moved run still matches)
     root = str(tmp_path / "x")
     assert again.portable([f"trainer.out_dir={root}/language", f"init_from={root}", f"encoder={root}_v11/final", "seed=1"]) == [
