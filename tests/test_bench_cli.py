@@ -379,6 +379,10 @@ def test_template_probe_binds_the_asked_object_to_its_row(tmp_path):
         run(str(tmp_path), str(tmp_path / "f"), "desc_moving_end", ("objects",), steps=1, slots=3, relations=True)
     with pytest.raises(UserError, match="--kinds"):
         main(["--data", str(tmp_path), "--features", str(tmp_path / "f"), "--kinds", ","])
+    with pytest.raises(UserError, match="--bound is for --template desc_collide"):
+        run(str(tmp_path), str(tmp_path / "f"), "desc_moving_end", ("objects",), steps=1, slots=3, bound=True)
+    with pytest.raises(UserError, match="--layers"):
+        main(["--data", str(tmp_path), "--features", str(tmp_path / "f"), "--layers", "0"])
 
 
 def test_pair_tokens_hold_each_pairs_distance_and_first_contact():
@@ -402,6 +406,24 @@ def test_pair_tokens_hold_each_pairs_distance_and_first_contact():
     assert p[0, 0, 14].item() == pytest.approx(2 / 4) and p[0, 0, 15].item() == pytest.approx(3 / 4)  # first < 0.2 at step 2
     assert p[0, 0, 16].item() == 1.0
     assert p[0, 1, 13].item() == 2.0 and p[0, 1, 14].item() == 1.0 and p[0, 1, 16].item() == 0.0  # slot 2 never seen
+    # ordered: (a, b) for a != b, the identities side by side, the same pair statistics
+    o = pair_tokens(rows.reshape(1, 12, 18), 3, contact=0.2, ordered=True)
+    assert o.shape == (1, 6, 30)
+    red, blue = torch.zeros(13), torch.zeros(13)
+    red[[0, 8, 11]], blue[[1, 9, 12]] = 1.0, 1.0
+    assert torch.allclose(o[0, 0, :13], red) and torch.allclose(o[0, 0, 13:26], blue)  # (0, 1)
+    assert torch.allclose(o[0, 2, :13], blue) and torch.allclose(o[0, 2, 13:26], red)  # (1, 0)
+    assert torch.allclose(o[0, 0, 26:], p[0, 0, 13:]) and torch.allclose(o[0, 2, 26:], p[0, 0, 13:])
+    # bound: the two named slots' closest approach (6.4 px at the last step) on the relation channels' soft steps
+    from cogarch.evals.bench.template_probe import bound_token
+    from cogarch.evals.world.vocab import COLORS, MATERIALS, SHAPES
+    from cogarch.modules.language.relations import RADII, STEP_PX
+
+    (c0, c1), (s0, s1), (m0, m1) = (list(v)[:2] for v in (COLORS, SHAPES, MATERIALS))
+    q = f"Does the {c0} {m0} {s0} collide with the {c1} {m1} {s1}?"
+    b = bound_token(rows.reshape(1, 12, 18), [q], 3)
+    assert b.shape == (1, 1, len(RADII))
+    assert torch.allclose(b[0, 0], torch.sigmoid((torch.tensor(RADII) - 6.4) / STEP_PX), atol=1e-4)
 
 
 def test_slot_signal_reads_distance_and_speed_of_the_named_slots(tmp_path):

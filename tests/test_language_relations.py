@@ -14,7 +14,8 @@ from cogarch.errors import ConfigError
 from cogarch.modules.language.adapters import BusInputError
 from cogarch.modules.language.config import LanguageConfig
 from cogarch.modules.language.model import LanguageModule
-from cogarch.modules.language.relations import IDENT, SCALE, relation_width, slot_relations
+from cogarch.modules.language.relations import (IDENT, NEIGHBOUR_PX, RADII, SPEED_LOG2, SPEED_WIDTH, STEP_PX, relation_width,
+                                                 slot_relations)
 from cogarch.modules.language.train import Config, build_module
 
 TEXTS = ["Question: Does the red cube collide with the blue sphere? Answer: yes",
@@ -35,29 +36,42 @@ RED_CUBE, BLUE_SPHERE = [0, 8, 11], [1, 9, 12]
 
 
 def clip_rows() -> torch.Tensor:
-    """[1, 3 steps x 3 slots, 18]: a moving red cube; a blue sphere (gate 0.5) far, touching at step 1,
-    far again; slot 2 empty."""
+    """[1, 3 steps x 3 slots, 18]: a red cube moving at 1 unit/s (1/32 in the rows); a blue sphere
+    (gate 0.5) 41 px away, then 1.3 px (touching), then 36 px away again; slot 2 empty."""
     steps = []
-    for t, sphere in enumerate([(0.9, 0.9), (0.52, 0.5), (0.9, 0.1)]):
-        steps += [row(RED_CUBE, (0.5, 0.5), (0.5, 0.0)), row(BLUE_SPHERE, sphere, (0.0, 0.0), gate=0.5), torch.zeros(18)]
+    for t, sphere in enumerate([(0.95, 0.95), (0.52, 0.5), (0.9, 0.1)]):
+        steps += [row(RED_CUBE, (0.5, 0.5), (1 / 32, 0.0)), row(BLUE_SPHERE, sphere, (0.0, 0.0), gate=0.5), torch.zeros(18)]
     return torch.stack(steps)[None]
 
 
 def test_relation_channels_on_known_rows():
-    rel = slot_relations(clip_rows(), 3).reshape(3, 3, relation_width())  # [T', K, 2 + 2I]
-    assert relation_width() == 2 + 2 * IDENT == 28
-    speed, contact, now, met = rel[..., 0], rel[..., 1], rel[..., 2:2 + IDENT], rel[..., 2 + IDENT:]
-    assert torch.allclose(speed[:, 0], torch.full((3,), 0.5)) and torch.equal(speed[:, 1], torch.zeros(3))
+    S, R, I = len(SPEED_LOG2), len(RADII), IDENT
+    assert relation_width() == S + R + 2 * I + R * I == 107
+    rel = slot_relations(clip_rows(), 3).reshape(3, 3, relation_width())  # [T', K, C]
+    bumps, near = rel[..., :S], rel[..., S:S + R]
+    now, first = rel[..., S + R:S + R + I], rel[..., S + R + I:S + R + 2 * I]
+    met = rel[..., S + R + 2 * I:].reshape(3, 3, R, I)
+    # speed: the cube's 1 unit/s peaks on the log2 = 0 bump (ungated); the still sphere sits below every bump
+    one = SPEED_LOG2.index(0.0)
+    assert torch.allclose(bumps[:, 0, one], torch.exp(torch.tensor(-(math.log2(1 + 2 ** -4) / SPEED_WIDTH) ** 2)).expand(3))
+    assert int(bumps[0, 0].argmax()) == one and bumps[:, 1].max() < 0.05 * 0.5 + 1e-6
     assert torch.equal(rel[:, 2], torch.zeros(3, relation_width()))  # an empty slot gets nothing
-    touch = math.exp(-(0.02 / SCALE) ** 2) * 0.5  # the sphere's gate 0.5 weights the pair
-    assert contact[1, 0].item() == pytest.approx(touch, rel=1e-4) and contact[1, 1].item() == pytest.approx(touch, rel=1e-4)
-    assert contact[0, 0].item() < 1e-6 and contact[2, 0].item() < 1e-6
-    blue = torch.zeros(IDENT)
+    # contact at step 1 only: 1.28 px apart, well inside every radius; the sphere's gate 0.5 weights the pair
+    d1 = 64 * 0.02
+    step = torch.sigmoid((torch.tensor(RADII) - d1) / STEP_PX)
+    assert torch.allclose(near[1, 0], 0.5 * step, atol=1e-5)  # the cube (gate 1) sees the sphere (0.5)
+    assert torch.allclose(near[1, 1], 0.5 * step, atol=1e-5)  # the sphere (0.5) sees the cube (1)
+    assert near[0, 0].max() < 0.5 * 0.05 and near[2, 0].max() < 0.5 * 0.05  # 36-41 px: no radius reached
+    blue = torch.zeros(I)
     blue[BLUE_SPHERE] = 1.0  # ungated: the sphere's identity, not its half-gated row
-    assert torch.allclose(now[1, 0], touch * blue, atol=1e-5)  # who the cube touches now: the blue sphere
-    assert now[2, 0].abs().max() < 1e-6  # ... and no one at step 2,
-    assert torch.allclose(met[2, 0], touch * blue, atol=1e-5)  # though it has met it
-    assert met[0, 0].abs().max() < 1e-6
+    close = 0.5 * torch.sigmoid(torch.tensor((NEIGHBOUR_PX - d1) / STEP_PX))
+    assert torch.allclose(now[1, 0], close * blue, atol=1e-5)  # who the cube touches now: the blue sphere
+    assert now[2, 0].max() < 0.01  # ... and no one at step 2,
+    assert first[0].abs().max() < 1e-6  # whom it touched first: no one yet at step 0, the sphere from step 1 on
+    assert torch.allclose(first[1, 0], close * blue, atol=1e-5) and torch.allclose(first[2, 0], close * blue, atol=1e-5)
+    assert torch.allclose(met[2, 0], 0.5 * step[:, None] * blue, atol=1e-5)  # though it has met it, at every radius
+    assert met[0, 0].max() < 0.01
+    assert met[2, 0, -1].sum() > met[0, 0, -1].sum() + 1  # the widest radius too: step 0 had no contact
     with pytest.raises(ValueError, match="slots"):
         slot_relations(clip_rows(), 2)
 
@@ -100,6 +114,15 @@ def test_added_relations_start_at_the_same_outputs_and_round_trip(lm_dir, tmp_pa
     cont = build_module(cfg)
     assert cont.config.relations == ["objects"] and scores(cont) == scores(LanguageModule.from_pretrained(tmp_path / "plain"))
     assert all(p.requires_grad for p in cont.adapter.rel.parameters())
+    # a blind LM reads no bus: a round's model.relations leaves it unchanged (no projectors, no config error
+    # although its saved pooling would not allow them)
+    blind = Config(init_from=str(tmp_path / "plain"), blind=True, model=LanguageConfig(relations=["objects", "forecast"]))
+    blind.validate()
+    b = build_module(blind)
+    assert b.config.relations == [] and len(b.adapter.rel) == 0
+    fresh = Config(blind=True, model=LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18}, pool="time_mean", relations=["objects"]))
+    fresh.validate()
+    assert build_module(fresh).config.relations == []
 
 
 def test_relation_config_and_bus_errors(lm_dir):

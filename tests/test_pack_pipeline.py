@@ -28,8 +28,10 @@ TINY = {
     "language_pretrain_overrides": ["trainer.max_steps=2", "trainer.ckpt_every=0"],
     "stage1_overrides": ["trainer.max_steps=2", "model.pool=grid", "model.grid=4", "model.max_tokens=64", "trainer.ckpt_every=0"],
     "stage2_overrides": ["trainer.max_steps=2", "model.pool=grid", "model.grid=4", "model.max_tokens=64", "trainer.ckpt_every=0"],
-    # the default recipe's third round (stage2_rounds: 3) at toy size, oversampling as it does
-    "stage2_round_overrides": [[], [], ["trainer.max_steps=2", "template_repeat.desc_count=2"]],
+    # the default recipe's third and fourth rounds (stage2_rounds: 4) at toy size: oversampling, then
+    # relation channels added to the third round's module (the blind baseline ignores them)
+    "stage2_round_overrides": [[], [], ["trainer.max_steps=2", "template_repeat.desc_count=2"],
+                               ["trainer.max_steps=2", "template_repeat.desc_first_hit=2", "model.relations=[objects,forecast]"]],
 }
 
 
@@ -65,15 +67,16 @@ def test_pipeline_builds_a_complete_pack(tiny_pack: tuple[Config, Path]) -> None
     language = json.loads((pack / "language" / "language_config.json").read_text())
     assert language["config"]["pool_per_kind"] == {"objects": "none", "forecast": "none"}
     assert {"generate planning", "planning features", "planning world model", "critic"} <= set(stages)
-    # stage2_rounds (3 in the default recipe): the pack ships the last round of each, trained from the one before
-    assert cfg.stage2_rounds == 3
-    assert {"language stage 2 round 2", "blind language baseline round 2", "language stage 2 round 3",
-            "blind language baseline round 3"} <= set(stages)
+    # stage2_rounds (4 in the default recipe): the pack ships the last round of each, trained from the one before
+    assert cfg.stage2_rounds == 4
+    assert {f"{s} round {k}" for s in ("language stage 2", "blind language baseline") for k in (2, 3, 4)} <= set(stages)
+    assert language["config"]["relations"] == ["objects", "forecast"]
+    assert json.loads((pack / "language_blind" / "language_config.json").read_text())["config"]["relations"] == []
     for folder, shipped in (("language", "language"), ("language_blind", "language_blind")):
         last = Path(cfg.out_dir) / f"{folder}_r{cfg.stage2_rounds}" / "final"
         assert (pack / shipped / "adapter_model.safetensors").read_bytes() == (last / "adapter_model.safetensors").read_bytes()
     assert meta["stages"] == stages  # pack.json times every stage, evaluate and check set included
-    assert meta["sources"] == {"language": "language_r3/final", "language_blind": "language_blind_r3/final"}
+    assert meta["sources"] == {"language": "language_r4/final", "language_blind": "language_blind_r4/final"}
     planning = json.loads((pack / "planning" / "planning.json").read_text())
     assert planning["encoder"] == "perception:../perception" and planning["grid"] == cfg.planning_grid
     assert planning["trained_on"]["splits"] == {"train": 14}  # only the train episodes reach training
@@ -93,10 +96,10 @@ def test_rerun_skips_every_stage(tiny_pack: tuple[Config, Path], capsys: pytest.
     # assembled from the old one: refused before any stage runs, naming what to delete
     from cogarch.errors import ConfigError
 
-    more = dataclasses.replace(cfg, stage2_rounds=4)
-    with pytest.raises(ConfigError, match="assembled from language_r3/final but this recipe ships language_r4/final"):
+    more = dataclasses.replace(cfg, stage2_rounds=5)
+    with pytest.raises(ConfigError, match="assembled from language_r4/final but this recipe ships language_r5/final"):
         run(more)
-    assert not (Path(cfg.out_dir) / "language_r4").exists()
+    assert not (Path(cfg.out_dir) / "language_r5").exists()
 
 
 def test_pack_plans_through_the_cli(tiny_pack: tuple[Config, Path], tmp_path: Path) -> None:
@@ -242,7 +245,7 @@ def test_object_world_model_needs_object_slots(tmp_path: Path) -> None:
     old_pack.mkdir(parents=True)
     (old_pack / "pack.json").write_text(json.dumps({"config": {"stage2_rounds": 2, "train_blind": True}}))
     cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'u'}"])
-    with pytest.raises(ConfigError, match="assembled from language_r2/final but this recipe ships language_r3/final"):
+    with pytest.raises(ConfigError, match="assembled from language_r2/final but this recipe ships language_r4/final"):
         run(cfg)
     assert not (tmp_path / "u" / "data").exists()
     # resuming a run whose world model was trained on the other source is refused, not mixed

@@ -3,8 +3,10 @@
 # The slot rows carry contacts and motion that a fixed rule reads (desc_collide 66.0, "hits first"
 # 67.4, "moving at the end" 66.5 on test) while the module stays at the priors, even when trained
 # on those templates alone (docs/benchmarks.md, "What the object slots hold", part 4). Relation
-# channels (modules/language/relations.py: each row's speed, contact with the nearest slot and who
-# it touches) hand the reader the pairwise distances and speeds. Each variant continues v12's
+# channels (modules/language/relations.py: each row's speed, who is within a few radii of it now,
+# whom it touched first and whom it has come close to) hand the reader the pairwise distances and
+# speeds. The first channel version (a 10-px kernel and raw speeds; commit cc4619b) was measured in
+# runs/l10 (part 5), the current one (expansions; part 6) in runs/l11. Each variant continues v12's
 # language module (runs/l9/rep2/final = cogarch/assets/default_pack/language) for 3000 stage-2
 # steps of the pack's mix with six templates oversampled x2 (desc_count, desc_first_hit,
 # desc_collide, desc_moving_end, pred_collide, pred_next_hit), 1 thread, seed 0:
@@ -24,7 +26,7 @@
 #   bash evals/bench/language_round4.sh [OUT_DIR] [VARIANT ...]     (default: runs/l10, rel ctl blind)
 # Needs runs/l7/features (evals/bench/language_variants.sh makes it), runs/l9/rep2/final and
 # runs/l9/blind_rep2/final (v12's language module and blind LM: cogarch/assets/default_pack/language
-# and language_blind). Results: docs/benchmarks.md, "What the object slots hold", part 5.
+# and language_blind). Results: docs/benchmarks.md, "What the object slots hold", parts 5 and 6.
 set -e
 cd "$(dirname "$0")/../.."
 . evals/bench/recipe_lib.sh

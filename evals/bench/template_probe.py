@@ -55,13 +55,15 @@ def template_rows(data: str, features: str, split: str, template: str, kinds: tu
     return {k: torch.stack(v) for k, v in xs.items()}, qs, ys
 
 
-def pair_tokens(rows: torch.Tensor, slots: int, contact: float = 15 / 64) -> torch.Tensor:
+def pair_tokens(rows: torch.Tensor, slots: int, contact: float = 15 / 64, ordered: bool = False) -> torch.Tensor:
     """Object rows [Q, T'*K, 18] -> one token per pair of slots [Q, K(K-1)/2, 17]: the two slots'
     identities summed (each ungated at its most visible step, zero for a slot never visible),
     then their smallest centre distance over the steps both are visible (/ 64), the first such step
     closer than `contact` (/ T'; 1 if never), the step of the smallest distance (/ T') and the
     fraction of steps both are visible. A diagnostic input (--pairs): the relation already computed
-    for every pair, so a reader only has to find the asked pair."""
+    for every pair, so a reader only has to find the asked pair. ordered (--pairs ordered): one
+    token per ordered pair (a, b), a != b, [K(K-1), 30], the identities side by side (a's, then
+    b's), so "a is the red sphere AND b is the blue cube" is a sum of two matches, not a bag."""
     Q, N, D = rows.shape
     T = N // slots
     R = rows.float().reshape(Q, T, slots, D)
@@ -73,14 +75,30 @@ def pair_tokens(rows: torch.Tensor, slots: int, contact: float = 15 / 64) -> tor
     on = g > 0.5
     out = []
     for a in range(slots):
-        for b in range(a + 1, slots):
+        for b in range(slots) if ordered else range(a + 1, slots):
+            if a == b:
+                continue
             both = on[:, :, a] & on[:, :, b]  # [Q, T']
             d = (pos[:, :, a] - pos[:, :, b]).norm(dim=-1).masked_fill(~both, 2.0)
             dmin, tmin = d.min(1)
             close = d < contact
             first = torch.where(close.any(1), close.float().argmax(1).float(), torch.full_like(dmin, T)) / T
-            out.append(torch.cat([ident[:, a] + ident[:, b], torch.stack([dmin, first, tmin.float() / T, both.float().mean(1)], -1)], -1))
+            who = [ident[:, a], ident[:, b]] if ordered else [ident[:, a] + ident[:, b]]
+            out.append(torch.cat([*who, torch.stack([dmin, first, tmin.float() / T, both.float().mean(1)], -1)], -1))
     return torch.stack(out, 1)
+
+
+def bound_token(rows: torch.Tensor, questions: list[str], slots: int) -> torch.Tensor:
+    """desc_collide only, a diagnostic of binding (--bound): one token per question [Q, 1, R], the
+    closest approach of the two NAMED slots, bound by code as slot_signal binds them, expanded onto
+    the relation channels' soft steps (relations.RADII). A reader given it has nothing left to find."""
+    from cogarch.evals.bench.slot_signal import scalar
+    from cogarch.evals.world import vocab
+    from cogarch.modules.language.relations import RADII, STEP_PX
+
+    names = [list(vocab.COLORS), list(vocab.SHAPES), list(vocab.MATERIALS)]
+    d = torch.tensor([-scalar("desc_collide", q, r, names, slots) for q, r in zip(questions, rows)])
+    return torch.sigmoid((torch.tensor(RADII) - d[:, None]) / STEP_PX)[:, None, :]
 
 
 class TemplateProbe(nn.Module):
@@ -125,10 +143,11 @@ def encode(qs: list[list[str]], vocab: dict[str, int]) -> torch.Tensor:
 
 def run(data: str, features: str, template: str = "desc_count", kinds: tuple[str, ...] = ("objects",), steps: int = 1500,
         batch: int = 64, seed: int = 0, every: int = 500, slots: int = 6, lr: float = 1e-3, relations: bool = False,
-        pairs: bool = False, train_from: tuple[str, str] | None = None) -> dict:
+        pairs: bool | str = False, train_from: tuple[str, str] | None = None, bound: bool = False, layers: int = 2) -> dict:
     """Train on the train split's questions of `template`; accuracy on train / val / test every `every` steps.
     relations: append the language module's relation channels (modules/language/relations.py) to every row.
-    pairs: also give the probe one token per pair of `objects` slots (pair_tokens).
+    pairs: also give the probe one token per pair of `objects` slots (pair_tokens; "ordered": per ordered pair).
+    bound: desc_collide only; also give it the named pair's closest approach, bound by code (bound_token).
     train_from: (data, features) of another suite whose train split it trains on instead (more
     questions; val and test still come from `data`)."""
     torch.manual_seed(seed)
@@ -150,7 +169,13 @@ def run(data: str, features: str, template: str = "desc_count", kinds: tuple[str
         if sets["train"][0]["objects"].shape[-1] < 18:
             raise UserError("--pairs needs 18-wide object rows")
         for r, _, _ in sets.values():
-            r["pairs"] = pair_tokens(r["objects"][..., :18], slots)
+            r["pairs"] = pair_tokens(r["objects"][..., :18], slots, ordered=pairs == "ordered")
+    if bound:
+        if template != "desc_collide" or "objects" not in kinds:
+            raise UserError("--bound is for --template desc_collide with objects in --kinds")
+        for s, (r, _, _) in sets.items():
+            src = train_from if train_from and s == "train" else (data, features)
+            r["bound"] = bound_token(r["objects"], [q["question"] for q in question_rows(src[0], s, (template,))], slots)
     rows, qs, ys = sets["train"]
     vocab = {w: i + 2 for i, w in enumerate(sorted({w for q in qs for w in q}))}
     answers = sorted(set(ys))
@@ -163,8 +188,8 @@ def run(data: str, features: str, template: str = "desc_count", kinds: tuple[str
     enc = {s: (encode(q, vocab), r, torch.tensor([answers.index(a) if a in answers else -1 for a in y])) for s, (r, q, y) in sets.items()}
     steps_max = max(rows[k].shape[1] // slots for k in kinds)
     model = TemplateProbe({k: rows[k].shape[-1] for k in rows}, steps_max, slots, len(vocab) + 2, len(answers),
-                          unplaced=("pairs",) if pairs else ())
-    return {"template": template, "kinds": list(kinds), "relations": relations, "pairs": pairs, "n": {s: len(t[2]) for s, t in enc.items()}, "prior": prior(enc),
+                          layers=layers, unplaced=("pairs", "bound"))
+    return {"template": template, "kinds": list(kinds), "relations": relations, "pairs": pairs, "bound": bound, "n": {s: len(t[2]) for s, t in enc.items()}, "prior": prior(enc),
             "curve": fit(model, enc, steps, batch, seed, every, lr)}
 
 
@@ -234,20 +259,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--slots", type=int, default=6, help="object slots per step in the rows (the pack's head: 6)")
     ap.add_argument("--relations", action="store_true", help="append relation channels (speed, contact, who is in contact) to the rows")
-    ap.add_argument("--pairs", action="store_true", help="also one token per pair of object slots (their distance; pair_tokens)")
+    ap.add_argument("--pairs", nargs="?", const=True, default=False, choices=[True, "ordered"],
+                    help="also one token per pair of object slots (their distance; pair_tokens); 'ordered': per ordered pair")
+    ap.add_argument("--layers", type=int, default=2, help="transformer layers of the probe")
+    ap.add_argument("--bound", action="store_true", help="desc_collide: also the named pair's closest approach, bound by code")
     ap.add_argument("--train-data", help="train on this suite's train split instead (with --train-features)")
     ap.add_argument("--train-features", help="language feature shards of --train-data (its train split)")
     ap.add_argument("--out", help="write the curve as JSON here")
     args = ap.parse_args(argv)
-    if args.steps < 1 or args.batch < 1 or args.every < 1 or args.slots < 1:
-        raise UserError("--steps, --batch, --every and --slots must be >= 1")
+    if min(args.steps, args.batch, args.every, args.slots, args.layers) < 1:
+        raise UserError("--steps, --batch, --every, --slots and --layers must be >= 1")
     if bool(args.train_data) != bool(args.train_features):
         raise UserError("--train-data and --train-features go together")
     kinds = tuple(k for k in args.kinds.split(",") if k)
     if not kinds:
         raise UserError("--kinds names no bus kind")
     res = run(args.data, args.features, args.template, kinds, args.steps, args.batch, args.seed, args.every, args.slots,
-              relations=args.relations, pairs=args.pairs,
+              relations=args.relations, pairs=args.pairs, bound=args.bound, layers=args.layers,
               train_from=(args.train_data, args.train_features) if args.train_data else None)
     report(res, f"{res['template']} from {','.join(kinds)}", args.out)
     return 0

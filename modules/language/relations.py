@@ -13,12 +13,25 @@ them the way Interaction Networks (Battaglia et al. 2016) and relation networks 
 ground truth or the question; the language module still has to find the named objects and read
 the channels.
 
+Why expansions, not raw numbers: in the rows a speed sits at v / 32, so "moving" (about 2 units/s)
+and "still" (about 1) differ by 0.03, and a contact kernel of 10 px put the answer-deciding
+distances (10-20 px on the train split) at 0.3-0.01. A reader trained with Adam at ordinary
+learning rates cannot grow weights large enough to separate such values. The first version of
+these channels had exactly that form and gave nothing measurable (docs/benchmarks.md, part 5).
+So each quantity is expanded as SchNet expands interatomic distances (Schuett et al. 2017): the
+speed onto Gaussian bumps over its logarithm, distances onto soft steps "within r px", each
+channel of order 1 where the answer is decided.
+
 Channels per row (slot k, step t), all zero for an absent slot (the language module projects them
 with their own projector and adds the result to the row's token; template_probe appends them):
-    speed        |v_k| (ungated) x g_k                                                  [1]
-    contact      max_j c_kj, with c_kj = exp(-(|p_k - p_j| / scale)^2) g_k g_j (j != k) [1]
-    neighbour    sum_j c_kj x identity_j: the identity of whoever is close to k now      [I]
-    met          running max over steps <= t of neighbour: whoever k has come close to  [I]
+    speed      Gaussian bumps over log2 of k's speed in units/s (ungated), x g_k        [len(SPEED_LOG2)]
+    near       per radius r: max_j s_r(d_kj) g_j, someone within r px now, x g_k        [len(RADII)]
+    neighbour  sum_j s_r(d_kj) g_j identity_j at r = NEIGHBOUR_PX: who is close now, x g_k  [I]
+    first      neighbour at the first step <= t where some j had s_r(d_kj) g_j > TOUCH at NEIGHBOUR_PX,
+               zero before: whom k touched first, held from then on                       [I]
+    met        per radius r: running max over steps <= t of sum_j s_r(d_kj) g_j g_k identity_j:
+               whom k has come within r px of so far                                     [len(RADII) x I]
+with s_r(d) = sigmoid((r - d) / STEP_PX) and d_kj the distance of the ungated centres in px.
 """
 
 from __future__ import annotations
@@ -27,18 +40,29 @@ import torch
 
 IDENT = 13      # identity columns: colour 8 + shape 3 + material 2
 VISIBLE = 13    # the row's visible column: 1 x gate, so it holds the gate itself
-POS = 14        # x, y / 64
-VEL = 16        # vx, vy / 32
+POS = 14        # x, y / CANVAS_PX
+VEL = 16        # vx, vy / SPEED_UNITS
 OBJECT_ROW = 18  # the narrowest row these channels read (perception's rows; wider with static slots)
-SCALE = 0.15    # contact kernel width in canvas units (/ 64): about 10 px, an object's diameter
+CANVAS_PX = 64.0    # the physics world's frame; rows hold positions / 64
+SPEED_UNITS = 32.0  # rows hold velocities / 32 (units/s)
+# log2 speed bump centres: 0.25 ... 8 units/s, half an octave apart (train split: "moving at the end"
+# yes/no medians 2.1 / 1.0 units/s); width half an octave
+SPEED_LOG2 = tuple(-2.0 + 0.5 * i for i in range(11))
+SPEED_WIDTH = 0.5
+# contact radii in px (train split: closest approach of colliding pairs 3-21 px, 10th-90th
+# percentile, of non-colliding 10-40 px); each soft step rises over about 2 px
+RADII = (8.0, 12.0, 16.0, 20.0, 28.0)
+STEP_PX = 2.0
+NEIGHBOUR_PX = 14.0
+TOUCH = 0.25  # "touching" for `first`: s_r(d_kj) g_j above this at r = NEIGHBOUR_PX (a half-visible other counts)
 
 
 def relation_width(ident: int = IDENT) -> int:
     """Channels slot_relations appends to each row."""
-    return 2 + 2 * ident
+    return len(SPEED_LOG2) + len(RADII) + 2 * ident + len(RADII) * ident
 
 
-def slot_relations(x: torch.Tensor, slots: int, scale: float = SCALE) -> torch.Tensor:
+def slot_relations(x: torch.Tensor, slots: int) -> torch.Tensor:
     """x: [B, T'*K, D] time-major slot rows (D >= 18) -> the appended channels [B, T'*K, relation_width()]."""
     B, N, D = x.shape
     if N % slots or D < OBJECT_ROW:
@@ -47,13 +71,24 @@ def slot_relations(x: torch.Tensor, slots: int, scale: float = SCALE) -> torch.T
     r = x.reshape(B, T, slots, D).float()
     g = r[..., VISIBLE].clamp(0, 1)  # [B, T', K]
     ungate = 1.0 / g.clamp_min(0.05)[..., None]  # rows are base x gate; a near-absent row is weighted out below
-    pos = r[..., POS:POS + 2] * ungate  # [B, T', K, 2]
-    speed = (r[..., VEL:VEL + 2] * ungate).norm(dim=-1) * g  # [B, T', K]
-    d = (pos[:, :, :, None] - pos[:, :, None]).norm(dim=-1)  # [B, T', K, K]
-    c = torch.exp(-(d / scale) ** 2) * g[..., :, None] * g[..., None, :]
-    c = c * (1 - torch.eye(slots, device=x.device, dtype=c.dtype))  # no contact with itself
-    contact = c.amax(-1)  # [B, T', K]
-    neighbour = c @ (r[..., :IDENT] * ungate)  # [B, T', K, I]: identity_j = row_j / g_j (c holds g_j)
-    met = neighbour.cummax(dim=1).values  # running max over time
-    out = torch.cat([speed[..., None], contact[..., None], neighbour, met], -1)
+    pos = r[..., POS:POS + 2] * ungate * CANVAS_PX  # [B, T', K, 2] px
+    speed = (r[..., VEL:VEL + 2] * ungate).norm(dim=-1) * SPEED_UNITS  # [B, T', K] units/s
+    centres = torch.tensor(SPEED_LOG2, device=x.device)
+    bumps = torch.exp(-((torch.log2(speed + 2 ** -4)[..., None] - centres) / SPEED_WIDTH) ** 2)  # [B, T', K, S]
+
+    d = (pos[:, :, :, None] - pos[:, :, None]).norm(dim=-1)  # [B, T', K, K] px
+    other = (1 - torch.eye(slots, device=x.device)) * g[..., None, :]  # g_j, no contact with itself
+    ident = r[..., :IDENT] * ungate  # [B, T', K, I]
+    radii = torch.tensor(RADII, device=x.device)
+    s = torch.sigmoid((radii - d[..., None]) / STEP_PX) * other[..., None]  # [B, T', K, K, R]
+    near = s.amax(3)  # [B, T', K, R]
+    close = torch.sigmoid((NEIGHBOUR_PX - d) / STEP_PX) * other  # [B, T', K, K]
+    neighbour = close @ ident  # [B, T', K, I]
+    touching = (close.amax(-1) > TOUCH).float()  # [B, T', K]
+    is_first = touching * (touching.cumsum(1) == 1)  # the first touching step, once
+    first = (neighbour * is_first[..., None]).cumsum(1)  # [B, T', K, I]: zero before it, held after
+    met = (torch.einsum("btkjr,btji->btkri", s, ident) * g[..., None, None]).cummax(dim=1).values  # [B, T', K, R, I]
+
+    gk = g[..., None]
+    out = torch.cat([bumps * gk, near * gk, neighbour * gk, first * gk, met.flatten(3)], -1)
     return out.reshape(B, N, relation_width()).to(x.dtype)

@@ -57,7 +57,8 @@ class Config:
     def validate(self) -> None:
         # With init_from the saved config replaces `model`; only its relations carry over, and they are
         # checked against the saved config when added (LanguageModule.add_relations), not the preset's.
-        (dataclasses.replace(self.model, relations=[]) if self.init_from else self.model).validate()
+        # A blind LM reads no bus, so it gets no relations (a recipe's round applies to it unchanged).
+        (dataclasses.replace(self.model, relations=[]) if self.init_from or self.blind else self.model).validate()
         if self.stage not in (1, 2):
             raise ConfigError(f"stage must be 1 (captions) or 2 (QA), got {self.stage}")
         if self.split.startswith("test"):
@@ -154,9 +155,10 @@ def build_module(cfg: Config) -> LanguageModule:
         module = LanguageModule.from_pretrained(cfg.init_from, trainable=True)
         # The saved config replaces `model`, except that model.relations may add relation
         # projectors to a module that lacks them (they start at zero: the same outputs at step 0).
-        module.add_relations([k for k in cfg.model.relations if k not in module.config.relations])
+        if not cfg.blind:
+            module.add_relations([k for k in cfg.model.relations if k not in module.config.relations])
     else:
-        module = LanguageModule.build(cfg.model)
+        module = LanguageModule.build(dataclasses.replace(cfg.model, relations=[]) if cfg.blind else cfg.model)
     module.set_stage(cfg.stage)
     if cfg.blind:  # no prefix: the projectors would receive no gradient
         for p in module.adapter.parameters():
