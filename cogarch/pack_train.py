@@ -133,10 +133,14 @@ class Pipeline:
         if done.exists():
             if recipe is not None:
                 self.check_recipe(name, done, recipe)
+                if self.log["stages"].get(name, {}).pop("finished", True) is False:  # killed after it finished
+                    atomic_write_json(self.log_path, self.log)
             print(f"[pack] {name}: done ({done}), skipping")
             return
         if recipe is not None:
-            if done.parent.exists():  # an interrupted training stage resumes from its checkpoint
+            from cogarch.checkpoint import latest_checkpoint
+
+            if latest_checkpoint(done.parent) is not None:  # an interrupted training stage resumes from it
                 self.check_recipe(name, done, recipe, finished=False)
             # recorded before it runs, so an interruption leaves the recipe its checkpoints were made with
             self.log["stages"][name] = {"recipe": self.portable(recipe), "finished": False}

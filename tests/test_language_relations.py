@@ -71,9 +71,41 @@ def test_relation_channels_on_known_rows():
     assert torch.allclose(first[1, 0], close * blue, atol=1e-5) and torch.allclose(first[2, 0], close * blue, atol=1e-5)
     assert torch.allclose(met[2, 0], 0.5 * step[:, None] * blue, atol=1e-5)  # though it has met it, at every radius
     assert met[0, 0].max() < 0.01
-    assert met[2, 0, -1].sum() > met[0, 0, -1].sum() + 1  # the widest radius too: step 0 had no contact
     with pytest.raises(ValueError, match="slots"):
         slot_relations(clip_rows(), 2)
+
+
+def test_first_touch_is_the_first_and_only_counts_while_visible():
+    """`first` holds whom a slot touched first, once, through later touches of others; a slot's own
+    absence (a zero row sits at the origin) never counts as a touch; speeds are read ungated."""
+    S, R, I = len(SPEED_LOG2), len(RADII), IDENT
+    GREEN_CYL = [2, 10, 11]
+    cube = lambda: row(RED_CUBE, (0.5, 0.5), (2 / 32, 0.0), gate=0.8)  # 2 units/s (row() applies the gate)
+    far = (0.95, 0.95)
+    steps = [(far, far), ((0.52, 0.5), far), ((0.51, 0.5), far), (far, (0.5, 0.52))]  # blue at 1-2, green at 3
+    rows = []
+    for blue_xy, green_xy in steps:
+        rows += [cube(), row(BLUE_SPHERE, blue_xy, (0.0, 0.0)), row(GREEN_CYL, green_xy, (0.0, 0.0))]
+    rel = slot_relations(torch.stack(rows)[None], 3).reshape(4, 3, relation_width())
+    first = rel[:, 0, S + R + I:S + R + 2 * I]
+    blue, green = torch.zeros(I), torch.zeros(I)
+    blue[BLUE_SPHERE], green[GREEN_CYL] = 1.0, 1.0
+    assert first[0].abs().max() < 1e-6
+    at1 = first[1]
+    assert at1 @ blue > 0.7 * 3 * 0.8 and at1 @ green < 1e-3  # blue, times the cube's gate 0.8
+    assert torch.allclose(first[2], at1) and torch.allclose(first[3], at1)  # held: not re-added at step 2, not green at 3
+    now = rel[:, 0, S + R:S + R + I]
+    assert now[3] @ green > 0.7 * 3 * 0.8  # ... although green is who it touches now
+    assert int(rel[0, 0, :S].argmax()) == SPEED_LOG2.index(1.0)  # log2(2 units/s) = 1, not the gated 1.6
+    # a slot absent at step 0 (zero row, at the origin after ungating) beside an object 2.6 px from
+    # the origin has touched no one when it appears far away at step 1
+    absent = torch.stack([torch.zeros(18), row(BLUE_SPHERE, (0.03, 0.03), (0.0, 0.0)),
+                          row(RED_CUBE, (0.6, 0.6), (0.0, 0.0)), row(BLUE_SPHERE, (0.03, 0.03), (0.0, 0.0))])[None]
+    rel = slot_relations(absent, 2).reshape(2, 2, relation_width())
+    assert rel[:, 0, S + R + I:S + R + 2 * I].abs().max() < 1e-6
+    if torch.cuda.is_available():  # nothing assumes CPU (CI has no GPU)
+        assert torch.allclose(slot_relations(absent.cuda(), 2).cpu(), slot_relations(absent, 2), atol=1e-5)
+    assert slot_relations(absent.double(), 2).dtype == torch.float64
 
 
 @pytest.fixture(scope="module")

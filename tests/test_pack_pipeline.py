@@ -180,7 +180,7 @@ def test_stage2_rounds_continue_from_the_previous_round(tmp_path: Path) -> None:
     import shutil
 
     shutil.rmtree(tmp_path / "x" / "language_blind_r3")
-    (tmp_path / "x" / "language_blind_r3" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "x" / "language_blind_r3" / "checkpoints" / "step_00000001").mkdir(parents=True)
     log = json.loads((tmp_path / "x" / "pipeline.json").read_text())
     log["stages"]["blind round 3"] = {"recipe": log["stages"]["blind round 3"]["recipe"], "finished": False}
     (tmp_path / "x" / "pipeline.json").write_text(json.dumps(log))
@@ -199,8 +199,18 @@ def test_stage2_rounds_continue_from_the_previous_round(tmp_path: Path) -> None:
     again.stage2_rounds("blind", "language_blind", ["blind=true"])
     assert len(calls) == 1 and seen[0]["finished"] is False and seen[0]["recipe"][-1] == "trainer.max_steps=7"
     assert "finished" not in json.loads((tmp_path / "x" / "pipeline.json").read_text())["stages"]["blind round 3"]
-    # a stage that failed before writing anything (no folder) starts afresh under the new recipe
+    # a stage killed after its final folder was written but before pipeline.json said so: skipped, the flag dropped
+    log = json.loads((tmp_path / "x" / "pipeline.json").read_text())
+    log["stages"]["blind round 3"]["finished"] = False
+    (tmp_path / "x" / "pipeline.json").write_text(json.dumps(log))
+    calls.clear()
+    again = Pipeline(cfg, resume=True)
+    again.train = train
+    again.stage2_rounds("blind", "language_blind", ["blind=true"])
+    assert calls == [] and "finished" not in json.loads((tmp_path / "x" / "pipeline.json").read_text())["stages"]["blind round 3"]
+    # a stage that failed before its first checkpoint (a folder, no checkpoint) starts afresh under the new recipe
     shutil.rmtree(tmp_path / "x" / "language_blind_r3")
+    (tmp_path / "x" / "language_blind_r3" / "checkpoints").mkdir(parents=True)
     calls.clear()
     again = Pipeline(longer, resume=True)
     again.train = train

@@ -23,14 +23,14 @@
 #   big    rel (with its blind LM and without forecast) and ctl on the larger held-out split of
 #          runs/l9/physqa23 (features runs/l9/features23, made as docs/benchmarks.md describes)
 # Scored on the pack's val and test splits (evals/bench/lang_eval.py --samples, for paired.py).
-#   bash evals/bench/language_round4.sh [OUT_DIR] [VARIANT ...]     (default: runs/l10, rel ctl blind)
+#   bash evals/bench/language_round4.sh [OUT_DIR] [VARIANT ...]     (default: runs/l12, rel ctl blind)
 # Needs runs/l7/features (evals/bench/language_variants.sh makes it), runs/l9/rep2/final and
 # runs/l9/blind_rep2/final (v12's language module and blind LM: cogarch/assets/default_pack/language
 # and language_blind). Results: docs/benchmarks.md, "What the object slots hold", parts 5 and 6.
 set -e
 cd "$(dirname "$0")/../.."
 . evals/bench/recipe_lib.sh
-R=${1:-runs/l10}; shift || true
+R=${1:-runs/l12}; shift || true
 VARIANTS=${*:-rel ctl blind}
 case $R in rel|ctl|blind|hard|big|move8k) echo "error: the first argument is the output folder (got the variant $R)" >&2; exit 2;; esac
 seen=" "

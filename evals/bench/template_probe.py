@@ -163,6 +163,8 @@ def run(data: str, features: str, template: str = "desc_count", kinds: tuple[str
             sets = {s: ({k: torch.cat([v, slot_relations(v, slots)], -1) for k, v in r.items()}, q, y) for s, (r, q, y) in sets.items()}
         except ValueError as e:  # rows that are not steps x slots
             raise UserError(f"--relations: {e} (--slots)") from None
+    if pairs not in (False, True, "ordered"):
+        raise UserError(f"pairs must be off, on or 'ordered', got {pairs!r}")
     if pairs:
         if "objects" not in kinds:
             raise UserError("--pairs reads the objects rows: add objects to --kinds")
@@ -259,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--slots", type=int, default=6, help="object slots per step in the rows (the pack's head: 6)")
     ap.add_argument("--relations", action="store_true", help="append relation channels (speed, contact, who is in contact) to the rows")
-    ap.add_argument("--pairs", nargs="?", const=True, default=False, choices=[True, "ordered"],
+    ap.add_argument("--pairs", nargs="?", const=True, default=False, choices=["ordered"],
                     help="also one token per pair of object slots (their distance; pair_tokens); 'ordered': per ordered pair")
     ap.add_argument("--layers", type=int, default=2, help="transformer layers of the probe")
     ap.add_argument("--bound", action="store_true", help="desc_collide: also the named pair's closest approach, bound by code")

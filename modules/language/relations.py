@@ -22,13 +22,15 @@ So each quantity is expanded as SchNet expands interatomic distances (Schuett et
 speed onto Gaussian bumps over its logarithm, distances onto soft steps "within r px", each
 channel of order 1 where the answer is decided.
 
-Channels per row (slot k, step t), all zero for an absent slot (the language module projects them
+Channels per row (slot k, step t), all zero for a slot never present; every channel but `met` is
+weighted by k's gate now, `met` keeps what k met after k leaves (the language module projects them
 with their own projector and adds the result to the row's token; template_probe appends them):
     speed      Gaussian bumps over log2 of k's speed in units/s (ungated), x g_k        [len(SPEED_LOG2)]
     near       per radius r: max_j s_r(d_kj) g_j, someone within r px now, x g_k        [len(RADII)]
     neighbour  sum_j s_r(d_kj) g_j identity_j at r = NEIGHBOUR_PX: who is close now, x g_k  [I]
-    first      neighbour at the first step <= t where some j had s_r(d_kj) g_j > TOUCH at NEIGHBOUR_PX,
-               zero before: whom k touched first, held from then on                       [I]
+    first      neighbour at the first step <= t where g_k s_r(d_kj) g_j > TOUCH for some j at
+               r = NEIGHBOUR_PX (about 16 px for two visible objects), zero before: whom k touched
+               first, held from then on, x g_k                                            [I]
     met        per radius r: running max over steps <= t of sum_j s_r(d_kj) g_j g_k identity_j:
                whom k has come within r px of so far                                     [len(RADII) x I]
 with s_r(d) = sigmoid((r - d) / STEP_PX) and d_kj the distance of the ungated centres in px.
@@ -54,7 +56,7 @@ SPEED_WIDTH = 0.5
 RADII = (8.0, 12.0, 16.0, 20.0, 28.0)
 STEP_PX = 2.0
 NEIGHBOUR_PX = 14.0
-TOUCH = 0.25  # "touching" for `first`: s_r(d_kj) g_j above this at r = NEIGHBOUR_PX (a half-visible other counts)
+TOUCH = 0.25  # "touching" for `first`: g_k s_r(d_kj) g_j above this at r = NEIGHBOUR_PX (a half-visible other counts)
 
 
 def relation_width(ident: int = IDENT) -> int:
@@ -73,18 +75,18 @@ def slot_relations(x: torch.Tensor, slots: int) -> torch.Tensor:
     ungate = 1.0 / g.clamp_min(0.05)[..., None]  # rows are base x gate; a near-absent row is weighted out below
     pos = r[..., POS:POS + 2] * ungate * CANVAS_PX  # [B, T', K, 2] px
     speed = (r[..., VEL:VEL + 2] * ungate).norm(dim=-1) * SPEED_UNITS  # [B, T', K] units/s
-    centres = torch.tensor(SPEED_LOG2, device=x.device)
+    centres = torch.tensor(SPEED_LOG2, device=x.device, dtype=r.dtype)
     bumps = torch.exp(-((torch.log2(speed + 2 ** -4)[..., None] - centres) / SPEED_WIDTH) ** 2)  # [B, T', K, S]
 
     d = (pos[:, :, :, None] - pos[:, :, None]).norm(dim=-1)  # [B, T', K, K] px
-    other = (1 - torch.eye(slots, device=x.device)) * g[..., None, :]  # g_j, no contact with itself
+    other = (1 - torch.eye(slots, device=x.device, dtype=r.dtype)) * g[..., None, :]  # g_j, no contact with itself
     ident = r[..., :IDENT] * ungate  # [B, T', K, I]
-    radii = torch.tensor(RADII, device=x.device)
+    radii = torch.tensor(RADII, device=x.device, dtype=r.dtype)
     s = torch.sigmoid((radii - d[..., None]) / STEP_PX) * other[..., None]  # [B, T', K, K, R]
     near = s.amax(3)  # [B, T', K, R]
     close = torch.sigmoid((NEIGHBOUR_PX - d) / STEP_PX) * other  # [B, T', K, K]
     neighbour = close @ ident  # [B, T', K, I]
-    touching = (close.amax(-1) > TOUCH).float()  # [B, T', K]
+    touching = (close.amax(-1) * g > TOUCH).float()  # [B, T', K]: k itself visible too (an absent row sits at the origin)
     is_first = touching * (touching.cumsum(1) == 1)  # the first touching step, once
     first = (neighbour * is_first[..., None]).cumsum(1)  # [B, T', K, I]: zero before it, held after
     met = (torch.einsum("btkjr,btji->btkri", s, ident) * g[..., None, None]).cummax(dim=1).values  # [B, T', K, R, I]
