@@ -206,6 +206,7 @@ class Pipeline:
             raise ConfigError(f"voe_design must be one of {', '.join(VOE_DESIGNS)}, got {c.voe_design!r}")
         c.validate()  # a Config changed after loading (dataclasses.replace) is checked again
         self.check_resumed_world_model(source)
+        self.check_relations(source)
         self.check_assembled_rounds()
         data = r / "data"
         self.stage("generate physqa", data / "physqa", lambda: generate("physqa", c.physqa_n, data / "physqa", seed=c.seed,
@@ -337,6 +338,18 @@ class Pipeline:
         model = load_config(WMConfig, self.cfg.world_model, self.cfg.world_model_overrides).model
         model.validate()
         return model.source
+
+    def check_relations(self, source: str) -> None:
+        """Relation channels read slot rows (modules/language/relations.py): the forecast holds them
+        only when the world model forecasts object slots. Checked before the first stage, not when
+        the language round that adds them starts hours later."""
+        c = self.cfg
+        rounds = [o for r in c.stage2_round_overrides for o in r]
+        for o in c.stage1_overrides + c.stage2_overrides + rounds:
+            key, _, value = o.partition("=")
+            if key == "model.relations" and "forecast" in value and source != "objects":
+                raise ConfigError(f"{o} reads the forecast as object-slot rows, but the world model forecasts {source!r} "
+                                  "(model.source): drop forecast from model.relations or use model.source=objects")
 
     def check_resumed_world_model(self, source: str) -> None:
         """A resumed run skips stages whose output exists: a world model trained on the other source

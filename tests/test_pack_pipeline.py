@@ -236,6 +236,11 @@ def test_object_world_model_needs_object_slots(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="world_model.source"):
         run(cfg)
     assert not (tmp_path / "q" / "data").exists()
+    # the recipe's relation channels read the forecast as slot rows: a percept world model fails at once
+    cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'w'}", 'world_model_overrides=["model.source=percept"]'])
+    with pytest.raises(ConfigError, match="model.relations=.objects,forecast. reads the forecast as object-slot rows"):
+        run(cfg)
+    assert not (tmp_path / "w" / "data").exists()
     cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'v'}", "voe_design=triple"])
     with pytest.raises(ConfigError, match="voe_design"):
         run(cfg)
