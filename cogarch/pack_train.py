@@ -137,20 +137,20 @@ class Pipeline:
                     atomic_write_json(self.log_path, self.log)
             print(f"[pack] {name}: done ({done}), skipping")
             return
+        recorded = {}
         if recipe is not None:
             from cogarch.checkpoint import latest_checkpoint
 
             if latest_checkpoint(done.parent) is not None:  # an interrupted training stage resumes from it
                 self.check_recipe(name, done, recipe, finished=False)
             # recorded before it runs, so an interruption leaves the recipe its checkpoints were made with
-            self.log["stages"][name] = {"recipe": self.portable(recipe), "finished": False}
+            recorded = {"recipe": self.portable(recipe)}
+            self.log["stages"][name] = {**recorded, "finished": False}
             atomic_write_json(self.log_path, self.log)
         print(f"[pack] {name}: running")
         t0 = time.perf_counter()
         fn()
-        self.log["stages"][name] = {"seconds": round(time.perf_counter() - t0, 1), "git_revision": git_revision()}
-        if recipe is not None:
-            self.log["stages"][name]["recipe"] = self.portable(recipe)
+        self.log["stages"][name] = {"seconds": round(time.perf_counter() - t0, 1), "git_revision": git_revision(), **recorded}
         atomic_write_json(self.log_path, self.log)
 
     def train(self, module: str, preset: str, overrides: list[str]) -> Path:

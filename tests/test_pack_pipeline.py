@@ -141,83 +141,81 @@ def test_stage2_rounds_continue_from_the_previous_round(tmp_path: Path) -> None:
     pipe.stage2_rounds("blind", "language_blind", ["blind=true"])  # every round done: nothing retrained
     assert calls == []
     # per-round extras come after the stage-2 overrides, for the model and the blind baseline alike
-    cfg = load_config(Config, None, [f"out_dir={tmp_path / 'x'}", "stage2_rounds=3", 'stage2_overrides=["trainer.max_steps=7"]',
-                                     'stage2_round_overrides=[[], ["template_repeat.desc_count=4", "trainer.max_steps=3"]]'])
-    pipe = Pipeline(cfg, resume=False)
-    pipe.train = train
-    calls.clear()
-    pipe.stage2_rounds("blind", "language_blind", ["blind=true"])
-    assert [c[-3:] for c in calls] == [["stage=2", f"trainer.out_dir={tmp_path / 'x' / 'language_blind'}", "trainer.max_steps=7"],
-                                       ["trainer.max_steps=7", "template_repeat.desc_count=4", "trainer.max_steps=3"],
-                                       ["stage=2", f"trainer.out_dir={tmp_path / 'x' / 'language_blind_r3'}", "trainer.max_steps=7"]]
-    # each training stage's recipe is in pipeline.json: resumed with the same recipe every round is
-    # skipped; with round 2's extras changed, round 2 is refused (its folder would be kept silently)
-    from cogarch.errors import ConfigError
-
-    recorded = json.loads((tmp_path / "x" / "pipeline.json").read_text())["stages"]["blind round 2"]["recipe"]
-    assert recorded[-2:] == ["template_repeat.desc_count=4", "trainer.max_steps=3"] and "<out_dir>/language_blind_r2" in " ".join(recorded)
-    again = Pipeline(cfg, resume=True)
-    again.train = train
-    calls.clear()
-    again.stage2_rounds("blind", "language_blind", ["blind=true"])
-    assert calls == []
-    changed = load_config(Config, None, [f"out_dir={tmp_path / 'x'}", "stage2_rounds=3", 'stage2_overrides=["trainer.max_steps=7"]',
-                                         'stage2_round_overrides=[[], ["template_repeat.desc_count=2", "trainer.max_steps=3"]]'])
-    again = Pipeline(changed, resume=True)
-    again.train = train
-    with pytest.raises(ConfigError, match="stage 'blind round 2' .* trained with template_repeat.desc_count=4; this recipe says template_repeat.desc_count=2"):
-        again.stage2_rounds("blind", "language_blind", ["blind=true"])
-    assert calls == []
-    # a stage finished before recipes were recorded is not checked
-    log = json.loads((tmp_path / "x" / "pipeline.json").read_text())
-    del log["stages"]["blind round 2"]["recipe"]
-    (tmp_path / "x" / "pipeline.json").write_text(json.dumps(log))
-    again = Pipeline(changed, resume=True)
-    again.train = train
-    again.stage2_rounds("blind", "language_blind", ["blind=true"])
-    assert calls == []
-    # an interrupted stage (its folder holds checkpoints, no final) resumes only under the recipe it started with
     import shutil
 
-    shutil.rmtree(tmp_path / "x" / "language_blind_r3")
-    (tmp_path / "x" / "language_blind_r3" / "checkpoints" / "step_00000001").mkdir(parents=True)
-    log = json.loads((tmp_path / "x" / "pipeline.json").read_text())
-    log["stages"]["blind round 3"] = {"recipe": log["stages"]["blind round 3"]["recipe"], "finished": False}
-    (tmp_path / "x" / "pipeline.json").write_text(json.dumps(log))
-    longer = load_config(Config, None, [f"out_dir={tmp_path / 'x'}", "stage2_rounds=3", 'stage2_overrides=["trainer.max_steps=7"]',
-                                        'stage2_round_overrides=[[], ["template_repeat.desc_count=4", "trainer.max_steps=3"], ["trainer.max_steps=9"]]'])
-    again = Pipeline(longer, resume=True)
-    again.train = train
+    from cogarch.errors import ConfigError
+
+    x = tmp_path / "x"
+
+    def recipe(rounds: str) -> Config:  # three rounds of 7 steps, with these per-round extras
+        return load_config(Config, None, [f"out_dir={x}", "stage2_rounds=3", 'stage2_overrides=["trainer.max_steps=7"]',
+                                          f"stage2_round_overrides={rounds}"])
+
+    def blind_rounds(c: Config, resume: bool = True, fit=train) -> Pipeline:
+        p = Pipeline(c, resume=resume)
+        p.train = fit
+        p.stage2_rounds("blind", "language_blind", ["blind=true"])
+        return p
+
+    def log() -> dict:
+        return json.loads((x / "pipeline.json").read_text())
+
+    def write_log(d: dict) -> None:
+        (x / "pipeline.json").write_text(json.dumps(d))
+
+    cfg = recipe('[[], ["template_repeat.desc_count=4", "trainer.max_steps=3"]]')
+    calls.clear()
+    blind_rounds(cfg, resume=False)
+    assert [c[-3:] for c in calls] == [["stage=2", f"trainer.out_dir={x / 'language_blind'}", "trainer.max_steps=7"],
+                                       ["trainer.max_steps=7", "template_repeat.desc_count=4", "trainer.max_steps=3"],
+                                       ["stage=2", f"trainer.out_dir={x / 'language_blind_r3'}", "trainer.max_steps=7"]]
+    # each training stage's recipe is in pipeline.json: resumed with the same recipe every round is
+    # skipped; with round 2's extras changed, round 2 is refused (its folder would be kept silently)
+    recorded = log()["stages"]["blind round 2"]["recipe"]
+    assert recorded[-2:] == ["template_repeat.desc_count=4", "trainer.max_steps=3"] and "<out_dir>/language_blind_r2" in " ".join(recorded)
+    calls.clear()
+    blind_rounds(cfg)
+    assert calls == []
+    changed = recipe('[[], ["template_repeat.desc_count=2", "trainer.max_steps=3"]]')
+    with pytest.raises(ConfigError, match="stage 'blind round 2' .* trained with template_repeat.desc_count=4; this recipe says template_repeat.desc_count=2"):
+        blind_rounds(changed)
+    assert calls == []
+    # a stage finished before recipes were recorded is not checked
+    d = log()
+    del d["stages"]["blind round 2"]["recipe"]
+    write_log(d)
+    blind_rounds(changed)
+    assert calls == []
+    # an interrupted stage (its folder holds checkpoints, no final) resumes only under the recipe it started with
+    shutil.rmtree(x / "language_blind_r3")
+    (x / "language_blind_r3" / "checkpoints" / "step_00000001").mkdir(parents=True)
+    d = log()
+    d["stages"]["blind round 3"] = {"recipe": d["stages"]["blind round 3"]["recipe"], "finished": False}
+    write_log(d)
+    longer = recipe('[[], ["template_repeat.desc_count=4", "trainer.max_steps=3"], ["trainer.max_steps=9"]]')
     with pytest.raises(ConfigError, match="stage 'blind round 3' .* was interrupted; it was started with \\(none\\) and this recipe says trainer.max_steps=9"):
-        again.stage2_rounds("blind", "language_blind", ["blind=true"])
+        blind_rounds(longer)
     assert calls == []
     # the recipe it started with resumes it; pipeline.json holds that recipe while it runs
     seen = []
-    again = Pipeline(cfg, resume=True)
-    again.train = lambda m, p, o: (seen.append(json.loads((tmp_path / "x" / "pipeline.json").read_text())["stages"]["blind round 3"]),
-                                  train(m, p, o))[1]
-    again.stage2_rounds("blind", "language_blind", ["blind=true"])
+    blind_rounds(cfg, fit=lambda m, p, o: (seen.append(log()["stages"]["blind round 3"]), train(m, p, o))[1])
     assert len(calls) == 1 and seen[0]["finished"] is False and seen[0]["recipe"][-1] == "trainer.max_steps=7"
-    assert "finished" not in json.loads((tmp_path / "x" / "pipeline.json").read_text())["stages"]["blind round 3"]
+    assert "finished" not in log()["stages"]["blind round 3"]
     # a stage killed after its final folder was written but before pipeline.json said so: skipped, the flag dropped
-    log = json.loads((tmp_path / "x" / "pipeline.json").read_text())
-    log["stages"]["blind round 3"]["finished"] = False
-    (tmp_path / "x" / "pipeline.json").write_text(json.dumps(log))
+    d = log()
+    d["stages"]["blind round 3"]["finished"] = False
+    write_log(d)
     calls.clear()
-    again = Pipeline(cfg, resume=True)
-    again.train = train
-    again.stage2_rounds("blind", "language_blind", ["blind=true"])
-    assert calls == [] and "finished" not in json.loads((tmp_path / "x" / "pipeline.json").read_text())["stages"]["blind round 3"]
+    blind_rounds(cfg)
+    assert calls == [] and "finished" not in log()["stages"]["blind round 3"]
     # a stage that failed before its first checkpoint (a folder, no checkpoint) starts afresh under the new recipe
-    shutil.rmtree(tmp_path / "x" / "language_blind_r3")
-    (tmp_path / "x" / "language_blind_r3" / "checkpoints").mkdir(parents=True)
+    shutil.rmtree(x / "language_blind_r3")
+    (x / "language_blind_r3" / "checkpoints").mkdir(parents=True)
     calls.clear()
-    again = Pipeline(longer, resume=True)
-    again.train = train
-    again.stage2_rounds("blind", "language_blind", ["blind=true"])
+    again = blind_rounds(longer)
     assert len(calls) == 1 and calls[0][-1] == "trainer.max_steps=9"
     # only values that are the run folder or inside it become <out_dir> (so a moved run still matches)
-    root = str(tmp_path / "x")
+    root = str(x)
     assert again.portable([f"trainer.out_dir={root}/language", f"init_from={root}", f"encoder={root}_v11/final", "seed=1"]) == [
         "trainer.out_dir=<out_dir>/language", "init_from=<out_dir>", f"encoder={root}_v11/final", "seed=1"]
 

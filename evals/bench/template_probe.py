@@ -151,8 +151,8 @@ def run(data: str, features: str, template: str = "desc_count", kinds: tuple[str
     train_from: (data, features) of another suite whose train split it trains on instead (more
     questions; val and test still come from `data`)."""
     torch.manual_seed(seed)
-    sets = {s: template_rows(*(train_from if train_from and s == "train" else (data, features)), s, template, kinds)
-            for s in ("train", "val", "test")}
+    sources = {s: train_from if train_from and s == "train" else (data, features) for s in ("train", "val", "test")}
+    sets = {s: template_rows(*src, s, template, kinds) for s, src in sources.items()}
     if relations:
         from cogarch.modules.language.relations import OBJECT_ROW, slot_relations
 
@@ -176,8 +176,7 @@ def run(data: str, features: str, template: str = "desc_count", kinds: tuple[str
         if template != "desc_collide" or "objects" not in kinds:
             raise UserError("--bound is for --template desc_collide with objects in --kinds")
         for s, (r, _, _) in sets.items():
-            src = train_from if train_from and s == "train" else (data, features)
-            r["bound"] = bound_token(r["objects"], [q["question"] for q in question_rows(src[0], s, (template,))], slots)
+            r["bound"] = bound_token(r["objects"], [q["question"] for q in question_rows(sources[s][0], s, (template,))], slots)
     rows, qs, ys = sets["train"]
     vocab = {w: i + 2 for i, w in enumerate(sorted({w for q in qs for w in q}))}
     answers = sorted(set(ys))

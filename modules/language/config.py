@@ -59,9 +59,8 @@ class LanguageConfig:
     # code over the prefix, as a ViT without position embeddings must. Indices clamp into the table.
     index_embed: int = 0
     # Kinds whose tokens are time-major object-slot rows (perception's `objects`, the world model's
-    # object `forecast`) that also get relation channels: each row's speed, its contact with the
-    # nearest slot and the identity of the slots it touches now and has touched so far
-    # (relations.py). They pass through a second projector per kind whose output is added to the
+    # object `forecast`) that also get relation channels (relations.py): each row's speed, who is
+    # within a few radii of it now, whom it touched first and whom it has come close to. They pass through a second projector per kind whose output is added to the
     # row's token; its last layer starts at zero, so adding relations to a trained module (init_from)
     # starts from that module's exact outputs. Such kinds need pool "none" (one token per row).
     relations: list[str] = field(default_factory=list)

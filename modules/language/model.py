@@ -23,7 +23,6 @@ On disk (`save_pretrained(dir)`, one folder):
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 import shutil

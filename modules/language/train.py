@@ -156,7 +156,7 @@ def build_module(cfg: Config) -> LanguageModule:
         # The saved config replaces `model`, except that model.relations may add relation
         # projectors to a module that lacks them (they start at zero: the same outputs at step 0).
         if not cfg.blind:
-            module.add_relations([k for k in cfg.model.relations if k not in module.config.relations])
+            module.add_relations(cfg.model.relations)  # kinds it already has are skipped
     else:
         module = LanguageModule.build(dataclasses.replace(cfg.model, relations=[]) if cfg.blind else cfg.model)
     module.set_stage(cfg.stage)
