@@ -105,7 +105,7 @@ class TemplateProbe(nn.Module):
     """question word ids [B, L] + rows {kind: [B, N_k, D]} (time-major, `slots` per step) -> logits [B, C]."""
 
     def __init__(self, dims: dict[str, int], steps: int, slots: int, vocab: int, classes: int, width: int = 64, layers: int = 2,
-                 unplaced: tuple[str, ...] = ()) -> None:
+                 unplaced: tuple[str, ...] = (), binder: bool = False) -> None:
         super().__init__()
         self.kinds, self.slots, self.unplaced = list(dims), slots, set(unplaced)  # unplaced: no step / slot embedding
         self.inp = nn.ModuleDict({k: nn.Sequential(nn.Linear(d, width), nn.GELU(), nn.Linear(width, width)) for k, d in dims.items()})
@@ -118,6 +118,12 @@ class TemplateProbe(nn.Module):
         layer = nn.TransformerEncoderLayer(width, 4, 2 * width, dropout=0.0, batch_first=True)
         self.enc = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)  # padded words: no prototype fast path
         self.out = nn.Linear(width, classes)
+        self.binder = None
+        if binder:  # the language module's slot binder over the objects rows, reading this probe's word embeddings
+            from cogarch.modules.language.binder import PAIR_WIDTH, ROLE_WIDTH, SlotBinder
+
+            self.binder = SlotBinder(width)
+            self.bind_in = nn.Sequential(nn.Linear(ROLE_WIDTH + PAIR_WIDTH, width), nn.GELU(), nn.Linear(width, width))
 
     def forward(self, qids: torch.Tensor, rows: dict[str, torch.Tensor]) -> torch.Tensor:
         B, L = qids.shape
@@ -129,6 +135,11 @@ class TemplateProbe(nn.Module):
             e = self.inp[k](x) + self.kind.weight[i]
             h.append(e if k in self.unplaced else e + self.step(idx // self.slots) + self.slot(idx % self.slots))
             pad.append(torch.zeros(B, x.shape[1], dtype=torch.bool, device=x.device))
+        if self.binder is not None:
+            words = self.word(qids) + self.pos(torch.arange(L, device=qids.device))
+            tok, _, _ = self.binder(rows["objects"], self.slots, words, qids != 0)
+            h.append(self.bind_in(tok))
+            pad.append(torch.zeros(B, tok.shape[1], dtype=torch.bool, device=qids.device))
         return self.out(self.enc(torch.cat(h, 1), src_key_padding_mask=torch.cat(pad, 1))[:, 0])
 
 
@@ -143,10 +154,12 @@ def encode(qs: list[list[str]], vocab: dict[str, int]) -> torch.Tensor:
 
 def run(data: str, features: str, template: str = "desc_count", kinds: tuple[str, ...] = ("objects",), steps: int = 1500,
         batch: int = 64, seed: int = 0, every: int = 500, slots: int = 6, lr: float = 1e-3, relations: bool = False,
-        pairs: bool | str = False, train_from: tuple[str, str] | None = None, bound: bool = False, layers: int = 2) -> dict:
+        pairs: bool | str = False, train_from: tuple[str, str] | None = None, bound: bool = False, layers: int = 2,
+        binder: bool = False) -> dict:
     """Train on the train split's questions of `template`; accuracy on train / val / test every `every` steps.
     relations: append the language module's relation channels (modules/language/relations.py) to every row.
     pairs: also give the probe one token per pair of `objects` slots (pair_tokens; "ordered": per ordered pair).
+    binder: also read the objects rows through the language module's SlotBinder (binder.py).
     bound: desc_collide only; also give it the named pair's closest approach, bound by code (bound_token).
     train_from: (data, features) of another suite whose train split it trains on instead (more
     questions; val and test still come from `data`)."""
@@ -189,8 +202,10 @@ def run(data: str, features: str, template: str = "desc_count", kinds: tuple[str
     enc = {s: (encode(q, vocab), r, torch.tensor([answers.index(a) if a in answers else -1 for a in y])) for s, (r, q, y) in sets.items()}
     steps_max = max(rows[k].shape[1] // slots for k in kinds)
     model = TemplateProbe({k: rows[k].shape[-1] for k in rows}, steps_max, slots, len(vocab) + 2, len(answers),
-                          layers=layers, unplaced=("pairs", "bound"))
-    return {"template": template, "kinds": list(kinds), "relations": relations, "pairs": pairs, "bound": bound, "n": {s: len(t[2]) for s, t in enc.items()}, "prior": prior(enc),
+                          layers=layers, unplaced=("pairs", "bound"), binder=binder)
+    if binder and "objects" not in kinds:
+        raise UserError("--binder reads the objects rows: add objects to --kinds")
+    return {"template": template, "kinds": list(kinds), "relations": relations, "pairs": pairs, "bound": bound, "binder": binder, "n": {s: len(t[2]) for s, t in enc.items()}, "prior": prior(enc),
             "curve": fit(model, enc, steps, batch, seed, every, lr)}
 
 
@@ -264,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="also one token per pair of object slots (their distance; pair_tokens); 'ordered': per ordered pair")
     ap.add_argument("--layers", type=int, default=2, help="transformer layers of the probe")
     ap.add_argument("--bound", action="store_true", help="desc_collide: also the named pair's closest approach, bound by code")
+    ap.add_argument("--binder", action="store_true", help="also read the objects rows through the language module's slot binder")
     ap.add_argument("--train-data", help="train on this suite's train split instead (with --train-features)")
     ap.add_argument("--train-features", help="language feature shards of --train-data (its train split)")
     ap.add_argument("--out", help="write the curve as JSON here")
@@ -276,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     if not kinds:
         raise UserError("--kinds names no bus kind")
     res = run(args.data, args.features, args.template, kinds, args.steps, args.batch, args.seed, args.every, args.slots,
-              relations=args.relations, pairs=args.pairs, bound=args.bound, layers=args.layers,
+              relations=args.relations, pairs=args.pairs, bound=args.bound, layers=args.layers, binder=args.binder,
               train_from=(args.train_data, args.train_features) if args.train_data else None)
     report(res, f"{res['template']} from {','.join(kinds)}", args.out)
     return 0

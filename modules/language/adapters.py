@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from cogarch.bus import KNOWN_KINDS, LatentBus, Message
 from cogarch.errors import ConfigError, UserError
+from cogarch.modules.language.binder import PAIR_WIDTH, ROLE_WIDTH, SlotBinder
 from cogarch.modules.language.config import LanguageConfig
 from cogarch.modules.language.relations import OBJECT_ROW, relation_width, slot_relations
 from cogarch.modules.language.resampler import QuestionResampler
@@ -194,6 +195,57 @@ class BusAdapter(nn.Module):
             if lm_hidden % config.resampler_heads:
                 raise ConfigError(f"language.resampler_heads {config.resampler_heads} must divide the LM's hidden size {lm_hidden}")
             self.resampler = QuestionResampler(lm_hidden, config.resampler_queries, config.resampler_layers, config.resampler_heads)
+        # Optional slot binder (config.binder, binder.py): absent when empty so older packs load unchanged.
+        self.binder, self.bind_proj, self.bind_index = None, nn.ModuleDict(), None
+        self.add_binder(config.binder)
+
+    def add_binder(self, kinds: list[str]) -> None:
+        """The slot binder (one, shared) and a zero-initialised projector per kind in `kinds` that has
+        none yet: the binder's tokens start as their small index embeddings only, so a trained
+        module (init_from) gains them with its answers nearly unchanged."""
+        kinds = [k for k in kinds if k not in self.bind_proj]
+        if not kinds:
+            return
+        ref = self.kind_embed.weight
+        for kind in kinds:
+            if kind not in self.config.kind_dims:
+                raise ConfigError(f"language.binder: {kind!r} is not a kind the module reads ({sorted(self.config.kind_dims)})")
+            if 0 < int(self.config.kind_dims[kind]) < OBJECT_ROW:
+                raise ConfigError(f"language.binder: {kind!r} is {self.config.kind_dims[kind]} wide; the binder reads "
+                                  f"object-slot rows ({OBJECT_ROW} wide)")
+        if self.binder is None:
+            self.binder = SlotBinder(self.hidden, self.config.binder_roles, self.config.binder_width).to(device=ref.device)
+            n = self.binder.roles + len(self.binder.pairs)
+            self.bind_index = nn.Embedding(n, self.hidden).to(device=ref.device, dtype=ref.dtype)
+            nn.init.normal_(self.bind_index.weight, std=0.02)
+        for kind in kinds:
+            proj = KindProjector(ROLE_WIDTH + PAIR_WIDTH, self.config.proj_hidden or self.hidden, self.hidden, norm=False)
+            nn.init.zeros_(proj.fc2.weight)
+            nn.init.zeros_(proj.fc2.bias)
+            self.bind_proj[kind] = proj.to(device=ref.device, dtype=ref.dtype)
+
+    def binder_tokens(self, messages: Mapping[str, Message], text: torch.Tensor, tmask: torch.Tensor) -> torch.Tensor:
+        """[B, M, H] binder tokens for the question text [B, L, H] (mask [B, L]) and the binder's
+        kinds present in `messages` (a message of batch 1 is shared by all B questions). The slots
+        picked from the first kind present (objects before forecast) are reused for the next: the
+        world model forecasts each slot's own object (SlotFormer), so slot k is the same object."""
+        B, dtype = text.shape[0], self.kind_embed.weight.dtype
+        outs, w = [], None
+        for ki, kind in enumerate(self.kinds):
+            msg = messages.get(kind)
+            if kind not in self.bind_proj or msg is None:
+                continue
+            if msg.time is None or msg.mask is not None:
+                raise BusInputError(f"language: {kind} from {msg.source} has no per-step times (or has a mask); the binder needs slot rows")
+            _, K = steps_slots(msg.time.to(msg.tokens.device), kind, "binder")
+            rows = msg.tokens.to(text.device)
+            if rows.shape[0] == 1 and B > 1:
+                rows = rows.expand(B, -1, -1)
+            elif rows.shape[0] != B:
+                raise BusInputError(f"language: {kind} from {msg.source} has batch {rows.shape[0]}, expected {B}")
+            tok, _, w = self.binder(rows, K, text, tmask, w=w if w is not None and w.shape[-1] == K else None)
+            outs.append(self.bind_proj[kind](tok.to(dtype)) + self.kind_embed.weight[ki] + self.bind_index.weight)
+        return torch.cat(outs, 1) if outs else text.new_zeros(B, 0, self.hidden, dtype=dtype)
 
     def add_relations(self, kinds: list[str]) -> None:
         """A relation projector for each kind in `kinds` that has none yet (relations.py). Its last

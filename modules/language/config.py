@@ -64,6 +64,13 @@ class LanguageConfig:
     # row's token; its last layer starts at zero, so adding relations to a trained module (init_from)
     # starts from that module's exact outputs. Such kinds need pool "none" (one token per row).
     relations: list[str] = field(default_factory=list)
+    # Kinds of object-slot rows read by the slot binder (binder.py): learned role queries over the
+    # question pick slots by their identity columns, and fixed role / pair read-outs of the picked
+    # slots (closest approach, speed, whom it touched) become extra prefix tokens. Needs the prompt,
+    # as the resampler does. Its projectors start at zero (init_from can add it to a trained module).
+    binder: list[str] = field(default_factory=list)
+    binder_roles: int = 3  # role queries (objects a question can name); pairs = roles choose 2
+    binder_width: int = 64  # the binder's text encoder width (heads: 4)
     # LoRA (Hu et al. 2021) on the LM; projectors are separate, fully trained parameters.
     lora_r: int = 8
     lora_alpha: int = 16
@@ -121,6 +128,15 @@ class LanguageConfig:
                 raise ConfigError(f"language.relations: {kind!r} needs pool_per_kind.{kind}=none (one token per slot row)")
         if len(set(self.relations)) != len(self.relations):
             raise ConfigError(f"language.relations has repeats: {self.relations}")
+        for kind in self.binder:
+            if self.kind_dims and kind not in self.kind_dims:
+                raise ConfigError(f"language.binder: {kind!r} is not a kind the module reads ({sorted(self.kind_dims)})")
+        if len(set(self.binder)) != len(self.binder):
+            raise ConfigError(f"language.binder has repeats: {self.binder}")
+        if self.binder_roles < 2:
+            raise ConfigError(f"language.binder_roles must be >= 2 (pairs of roles are read), got {self.binder_roles}")
+        if self.binder_width < 4 or self.binder_width % 4:
+            raise ConfigError(f"language.binder_width must be a positive multiple of 4 (4 heads), got {self.binder_width}")
         if self.index_embed < 0:
             raise ConfigError(f"language.index_embed must be >= 0 (0 = off), got {self.index_embed}")
         if self.resampler_queries < 0:

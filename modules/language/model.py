@@ -325,7 +325,8 @@ class LanguageModule(nn.Module):
         """
         msgs = {} if blind else messages_of(bus, list(self.config.kind_dims))
         prefix, pmask = self.adapter(msgs, batch_size=batch_size)
-        return self.condition(prefix, pmask, prompts)
+        prefix, pmask = self.condition(prefix, pmask, prompts)
+        return self.bind(msgs, prefix, pmask, prompts)
 
     def condition(self, prefix: torch.Tensor, pmask: torch.Tensor, prompts: list[list[int]] | None):
         """Run the resampler (config.resampler_queries > 0) over a projected prefix, given the prompts."""
@@ -347,6 +348,37 @@ class LanguageModule(nn.Module):
         if self.config.resampler_keep_prefix:
             return torch.cat([prefix, out], 1), torch.cat([pmask, omask], 1)
         return out, omask
+
+    def bind(self, msgs: Mapping[str, Message], prefix: torch.Tensor, pmask: torch.Tensor, prompts: list[list[int]] | None):
+        """Append the slot binder's tokens (config.binder) for these prompts to the prefix [B, P, H];
+        a prefix of batch 1 is shared by all prompts. Unchanged when the module has no binder or no
+        binder kind is on the bus (blind)."""
+        if self.adapter.binder is None or not any(k in msgs for k in self.adapter.bind_proj):
+            return prefix, pmask
+        if prompts is None:
+            raise ValueError("this language module has a slot binder: prefix() needs the prompts")
+        n = len(prompts)
+        if prefix.shape[0] == 1 and n > 1:
+            prefix, pmask = prefix.expand(n, -1, -1), pmask.expand(n, -1)
+        elif prefix.shape[0] != n:
+            raise ValueError(f"bus batch {prefix.shape[0]} does not match {n} prompts")
+        L = max(1, max(len(p) for p in prompts))
+        ids = torch.tensor([p + [0] * (L - len(p)) for p in prompts], dtype=torch.long, device=prefix.device)
+        tmask = torch.tensor([[1] * len(p) + [0] * (L - len(p)) for p in prompts], dtype=torch.bool, device=prefix.device)
+        tmask[:, 0] = True  # an empty prompt still gives the attention one key
+        out = self.adapter.binder_tokens(msgs, self.lm.get_input_embeddings()(ids), tmask)  # [n, M, H]
+        ones = torch.ones(n, out.shape[1], dtype=torch.bool, device=out.device)
+        return torch.cat([prefix, out.to(prefix.dtype)], 1), torch.cat([pmask, ones], 1)
+
+    def add_binder(self, kinds: list[str]) -> None:
+        """Give the module a slot binder over `kinds` (config.binder) with zero-initialised projectors;
+        kinds it already reads are skipped (init_from with model.binder)."""
+        kinds = [k for k in kinds if k not in self.config.binder]
+        if not kinds:
+            return
+        dataclasses.replace(self.config, binder=[*self.config.binder, *kinds]).validate()  # before any change
+        self.config.binder = [*self.config.binder, *kinds]
+        self.adapter.add_binder(kinds)
 
     def splice(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, seqs, pad_left: bool = False) -> Spliced:
         return splice(
@@ -374,6 +406,7 @@ class LanguageModule(nn.Module):
         msgs = {k: Message(k, m.source, m.tokens.to(self.device), time=m.time, mask=m.mask) for k, m in msgs.items()}
         prefix, pmask = self.adapter(msgs, batch_size=len(seqs))
         prefix, pmask = self.condition(prefix, pmask, [p for p, _ in seqs])
+        prefix, pmask = self.bind(msgs, prefix, pmask, [p for p, _ in seqs])
         sp = self.splice(prefix, pmask, seqs)
         logits = self.run_lm(sp).logits[:, :-1].float()  # [B, L-1, V]
         labels = sp.labels[:, 1:]

@@ -55,10 +55,10 @@ class Config:
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(out_dir="runs/language"))
 
     def validate(self) -> None:
-        # With init_from the saved config replaces `model`; only its relations carry over, and they are
-        # checked against the saved config when added (LanguageModule.add_relations), not the preset's.
-        # A blind LM reads no bus, so it gets no relations (a recipe's round applies to it unchanged).
-        (dataclasses.replace(self.model, relations=[]) if self.init_from or self.blind else self.model).validate()
+        # With init_from the saved config replaces `model`; only its relations and binder carry over,
+        # checked against the saved config when added (LanguageModule.add_relations / add_binder).
+        # A blind LM reads no bus, so it gets neither (a recipe's round applies to it unchanged).
+        (dataclasses.replace(self.model, relations=[], binder=[]) if self.init_from or self.blind else self.model).validate()
         if self.stage not in (1, 2):
             raise ConfigError(f"stage must be 1 (captions) or 2 (QA), got {self.stage}")
         if self.split.startswith("test"):
@@ -153,12 +153,13 @@ def build_examples(cfg: Config, module: LanguageModule, shard: FeatureShard | No
 def build_module(cfg: Config) -> LanguageModule:
     if cfg.init_from:
         module = LanguageModule.from_pretrained(cfg.init_from, trainable=True)
-        # The saved config replaces `model`, except that model.relations may add relation
-        # projectors to a module that lacks them (they start at zero: the same outputs at step 0).
+        # The saved config replaces `model`, except that model.relations (and model.binder) may add
+        # relation (binder) projectors to a module that lacks them; they start at zero.
         if not cfg.blind:
             module.add_relations(cfg.model.relations)  # kinds it already has are skipped
+            module.add_binder(cfg.model.binder)  # likewise: model.binder may add a slot binder
     else:
-        module = LanguageModule.build(dataclasses.replace(cfg.model, relations=[]) if cfg.blind else cfg.model)
+        module = LanguageModule.build(dataclasses.replace(cfg.model, relations=[], binder=[]) if cfg.blind else cfg.model)
     module.set_stage(cfg.stage)
     if cfg.blind:  # no prefix: the projectors would receive no gradient
         for p in module.adapter.parameters():

@@ -1,0 +1,61 @@
+#!/bin/bash
+# A fifth stage-2 round for the v13 language module, with and without the slot binder.
+# v13 reads collide / "moving at the end" at the priors (53.0 / 53.0 on test) although the rows
+# hold the answers: given the named pair bound by code a probe reads collide at 79.5 %, and no
+# learned reader tried found the pair (docs/benchmarks.md, "What the object slots hold", part 6).
+# The slot binder (modules/language/binder.py) gives binding a shape: role queries over the question
+# are mapped into the slots' identity space and pick slots by a dot product; fixed role and pair
+# read-outs of the picked slots become 12 extra prefix tokens (3 roles + 3 pairs, for objects and
+# forecast). Each variant continues v13's language module (cogarch/assets/default_pack/language)
+# for 3000 stage-2 steps of the pack's mix with the same six templates oversampled x2 as round 4,
+# 1 thread, seed 0:
+#   bind   model.binder=[objects,forecast] (new binder, zero-initialised projectors)
+#   ctl    the same round without the binder (the control: what a fifth round gives by itself)
+#   blind  v13's blind LM (cogarch/assets/default_pack/language_blind) given the same round, scored
+#          beside bind (once bind is done)
+#   big    bind (with its blind LM and without forecast) and ctl on the larger held-out split of
+#          runs/l9/physqa23 (features runs/l9/features23, made as docs/benchmarks.md part 4 describes)
+# Scored on the pack's val and test splits (evals/bench/lang_eval.py --samples, for paired.py).
+#   bash evals/bench/language_round5.sh [OUT_DIR] [VARIANT ...]     (default: runs/l13, bind ctl blind)
+# Needs runs/l7/features (evals/bench/language_variants.sh makes it). Results: docs/benchmarks.md,
+# "What the object slots hold", part 7.
+set -e
+cd "$(dirname "$0")/../.."
+. evals/bench/recipe_lib.sh
+R=${1:-runs/l13}; shift || true
+VARIANTS=${*:-bind ctl blind}
+case $R in bind|ctl|blind|big) echo "error: the first argument is the output folder (got the variant $R)" >&2; exit 2;; esac
+for v in $VARIANTS; do
+  case $v in bind|ctl|blind|big) ;; *) echo "error: unknown variant $v (bind | ctl | blind | big)" >&2; exit 2;; esac
+done
+case " $VARIANTS " in *" big "*)
+  for n in bind ctl blind; do
+    case " $VARIANTS " in *" $n "*) ;; *) [ -d $R/$n/final ] || { echo "error: big needs $R/$n/final: run variant $n first" >&2; exit 2; };; esac
+  done
+  [ -d runs/l9/physqa23/questions -a -f runs/l9/features23/test.json ] || {
+    echo "error: big needs runs/l9/physqa23 and runs/l9/features23 (docs/benchmarks.md, part 4)" >&2; exit 2; };;
+esac
+FROM=cogarch/assets/default_pack/language
+BLIND=cogarch/assets/default_pack/language_blind
+[ -d runs/l7/features ] || { echo "error: no runs/l7/features (run evals/bench/language_variants.sh runs/l7 norm)" >&2; exit 2; }
+bench_suites physqa
+S2=$(ovr stage2_overrides)
+C="model.base_lm=cogarch/assets/default_pack/language/base data_dir=$PHYSQA features_dir=runs/l7/features trainer.seed=0 \
+model.pool_per_kind.forecast=none trainer.progress=false"
+W="template_repeat.desc_count=2 template_repeat.desc_first_hit=2 template_repeat.desc_collide=2 \
+template_repeat.desc_moving_end=2 template_repeat.pred_collide=2 template_repeat.pred_next_hit=2"
+export OMP_NUM_THREADS=1
+mkdir -p $R
+for v in $VARIANTS; do
+  case $v in
+    bind) lang_round bind $FROM $W trainer.max_steps=3000 "model.binder=[objects,forecast]"; lang_score bind;;
+    ctl) lang_round ctl $FROM $W trainer.max_steps=3000; lang_score ctl;;
+    blind) lang_round blind $BLIND blind=true $W trainer.max_steps=3000
+           if [ -d $R/bind/final ]; then lang_score bind blind; else echo "note: $R/bind/final not there yet: rerun the blind variant to score it" >&2; fi;;
+    big) keep $R/big_bind_test.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/l9/physqa23 --features runs/l9/features23 \
+           --split test --model $R/bind/final --blind $R/blind/final --drop forecast --out $R/big_bind_test.json \
+           --samples $R/samples_big_bind_test > $R/big_bind_test.log 2>&1
+         keep $R/big_ctl_test.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/l9/physqa23 --features runs/l9/features23 \
+           --split test --model $R/ctl/final --out $R/big_ctl_test.json --samples $R/samples_big_ctl_test > $R/big_ctl_test.log 2>&1;;
+  esac
+done

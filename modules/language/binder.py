@@ -1,0 +1,112 @@
+"""Slot binder: the question picks object slots by their identity, and fixed pair terms are read out.
+
+Why: "Does the red metal ball collide with the blue rubber cube?" needs two things: find the two
+named objects among the slots (binding), then compare their tracks. Given the named pair (bound by
+code), a small probe reads collide at 79.5 % on the test split; no learned reader tried — the LM,
+probes over all pairs, ordered pairs, more layers, relation channels — found the pair (50-57 %;
+docs/benchmarks.md, "What the object slots hold", part 6). A generic reader must discover that
+"red" means "colour column 0 is high" AND combine two rows picked by two different phrases.
+
+So the binding is given a shape that needs no discovery beyond the vocabulary, as in attention-based
+referring-expression grounding (MAttNet, Yu et al. 2018) and InstructBLIP's instruction-aware
+queries (Dai et al. 2023): R learned role queries attend over the question's text; each role's
+summary is mapped into the slots' *identity space* (colour / shape / material columns) and scores
+every slot by a dot product with that slot's identity; a softmax over slots gives soft weights
+w [B, R, K]. Nothing here parses text or reads ground truth: the role queries, the text encoder and
+the map into identity space are learned from the answers alone.
+
+Read-outs, all fixed formulas on the rows (as relations.py, SchNet-style soft steps):
+    role token r   [ident_r | gate, x, y at the last step | relation channels of r at the last step]
+                   = sum_k w_rk (.)_k                                                [ROLE_WIDTH]
+    pair token ab  per radius: max over steps, mean over steps and last step of
+                   sum_kl w_ak w_bl s_rad(d_tkl) g_tk g_tl  (both visible and that close), plus the
+                   first step at which that passes TOUCH at NEIGHBOUR_PX, / T' (1 if never)          [PAIR_WIDTH]
+R roles give R role tokens and R(R-1)/2 pair tokens per kind read. Shapes: rows [B, T'*K, D>=18]
+time-major, text [B, L, H_text] + mask [B, L] -> tokens [B, M, F] with their type index [M] (the
+caller projects them), and w [B, R, K].
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn as nn
+
+from cogarch.modules.language.relations import (
+    CANVAS_PX, IDENT, NEIGHBOUR_PX, OBJECT_ROW, POS, RADII, STEP_PX, TOUCH, VISIBLE, relation_width, slot_relations,
+)
+
+ROLE_WIDTH = IDENT + 3 + relation_width()
+PAIR_WIDTH = 3 * len(RADII) + 1
+MAX_TEXT = 256  # positions of the question text the binder embeds
+
+
+class SlotBinder(nn.Module):
+    """Question text + object slot rows -> role and pair read-outs (see the file docstring)."""
+
+    def __init__(self, text_dim: int, roles: int = 3, width: int = 64, heads: int = 4) -> None:
+        super().__init__()
+        self.roles = roles
+        self.pairs = list(itertools.combinations(range(roles), 2))
+        self.text_in = nn.Linear(text_dim, width)
+        self.pos = nn.Embedding(MAX_TEXT, width)  # which object a phrase names depends on where it stands
+        self.encoder = nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True), 1, enable_nested_tensor=False
+        )
+        self.queries = nn.Parameter(torch.randn(roles, width) * 0.02)
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.to_ident = nn.Linear(width, IDENT)  # role summary -> identity space
+        self.presence = nn.Parameter(torch.ones(()))  # weight of log(presence) in the slot scores
+
+    def select(self, ident: torch.Tensor, present: torch.Tensor, text: torch.Tensor, tmask: torch.Tensor) -> torch.Tensor:
+        """ident [B, K, I], present [B, K] in (0, 1], text [B, L, H_text], tmask [B, L] -> w [B, R, K]."""
+        B, L = tmask.shape
+        h = self.text_in(text.float()) + self.pos(torch.arange(L, device=text.device).clamp(max=MAX_TEXT - 1))
+        h = self.encoder(h, src_key_padding_mask=~tmask)
+        role = self.attn(self.queries.expand(B, -1, -1), h, h, key_padding_mask=~tmask, need_weights=False)[0]
+        u = self.to_ident(role)  # [B, R, I]
+        score = u @ ident.transpose(1, 2) + self.presence * present.clamp_min(1e-4).log()[:, None]  # [B, R, K]
+        return score.softmax(-1)
+
+    def forward(self, rows: torch.Tensor, slots: int, text: torch.Tensor, tmask: torch.Tensor,
+                w: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """rows [B, T'*K, D], text [B, L, H_text], tmask [B, L] bool -> (tokens [B, R + P, ROLE_WIDTH
+        + PAIR_WIDTH] (role tokens fill the first ROLE_WIDTH columns, pair tokens the rest), is_pair
+        [R + P] bool, w [B, R, K]). `w` given: reuse that selection (e.g. the objects' for the forecast)."""
+        B, N, D = rows.shape
+        if N % slots or D < OBJECT_ROW:
+            raise ValueError(f"SlotBinder: {N} rows of width {D} are not [steps x {slots} slots] object rows")
+        T = N // slots
+        r = rows[..., :OBJECT_ROW].float().reshape(B, T, slots, OBJECT_ROW)
+        g = r[..., VISIBLE].clamp(0, 1)  # [B, T', K]
+        if w is None:
+            # a slot's identity: its gate-weighted mean over steps (rows are identity x gate)
+            ident = r[..., :IDENT].sum(1) / g.sum(1).clamp_min(1e-3)[..., None]  # [B, K, I]
+            w = self.select(ident, g.amax(1), text, tmask)
+        ungate = 1.0 / g.clamp_min(0.05)[..., None]
+        pos = r[..., POS:POS + 2] * ungate  # [B, T', K, 2] canvas units
+        ident_t = r[..., :IDENT] * ungate
+        rel = slot_relations(rows[..., :OBJECT_ROW].float(), slots).reshape(B, T, slots, -1)
+        per_slot = torch.cat([ident_t[:, -1], g[:, -1, :, None], pos[:, -1], rel[:, -1]], -1)  # [B, K, ROLE_WIDTH]
+        role = w @ per_slot  # [B, R, ROLE_WIDTH]
+
+        d = (pos[:, :, :, None] - pos[:, :, None]).norm(dim=-1) * CANVAS_PX  # [B, T', K, K] px
+        both = g[..., :, None] * g[..., None, :] * (1 - torch.eye(slots, device=rows.device))  # no slot meets itself
+        radii = torch.tensor(RADII, device=rows.device)
+        close = torch.sigmoid((radii - d[..., None]) / STEP_PX) * both[..., None]  # [B, T', K, K, R_rad]
+        touch = torch.sigmoid((NEIGHBOUR_PX - d) / STEP_PX) * both  # [B, T', K, K]
+        pair = []
+        for a, b in self.pairs:
+            wab = w[:, a, :, None] * w[:, b, None, :]  # [B, K, K]
+            c = torch.einsum("btklr,bkl->btr", close, wab)  # [B, T', R_rad]
+            t_hit = torch.einsum("btkl,bkl->bt", touch, wab) > TOUCH  # [B, T']
+            first = torch.where(t_hit.any(1), t_hit.float().argmax(1).float(), torch.full_like(t_hit[:, 0], T, dtype=torch.float))
+            pair.append(torch.cat([c.amax(1), c.mean(1), c[:, -1], (first / T)[:, None]], -1))  # [B, PAIR_WIDTH]
+        pair = torch.stack(pair, 1)  # [B, P, PAIR_WIDTH]
+        tokens = torch.cat([
+            torch.cat([role, role.new_zeros(B, self.roles, PAIR_WIDTH)], -1),
+            torch.cat([pair.new_zeros(B, len(self.pairs), ROLE_WIDTH), pair], -1),
+        ], 1)
+        is_pair = torch.tensor([False] * self.roles + [True] * len(self.pairs), device=rows.device)
+        return tokens.to(rows.dtype), is_pair, w

@@ -1,0 +1,164 @@
+"""Slot binder of the language module (modules/language/binder.py, config.binder): read-outs on
+hand-made rows, binding learned from answers alone on a toy task, the prefix's dependence on the
+question, save/load and init_from round trips, blind mode, and one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cogarch.bus import LatentBus, Message
+from cogarch.errors import ConfigError
+from cogarch.modules.language.adapters import BusInputError
+from cogarch.modules.language.binder import PAIR_WIDTH, ROLE_WIDTH, SlotBinder
+from cogarch.modules.language.config import LanguageConfig
+from cogarch.modules.language.model import LanguageModule
+from cogarch.modules.language.relations import IDENT, NEIGHBOUR_PX, RADII, STEP_PX
+from cogarch.modules.language.scoring import answer_many
+from cogarch.modules.language.train import Config, build_module
+
+from tests.test_language_relations import BLUE_SPHERE, RED_CUBE, TEXTS, clip_rows
+
+Q = "Does the red cube collide with the blue sphere?"
+
+
+def test_readouts_of_a_given_selection_on_known_rows():
+    """clip_rows: a red cube (slot 0) and a half-visible blue sphere (slot 1) that touch at step 1 only."""
+    binder = SlotBinder(text_dim=8)
+    w = torch.zeros(1, 3, 3)
+    w[0, 0, 0] = w[0, 1, 1] = w[0, 2, 2] = 1.0  # role r = slot r
+    tok, is_pair, w_out = binder(clip_rows(), 3, torch.zeros(1, 2, 8), torch.ones(1, 2, dtype=torch.bool), w=w)
+    assert tok.shape == (1, 6, ROLE_WIDTH + PAIR_WIDTH) and is_pair.tolist() == [False] * 3 + [True] * 3
+    assert torch.equal(w_out, w)
+    red, blue = torch.zeros(IDENT), torch.zeros(IDENT)
+    red[RED_CUBE], blue[BLUE_SPHERE] = 1.0, 1.0
+    assert torch.allclose(tok[0, 0, :IDENT], red) and torch.allclose(tok[0, 1, :IDENT], blue)  # ungated identity
+    assert torch.allclose(tok[0, 1, IDENT:IDENT + 3], torch.tensor([0.5, 0.9, 0.1]))  # gate, x, y at the last step
+    assert tok[0, :3, ROLE_WIDTH:].abs().max() == 0 and tok[0, 3:, :ROLE_WIDTH].abs().max() == 0
+    R = len(RADII)
+    step = 0.5 * torch.sigmoid((torch.tensor(RADII) - 64 * 0.02) / STEP_PX)  # 1.28 px apart at step 1, gates 1 x 0.5
+    cube_sphere = tok[0, 3, ROLE_WIDTH:]
+    assert torch.allclose(cube_sphere[:R], step, atol=1e-5)  # closest: max over steps
+    assert torch.allclose(cube_sphere[R:2 * R], step / 3, atol=5e-3)  # mean over the 3 steps (36-41 px apart at the others)
+    assert cube_sphere[2 * R:3 * R].max() < 0.01  # apart again at the last step
+    assert float(cube_sphere[-1]) == pytest.approx(1 / 3)  # first touch at step 1 of 3
+    assert torch.allclose(tok[0, 4, ROLE_WIDTH:ROLE_WIDTH + 3 * R], torch.zeros(3 * R)) and float(tok[0, 4, -1]) == 1.0  # cube / empty: never
+    assert torch.sigmoid(torch.tensor((NEIGHBOUR_PX - 1.28) / STEP_PX)) * 0.5 > 0.25  # (the touch passed TOUCH)
+
+
+def toy_batch(g: torch.Generator, n: int):
+    """n clips of 3 slots x 4 steps: three objects of distinct random colours (random shape and
+    material) at fixed places; one pair (random slots) comes within 2 px at step 2. The question names
+    two objects by (colour, shape, material) word ids: the pair that met, or another pair, half and
+    half; the answer is whether THOSE two met. Rows [n, 12, 18], word ids [n, 9], answers [n]."""
+    colours = torch.rand(n, 8, generator=g).argsort(-1)[:, :3]  # [n, 3] distinct
+    shapes, mats = torch.randint(0, 3, (n, 3), generator=g), torch.randint(0, 2, (n, 3), generator=g)
+    ident = torch.zeros(n, 3, 13)
+    ident.scatter_(2, torch.stack([colours, 8 + shapes, 11 + mats], -1), 1.0)
+    xy = torch.tensor([[0.2, 0.2], [0.8, 0.2], [0.5, 0.8]]).expand(n, 4, 3, 2).clone()
+    order = torch.rand(n, 3, generator=g).argsort(-1)  # slots a, b meet; c does not
+    a, b = order[:, 0], order[:, 1]
+    i = torch.arange(n)
+    xy[i, 2, b] = xy[i, 2, a] + torch.tensor([2 / 64, 0.0])
+    y = (torch.rand(n, generator=g) < 0.5).long()
+    p = torch.where(y.bool(), a, order[:, 2])  # named: (a, b) or (c, b)
+    q = b
+    rows = torch.cat([ident[:, None].expand(n, 4, 3, 13), torch.ones(n, 4, 3, 1), xy, torch.zeros(n, 4, 3, 2)], -1)
+    name = lambda k: torch.stack([1 + colours[i, k], 9 + shapes[i, k], 12 + mats[i, k]], -1)  # word ids 1..13
+    swap = torch.rand(n, generator=g) < 0.5  # either object may be named first
+    first, second = torch.where(swap[:, None], name(q), name(p)), torch.where(swap[:, None], name(p), name(q))
+    words = torch.cat([torch.full((n, 1), 14), first, torch.full((n, 1), 15), second, torch.full((n, 1), 16)], 1)  # "does X with Y ?"
+    return rows.reshape(n, 12, 18), words, y
+
+
+def test_binding_is_learned_from_answers_alone():
+    """A reader that gets only the binder's tokens learns WHICH pair the question names (the answer
+    depends on it: only one pair of three meets) from the answers, with no slot label."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    words_emb = nn.Embedding(17, 32)
+    binder = SlotBinder(text_dim=32, roles=2, width=32)
+    head = nn.Sequential(nn.Linear(PAIR_WIDTH, 32), nn.GELU(), nn.Linear(32, 2))
+    params = [*words_emb.parameters(), *binder.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params, 3e-3)
+    test_rows, test_words, test_y = toy_batch(torch.Generator().manual_seed(99), 256)
+
+    def logits(r, wd):
+        tok, _, _ = binder(r, 3, words_emb(wd), torch.ones_like(wd, dtype=torch.bool))
+        return head(tok[:, 2, ROLE_WIDTH:])  # the one pair token of two roles
+
+    with torch.no_grad():
+        before = float((logits(test_rows, test_words).argmax(-1) == test_y).float().mean())
+    for _ in range(300):
+        r, wd, y = toy_batch(g, 32)
+        loss = nn.functional.cross_entropy(logits(r, wd), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float((logits(test_rows, test_words).argmax(-1) == test_y).float().mean())
+    # one pair always meets, and half the questions name it: without binding, chance (50 %)
+    assert after > 0.9 and before < 0.65
+
+
+@pytest.fixture(scope="module")
+def lm_dir(tmp_path_factory, write_tiny_lm):
+    return write_tiny_lm(tmp_path_factory.mktemp("bind_lm"), TEXTS)
+
+
+def objects_bus() -> LatentBus:
+    bus = LatentBus()
+    bus.publish(Message("objects", "perception", clip_rows(), time=torch.arange(3).repeat_interleave(3).float()[None]))
+    return bus
+
+
+def scores(m: LanguageModule, q: str = Q) -> list[float]:
+    return m.score_choices(objects_bus(), q, ["yes", "no"])
+
+
+def test_module_binder_prefix_round_trip_and_init_from(lm_dir, tmp_path):
+    torch.manual_seed(1)
+    cfg = LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18}, pool="none", lora_dropout=0.0, binder=["objects"])
+    m = LanguageModule.build(cfg)
+    with torch.no_grad():
+        nn.init.normal_(m.adapter.bind_proj["objects"].fc2.weight, std=0.5)
+    ids = lambda q: m.tokenizer(q)["input_ids"]
+    bus = objects_bus()
+    p1, mask1 = m.prefix(bus, 1, prompts=[ids(Q)])
+    p2, _ = m.prefix(bus, 1, prompts=[ids("Does the blue sphere collide with the red cube?")])
+    assert p1.shape[1] == 9 + 6 and bool(mask1.all())  # 9 slot rows + 3 roles + 3 pairs
+    assert torch.equal(p1[:, :9], p2[:, :9]) and not torch.allclose(p1[:, 9:], p2[:, 9:])  # only the binder's tokens hear the question
+    pb, _ = m.prefix(bus, 1, blind=True, prompts=[ids(Q)])
+    assert pb.shape[1] == 0  # blind: no bus, no binder
+    two, _ = m.prefix(bus, 1, prompts=[ids(Q), ids("Is the red cube moving at the end of the video?")])
+    assert two.shape[0] == 2 and torch.allclose(two[:1], p1, atol=1e-6)  # a bus of batch 1 shared by two prompts
+    assert len(answer_many(m, bus, [Q, "Is the red cube moving?"], max_new_tokens=3)) == 2
+    before = scores(m)
+    m.save_pretrained(tmp_path / "bind")
+    back = LanguageModule.from_pretrained(tmp_path / "bind")
+    assert back.config.binder == ["objects"] and scores(back) == before
+    # continuing a module without a binder: model.binder adds it (zero-initialised projector, trainable)
+    m0 = LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18}, pool="none", lora_dropout=0.0))
+    m0.save_pretrained(tmp_path / "plain")
+    cont = build_module(Config(init_from=str(tmp_path / "plain"), stage=2, model=LanguageConfig(binder=["objects"])))
+    assert cont.config.binder == ["objects"] and float(cont.adapter.bind_proj["objects"].fc2.weight.abs().max()) == 0
+    assert all(p.requires_grad for p in cont.adapter.binder.parameters())
+    blind = build_module(Config(init_from=str(tmp_path / "plain"), blind=True, model=LanguageConfig(binder=["objects"])))
+    assert blind.config.binder == [] and blind.adapter.binder is None
+
+
+def test_binder_config_and_bus_errors(lm_dir):
+    with pytest.raises(ConfigError, match="binder: 'forecast' is not a kind"):
+        LanguageConfig(kind_dims={"objects": 18}, binder=["forecast"]).validate()
+    with pytest.raises(ConfigError, match="binder has repeats"):
+        LanguageConfig(kind_dims={"objects": 18}, binder=["objects", "objects"]).validate()
+    with pytest.raises(ConfigError, match="binder_roles"):
+        LanguageConfig(binder_roles=1).validate()
+    with pytest.raises(ConfigError, match="'percept' is 8 wide"):
+        LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"percept": 8}, binder=["percept"]))
+    m = LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18}, pool="none", binder=["objects"]))
+    bus = LatentBus()
+    bus.publish(Message("objects", "perception", clip_rows()))  # no per-step times
+    with pytest.raises(BusInputError, match="the binder needs slot rows"):
+        m.score_choices(bus, Q, ["yes", "no"])
