@@ -340,16 +340,17 @@ class Pipeline:
         return model.source
 
     def check_relations(self, source: str) -> None:
-        """Relation channels read slot rows (modules/language/relations.py): the forecast holds them
-        only when the world model forecasts object slots. Checked before the first stage, not when
-        the language round that adds them starts hours later."""
+        """Relation channels and the slot binder read slot rows (modules/language/relations.py,
+        binder.py): the forecast holds them only when the world model forecasts object slots.
+        Checked before the first stage, not when the language round that adds them starts hours later."""
         c = self.cfg
         rounds = [o for r in c.stage2_round_overrides for o in r]
         for o in c.stage1_overrides + c.stage2_overrides + rounds:
             key, _, value = o.partition("=")
-            if key == "model.relations" and "forecast" in value and source != "objects":
+            kinds = [k.strip().strip("'\"") for k in value.strip().strip("[]").split(",")]
+            if key in ("model.relations", "model.binder") and "forecast" in kinds and source != "objects":
                 raise ConfigError(f"{o} reads the forecast as object-slot rows, but the world model forecasts {source!r} "
-                                  "(model.source): drop forecast from model.relations or use model.source=objects")
+                                  f"(model.source): drop forecast from {key} or use model.source=objects")
 
     def check_resumed_world_model(self, source: str) -> None:
         """A resumed run skips stages whose output exists: a world model trained on the other source

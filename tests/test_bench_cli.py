@@ -424,6 +424,14 @@ def test_pair_tokens_hold_each_pairs_distance_and_first_contact():
     b = bound_token(rows.reshape(1, 12, 18), [q], 3)
     assert b.shape == (1, 1, len(RADII))
     assert torch.allclose(b[0, 0], torch.sigmoid((torch.tensor(RADII) - 6.4) / STEP_PX), atol=1e-4)
+    # binder_picks: the named pair is slots {0, 1}; it counts when the binder's first two picks are those
+    from cogarch.evals.bench.template_probe import TemplateProbe, binder_picks
+
+    probe = TemplateProbe({"objects": 18}, 4, 3, 4, 2, binder=True)
+    split = (torch.ones(2, 5, dtype=torch.long), {"objects": rows.reshape(1, 12, 18).expand(2, -1, -1)}, torch.zeros(2))
+    for order, want in (([1, 0, 2], 100.0), ([0, 2, 1], 0.0)):
+        probe.binder.select = lambda *a, o=order: torch.eye(3)[o].expand(a[0].shape[0], 3, 3)
+        assert binder_picks(probe, split, [q, q], 3) == want
 
 
 def test_slot_signal_reads_distance_and_speed_of_the_named_slots(tmp_path):

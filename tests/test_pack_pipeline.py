@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cogarch.config import load_config
-from cogarch.pack_train import Config, run
+from cogarch.pack_train import Config, Pipeline, run
 
 TINY = {
     "physqa_n": 40, "voe_n": 8, "planning_n": 20, "planning_eval_limit": 2, "eval_limit": 20, "objects_n": 20,
@@ -239,6 +239,16 @@ def test_object_world_model_needs_object_slots(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="model.relations=.objects,forecast. reads the forecast as object-slot rows"):
         run(cfg)
     assert not (tmp_path / "w" / "data").exists()
+    # ... and so does the slot binder's, however the list is written; a kind merely containing "forecast" is not one
+    rounds = ["stage2_rounds=2", "world_model_overrides=[\"model.source=percept\"]"]
+    cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'b'}", *rounds,
+                      """stage2_round_overrides=[[], ["model.binder=[ objects, 'forecast' ]"]]"""])
+    with pytest.raises(ConfigError, match="drop forecast from model.binder"):
+        run(cfg)
+    assert not (tmp_path / "b" / "data").exists()
+    cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'c'}", *rounds,
+                      'stage2_round_overrides=[[], ["model.binder=[objects,forecasts]"]]'])
+    Pipeline(cfg, resume=False).check_relations("percept")  # no error
     cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'v'}", "voe_design=triple"])
     with pytest.raises(ConfigError, match="voe_design"):
         run(cfg)

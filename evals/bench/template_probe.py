@@ -205,8 +205,41 @@ def run(data: str, features: str, template: str = "desc_count", kinds: tuple[str
                           layers=layers, unplaced=("pairs", "bound"), binder=binder)
     if binder and "objects" not in kinds:
         raise UserError("--binder reads the objects rows: add objects to --kinds")
-    return {"template": template, "kinds": list(kinds), "relations": relations, "pairs": pairs, "bound": bound, "binder": binder, "n": {s: len(t[2]) for s, t in enc.items()}, "prior": prior(enc),
-            "curve": fit(model, enc, steps, batch, seed, every, lr)}
+    res = {"template": template, "kinds": list(kinds), "relations": relations, "pairs": pairs, "bound": bound, "binder": binder,
+           "n": {s: len(t[2]) for s, t in enc.items()}, "prior": prior(enc), "curve": fit(model, enc, steps, batch, seed, every, lr)}
+    if binder and template == "desc_collide":  # did the binder find the named pair? (bound by code, as --bound)
+        res["binder_picks"] = {s: binder_picks(model, enc[s], [q["question"] for q in question_rows(sources[s][0], s, (template,))], slots)
+                               for s in enc}
+    return res
+
+
+@torch.no_grad()
+def binder_picks(model: "TemplateProbe", split: tuple, questions: list[str], slots: int) -> float:
+    """desc_collide: % of questions whose two named objects (found by code in the rows, as slot_signal
+    binds them; questions where that finds no two slots are left out) are the binder's first two picks."""
+    from cogarch.evals.bench.slot_readout import slot_view
+    from cogarch.evals.world import vocab
+
+    ids, rows, _ = split
+    picked = []
+    pick = model.binder.select
+    model.binder.select = lambda *a: picked.append(pick(*a)) or picked[-1]  # record the weights of one pass
+    try:
+        model.eval()
+        for i in torch.arange(len(ids)).split(512):
+            model(take(ids, i), take(rows, i))
+    finally:
+        model.binder.select = pick
+    w = torch.cat(picked).argmax(-1)  # [Q, roles]
+    names = [list(vocab.COLORS), list(vocab.SHAPES), list(vocab.MATERIALS)]
+    right = n = 0
+    for q, x, p in zip(questions, rows["objects"], w.tolist()):
+        m = re.fullmatch(r"Does the (.+) collide with the (.+)\?", q)
+        find = slot_view(x[:, :18].float().reshape(-1, slots, 18), names)[4]
+        a, b = (find(name) for name in m.groups()) if m else (-1, -1)
+        if a >= 0 and b >= 0 and a != b:
+            n, right = n + 1, right + ({a, b} == set(p[:2]))
+    return round(100 * right / max(n, 1), 1)
 
 
 def prior(enc: dict) -> dict[str, float]:
@@ -255,6 +288,8 @@ def fit(model: nn.Module, enc: dict, steps: int, batch: int, seed: int, every: i
 def report(res: dict, title: str, out: str | None) -> None:
     """Print the curve as a markdown table; write the result JSON to `out` when given."""
     print(f"{title}: questions {res['n']}; prior (train majority) {res['prior']}")
+    if "binder_picks" in res:
+        print(f"binder's first two picks = the named pair (bound by code), % of questions: {res['binder_picks']}")
     print("| step | train | val | test |\n|---|---|---|---|")
     for r in res["curve"]:
         print(f"| {r['step']} | {r['train']} | {r['val']} | {r['test']} |")
