@@ -227,8 +227,9 @@ class BusAdapter(nn.Module):
     def binder_tokens(self, messages: Mapping[str, Message], text: torch.Tensor, tmask: torch.Tensor) -> torch.Tensor:
         """[B, M, H] binder tokens for the question text [B, L, H] (mask [B, L]) and the binder's
         kinds present in `messages` (a message of batch 1 is shared by all B questions). The slots
-        picked from the first kind present (objects before forecast) are reused for the next: the
-        world model forecasts each slot's own object (SlotFormer), so slot k is the same object."""
+        picked from the first kind present in prefix order (forecast, then objects: canonical_kinds)
+        are reused for the next: the world model forecasts each slot's own object (SlotFormer), so
+        slot k is the same object in both, and its forecast rows carry the slot's identity columns."""
         B, dtype = text.shape[0], self.kind_embed.weight.dtype
         outs, w = [], None
         for ki, kind in enumerate(self.kinds):
