@@ -45,6 +45,11 @@ def test_readouts_of_a_given_selection_on_known_rows():
     assert float(cube_sphere[-1]) == pytest.approx(1 / 3)  # first touch at step 1 of 3
     assert torch.allclose(tok[0, 4, ROLE_WIDTH:ROLE_WIDTH + 3 * R], torch.zeros(3 * R)) and float(tok[0, 4, -1]) == 1.0  # cube / empty: never
     assert torch.sigmoid(torch.tensor((NEIGHBOUR_PX - 1.28) / STEP_PX)) * 0.5 > 0.25  # (the touch passed TOUCH)
+    # the binder in bfloat16 (a module cast as a whole) on bfloat16 rows and text: same read-outs, to bf16 rounding
+    text = torch.randn(1, 2, 8)
+    ref = binder(clip_rows(), 3, text, torch.ones(1, 2, dtype=torch.bool))[0]
+    half = binder.to(torch.bfloat16)(clip_rows().bfloat16(), 3, text.bfloat16(), torch.ones(1, 2, dtype=torch.bool))[0]
+    assert half.dtype == torch.bfloat16 and torch.allclose(half.float(), ref.detach(), atol=0.03)
 
 
 def test_roles_pick_in_turn():

@@ -62,11 +62,12 @@ class SlotBinder(nn.Module):
     def select(self, ident: torch.Tensor, present: torch.Tensor, text: torch.Tensor, tmask: torch.Tensor) -> torch.Tensor:
         """ident [B, K, I], present [B, K] in (0, 1], text [B, L, H_text], tmask [B, L] -> w [B, R, K]."""
         B, L = tmask.shape
-        h = self.text_in(text.float()) + self.pos(torch.arange(L, device=text.device).clamp(max=MAX_TEXT - 1))
+        dtype = self.text_in.weight.dtype  # the binder may sit in another dtype than the LM's embeddings
+        h = self.text_in(text.to(dtype)) + self.pos(torch.arange(L, device=text.device).clamp(max=MAX_TEXT - 1))
         h = self.encoder(h, src_key_padding_mask=~tmask)
         role = self.attn(self.queries.expand(B, -1, -1), h, h, key_padding_mask=~tmask, need_weights=False)[0]
-        u = self.to_ident(role)  # [B, R, I]
-        score = u @ ident.transpose(1, 2) + self.presence * present.clamp_min(1e-4).log()[:, None]  # [B, R, K]
+        u = self.to_ident(role).float()  # [B, R, I]; slot scores in float32
+        score = u @ ident.float().transpose(1, 2) + self.presence.float() * present.float().clamp_min(1e-4).log()[:, None]  # [B, R, K]
         # Roles pick in turn and a slot one role took is (softly) closed to the next: without it all
         # roles learned one summary of both names and took the same slot, so every pair read-out was
         # empty (measured: roles 0 and 1 on one slot for 99 % of desc_collide questions). With it a
@@ -81,7 +82,7 @@ class SlotBinder(nn.Module):
                 w: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """rows [B, T'*K, D], text [B, L, H_text], tmask [B, L] bool -> (tokens [B, R + P, ROLE_WIDTH
         + PAIR_WIDTH] (role tokens fill the first ROLE_WIDTH columns, pair tokens the rest), is_pair
-        [R + P] bool, w [B, R, K]). `w` given: reuse that selection (e.g. the objects' for the forecast)."""
+        [R + P] bool, w [B, R, K]). `w` given: reuse that selection (another kind's: adapters.binder_tokens)."""
         B, N, D = rows.shape
         if N % slots or D < OBJECT_ROW:
             raise ValueError(f"SlotBinder: {N} rows of width {D} are not [steps x {slots} slots] object rows")
