@@ -173,6 +173,78 @@ def test_module_binder_prefix_round_trip_and_init_from(lm_dir, tmp_path):
     assert blind.config.binder == [] and blind.adapter.binder is None
 
 
+def test_binder_init_and_freeze(lm_dir, tmp_path):
+    """binder_init loads pretrained binder weights into a round's module, freeze_binder keeps them out of
+    training; a module without a binder, a missing or foreign file are one-line config errors; a blind
+    LM ignores both (a recipe's round applies to it unchanged)."""
+    from safetensors.torch import save_file
+
+    LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18}, pool="none", lora_dropout=0.0)).save_pretrained(tmp_path / "plain")
+    m = LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18}, pool="none", binder=["objects"]))
+    torch.manual_seed(5)
+    pre = SlotBinder(m.lm.get_input_embeddings().weight.shape[1])
+    save_file(pre.state_dict(), str(tmp_path / "binder.safetensors"))
+    cfg = lambda **kw: Config(init_from=str(tmp_path / "plain"), stage=2, model=LanguageConfig(binder=["objects"]), **kw)
+    frozen = build_module(cfg(binder_init=str(tmp_path / "binder.safetensors"), freeze_binder=True))
+    for (name, p), q in zip(frozen.adapter.binder.named_parameters(), pre.parameters()):
+        assert torch.equal(p, q) and not p.requires_grad, name
+    assert all(p.requires_grad for p in frozen.adapter.bind_proj.parameters())  # its projector still trains
+    loose = build_module(cfg(binder_init=str(tmp_path / "binder.safetensors")))
+    assert all(p.requires_grad for p in loose.adapter.binder.parameters())
+    with pytest.raises(ConfigError, match="no slot binder"):
+        build_module(Config(init_from=str(tmp_path / "plain"), stage=2, freeze_binder=True))
+    with pytest.raises(ConfigError, match="binder_init: no file"):
+        cfg(binder_init=str(tmp_path / "missing.safetensors")).validate()
+    save_file(SlotBinder(8).state_dict(), str(tmp_path / "other.safetensors"))  # another LM's width
+    with pytest.raises(ConfigError, match="not this module's binder"):
+        build_module(cfg(binder_init=str(tmp_path / "other.safetensors")))
+    blind = Config(init_from=str(tmp_path / "plain"), blind=True, binder_init=str(tmp_path / "missing.safetensors"), freeze_binder=True)
+    blind.validate()
+    assert build_module(blind).adapter.binder is None
+
+
+def test_binder_pretrain_writes_weights_a_round_loads(lm_dir, tmp_path):
+    """evals/bench/binder_pretrain.py on a synthetic desc_collide suite (toy_batch's clips, the
+    questions in words): per-template accuracies and binder picks in its JSON, weights that
+    binder_init loads into a module reading the same LM; one-line errors for bad arguments."""
+    import json
+
+    from datasets import Dataset, DatasetDict
+
+    from cogarch.errors import UserError
+    from cogarch.evals.bench.binder_pretrain import main
+    from cogarch.evals.world.vocab import COLORS, MATERIALS, SHAPES
+    from cogarch.modules.language.data import write_shard
+
+    colours, shapes, mats = list(COLORS), list(SHAPES), list(MATERIALS)
+    qs = {}
+    for split, n, seed in (("train", 96, 0), ("val", 24, 1), ("test", 24, 2)):
+        rows, words, y = toy_batch(torch.Generator().manual_seed(seed), n)
+        name = lambda w: f"{colours[int(w[0]) - 1]} {mats[int(w[2]) - 12]} {shapes[int(w[1]) - 9]}"
+        ids = [f"{split}{i:03d}" for i in range(n)]
+        write_shard(tmp_path / "f", split, ids, {"objects": {"tokens": rows, "time": torch.arange(4).repeat_interleave(3).float().expand(n, 12)}})
+        qs[split] = [{"qid": f"{c}_q", "clip_id": c, "template": "desc_collide", "choices": ["yes", "no"],
+                      "question": f"Does the {name(words[i, 1:4])} collide with the {name(words[i, 5:8])}?",
+                      "answer": "yes" if int(y[i]) else "no"} for i, c in enumerate(ids)]
+    DatasetDict({s: Dataset.from_list(r) for s, r in qs.items()}).save_to_disk(str(tmp_path / "questions"))
+    m = LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18}, pool="none", lora_dropout=0.0))
+    m.save_pretrained(tmp_path / "lang")
+    args = ["--language", str(tmp_path / "lang"), "--data", str(tmp_path), "--features", str(tmp_path / "f"),
+            "--templates", "desc_collide", "--slots", "3", "--steps", "20", "--every", "10"]
+    assert main([*args, "--out", str(tmp_path / "b.safetensors")]) == 0
+    res = json.loads((tmp_path / "b.json").read_text())
+    assert [c["step"] for c in res["curve"]] == [0, 10, 20] and set(res["per_template"]["desc_collide"]) == {"train", "val", "test"}
+    assert set(res["binder_picks"]) == {"train", "val", "test"} and all(0 <= v <= 100 for v in res["binder_picks"].values())
+    cont = build_module(Config(init_from=str(tmp_path / "lang"), stage=2, model=LanguageConfig(binder=["objects"]),
+                               binder_init=str(tmp_path / "b.safetensors"), freeze_binder=True))
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "b.safetensors"))
+    assert all(torch.equal(saved[k], v) for k, v in cont.adapter.binder.state_dict().items())
+    with pytest.raises(UserError, match="safetensors"):
+        main([*args, "--out", str(tmp_path / "b.pt")])
+
+
 def test_binder_config_and_bus_errors(lm_dir):
     with pytest.raises(ConfigError, match="binder: 'forecast' is not a kind"):
         LanguageConfig(kind_dims={"objects": 18}, binder=["forecast"]).validate()

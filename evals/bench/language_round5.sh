@@ -10,6 +10,9 @@
 # for 3000 stage-2 steps of the pack's mix with the same six templates oversampled x2 as round 4,
 # 1 thread, seed 0:
 #   bind   model.binder=[objects,forecast] (new binder, zero-initialised projectors)
+#   bind2  the same, with the binder pretrained first and frozen (evals/bench/binder_pretrain.py:
+#          3000 steps on five event templates' answers, read through v13's LM embeddings, into
+#          $R/binder.safetensors), as BLIP-2 pretrains its Q-Former before connecting it to the LM
 #   ctl    the same round without the binder (the control: what a fifth round gives by itself)
 #   blind  v13's blind LM (cogarch/assets/default_pack/language_blind) given the same round, scored
 #          beside bind (once bind is done)
@@ -24,9 +27,9 @@ cd "$(dirname "$0")/../.."
 . evals/bench/recipe_lib.sh
 R=${1:-runs/l13}; shift || true
 VARIANTS=${*:-bind ctl blind}
-case $R in bind|ctl|blind|big) echo "error: the first argument is the output folder (got the variant $R)" >&2; exit 2;; esac
+case $R in bind|bind2|ctl|blind|big) echo "error: the first argument is the output folder (got the variant $R)" >&2; exit 2;; esac
 for v in $VARIANTS; do
-  case $v in bind|ctl|blind|big) ;; *) echo "error: unknown variant $v (bind | ctl | blind | big)" >&2; exit 2;; esac
+  case $v in bind|bind2|ctl|blind|big) ;; *) echo "error: unknown variant $v (bind | bind2 | ctl | blind | big)" >&2; exit 2;; esac
 done
 case " $VARIANTS " in *" big "*)
   for n in bind ctl blind; do
@@ -49,6 +52,11 @@ mkdir -p $R
 for v in $VARIANTS; do
   case $v in
     bind) lang_round bind $FROM $W trainer.max_steps=3000 "model.binder=[objects,forecast]"; lang_score bind;;
+    bind2) keep $R/binder.safetensors || .venv/bin/python -m cogarch.evals.bench.binder_pretrain --language $FROM --data $PHYSQA \
+             --features runs/l7/features --out $R/binder.safetensors > $R/binder_pretrain.log 2>&1
+           lang_round bind2 $FROM $W trainer.max_steps=3000 "model.binder=[objects,forecast]" binder_init=$R/binder.safetensors \
+             freeze_binder=true
+           lang_score bind2;;
     ctl) lang_round ctl $FROM $W trainer.max_steps=3000; lang_score ctl;;
     blind) lang_round blind $BLIND blind=true $W trainer.max_steps=3000
            if [ -d $R/bind/final ]; then lang_score bind blind; else echo "note: $R/bind/final not there yet: rerun the blind variant to score it" >&2; fi;;

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -51,6 +52,12 @@ class Config:
     # epoch (e.g. template_repeat.desc_count=4); unnamed templates appear once. It changes the mix's
     # proportions without dropping a template (`templates` drops the rest).
     template_repeat: dict[str, int] = field(default_factory=dict)
+    # The slot binder's starting weights (a .safetensors of SlotBinder's state, as
+    # evals/bench/binder_pretrain.py writes), and whether it stays frozen: trained inside a round from
+    # scratch it learned nothing useful (docs/benchmarks.md, "What the object slots hold", part 7).
+    # Both need a module with a binder (model.binder); a blind LM ignores them, as it ignores model.binder.
+    binder_init: str = ""
+    freeze_binder: bool = False
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, warmup_steps=20))
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(out_dir="runs/language"))
 
@@ -63,6 +70,8 @@ class Config:
             raise ConfigError(f"stage must be 1 (captions) or 2 (QA), got {self.stage}")
         if self.split.startswith("test"):
             raise ConfigError(f"the language module must not train on a test split (split={self.split!r})")
+        if self.binder_init and not self.blind and not os.path.isfile(self.binder_init):
+            raise ConfigError(f"binder_init: no file {self.binder_init!r}")
         if self.blind and self.stage == 1:
             raise ConfigError("blind training has no projectors to align: use stage 2 with blind: true")
         if self.templates and self.stage != 2:
@@ -161,6 +170,19 @@ def build_module(cfg: Config) -> LanguageModule:
     else:
         module = LanguageModule.build(dataclasses.replace(cfg.model, relations=[], binder=[]) if cfg.blind else cfg.model)
     module.set_stage(cfg.stage)
+    if not cfg.blind and (cfg.binder_init or cfg.freeze_binder):
+        binder = module.adapter.binder
+        if binder is None:
+            raise ConfigError("binder_init / freeze_binder: this language module has no slot binder (add one with model.binder=[...])")
+        if cfg.binder_init:
+            from safetensors.torch import load_file
+
+            try:
+                binder.load_state_dict(load_file(cfg.binder_init))
+            except (RuntimeError, OSError) as e:  # other shapes (another LM's width, other roles) or not a safetensors file
+                raise ConfigError(f"binder_init {cfg.binder_init}: not this module's binder ({str(e).splitlines()[0]})") from None
+        for p in binder.parameters():
+            p.requires_grad = not cfg.freeze_binder
     if cfg.blind:  # no prefix: the projectors would receive no gradient
         for p in module.adapter.parameters():
             p.requires_grad = False
