@@ -116,6 +116,12 @@ class Cogarch:
             text = self.language.answer(obs.bus, question)
         ms = dict(obs.timings_ms, language=(time.perf_counter() - t0) * 1e3)
         ev = evidence(obs.bus) if explain else {}
+        if explain:  # which objects the language module's slot binder took the question to name
+            picks = self.language.binder_picks(obs.bus, question, choices)
+            if picks:
+                seen = {d["slot"]: d for d in ev.get("objects", [])}
+                ev["binder"] = [dict(p, object=" ".join(seen[p["slot"]][k] for k in ("color", "material", "shape"))
+                                     if p["slot"] in seen else None) for p in picks]
         return Answer(question=question, answer=text.strip(), evidence=ev, timings_ms=ms)
 
     def remember(self, obs: Observation, question: str, answer: str) -> int | None:

@@ -65,6 +65,10 @@ def _format_evidence(ev: dict[str, Any]) -> list[str]:
             f"{d['color']} {d['material']} {d['shape']} ({d['first_xy'][0]:.0f},{d['first_xy'][1]:.0f})"
             + (f" -> ({d['last_xy'][0]:.0f},{d['last_xy'][1]:.0f})" if d["steps"][1] > d["steps"][0] else "")
             for d in o) or "none seen"))
+    b = ev.get("binder")
+    if b:
+        lines.append("  binder (the objects the language module took the question to name): " + "; ".join(
+            f"role {p['role']}: {p['object'] or 'an unseen slot'} (slot {p['slot']}, weight {p['weight']:.2f})" for p in b))
     c = ev.get("cost")
     if c:
         lines.append("  cost: " + ", ".join(f"{k}={v:.3f}" for k, v in c.items()))

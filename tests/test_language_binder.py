@@ -13,7 +13,7 @@ from cogarch.errors import ConfigError
 from cogarch.modules.language.adapters import BusInputError
 from cogarch.modules.language.binder import PAIR_WIDTH, ROLE_WIDTH, SlotBinder
 from cogarch.modules.language.config import LanguageConfig
-from cogarch.modules.language.model import LanguageModule
+from cogarch.modules.language.model import LanguageModule, encode_pair, format_prompt
 from cogarch.modules.language.relations import IDENT, NEIGHBOUR_PX, RADII, STEP_PX
 from cogarch.modules.language.scoring import answer_many
 from cogarch.modules.language.train import Config, build_module
@@ -159,6 +159,12 @@ def test_module_binder_prefix_round_trip_and_init_from(lm_dir, tmp_path):
     two, _ = m.prefix(bus, 1, prompts=[ids(Q), ids("Is the red cube moving at the end of the video?")])
     assert two.shape[0] == 2 and torch.allclose(two[:1], p1, atol=1e-6)  # a bus of batch 1 shared by two prompts
     assert len(answer_many(m, bus, [Q, "Is the red cube moving?"], max_new_tokens=3)) == 2
+    picks = m.binder_picks(bus, Q, ["yes", "no"])
+    assert [p["role"] for p in picks] == [0, 1, 2] and all(0 <= p["slot"] < 3 and 0 < p["weight"] <= 1 for p in picks)
+    mc_prompt = encode_pair(m.tokenizer, format_prompt(m.config, Q, ["yes", "no"]), None, m.config)[0]
+    w = m._binder(dict(objects=bus.latest("objects")), [mc_prompt])[1][0]
+    assert [p["slot"] for p in picks] == w.argmax(-1).tolist()  # the prompt as multiple-choice scoring builds it
+    assert m.binder_picks(LatentBus(), Q) == [] and LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18})).binder_picks(bus, Q) == []
     before = scores(m)
     m.save_pretrained(tmp_path / "bind")
     back = LanguageModule.from_pretrained(tmp_path / "bind")
@@ -259,3 +265,13 @@ def test_binder_config_and_bus_errors(lm_dir):
     bus.publish(Message("objects", "perception", clip_rows()))  # no per-step times
     with pytest.raises(BusInputError, match="the binder needs slot rows"):
         m.score_choices(bus, Q, ["yes", "no"])
+
+
+def test_explain_names_the_binders_picks():
+    """`cogarch ask --explain` prints the binder's picks with the object each slot was seen as."""
+    from cogarch.ask import _format_evidence
+
+    ev = {"binder": [{"role": 0, "slot": 2, "weight": 0.97, "object": "red metal sphere"},
+                     {"role": 1, "slot": 5, "weight": 0.6, "object": None}]}
+    (line,) = _format_evidence(ev)
+    assert line.endswith("role 0: red metal sphere (slot 2, weight 0.97); role 1: an unseen slot (slot 5, weight 0.60)")

@@ -224,8 +224,8 @@ class BusAdapter(nn.Module):
             nn.init.zeros_(proj.fc2.bias)
             self.bind_proj[kind] = proj.to(device=ref.device, dtype=ref.dtype)
 
-    def binder_tokens(self, messages: Mapping[str, Message], text: torch.Tensor, tmask: torch.Tensor) -> torch.Tensor:
-        """[B, M, H] binder tokens for the question text [B, L, H] (mask [B, L]) and the binder's
+    def binder_tokens(self, messages: Mapping[str, Message], text: torch.Tensor, tmask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """([B, M, H] binder tokens, the slot weights w [B, R, K] or None) for the question text [B, L, H] (mask [B, L]) and the binder's
         kinds present in `messages` (a message of batch 1 is shared by all B questions). The slots
         picked from the first kind present in prefix order (forecast, then objects: canonical_kinds)
         are reused for the next: the world model forecasts each slot's own object (SlotFormer), so
@@ -246,7 +246,7 @@ class BusAdapter(nn.Module):
                 raise BusInputError(f"language: {kind} from {msg.source} has batch {rows.shape[0]}, expected {B}")
             tok, _, w = self.binder(rows, K, text, tmask, w=w if w is not None and w.shape[-1] == K else None)
             outs.append(self.bind_proj[kind](tok.to(dtype)) + self.kind_embed.weight[ki] + self.bind_index.weight)
-        return torch.cat(outs, 1) if outs else text.new_zeros(B, 0, self.hidden, dtype=dtype)
+        return (torch.cat(outs, 1) if outs else text.new_zeros(B, 0, self.hidden, dtype=dtype)), w
 
     def add_relations(self, kinds: list[str]) -> None:
         """A relation projector for each kind in `kinds` that has none yet (relations.py). Its last

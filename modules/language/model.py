@@ -362,13 +362,31 @@ class LanguageModule(nn.Module):
             prefix, pmask = prefix.expand(n, -1, -1), pmask.expand(n, -1)
         elif prefix.shape[0] != n:
             raise ValueError(f"bus batch {prefix.shape[0]} does not match {n} prompts")
-        L = max(1, max(len(p) for p in prompts))
-        ids = torch.tensor([p + [0] * (L - len(p)) for p in prompts], dtype=torch.long, device=prefix.device)
-        tmask = torch.tensor([[1] * len(p) + [0] * (L - len(p)) for p in prompts], dtype=torch.bool, device=prefix.device)
-        tmask[:, 0] = True  # an empty prompt still gives the attention one key
-        out = self.adapter.binder_tokens(msgs, self.lm.get_input_embeddings()(ids), tmask)  # [n, M, H]
+        out, _ = self._binder(msgs, prompts)  # [n, M, H]
         ones = torch.ones(n, out.shape[1], dtype=torch.bool, device=out.device)
         return torch.cat([prefix, out.to(prefix.dtype)], 1), torch.cat([pmask, ones], 1)
+
+    def _binder(self, msgs: Mapping[str, Message], prompts: list[list[int]]):
+        """The binder's tokens [n, M, H] and slot weights [n, R, K] for these prompts (token ids)."""
+        L = max(1, max(len(p) for p in prompts))
+        device = self.device
+        ids = torch.tensor([p + [0] * (L - len(p)) for p in prompts], dtype=torch.long, device=device)
+        tmask = torch.tensor([[1] * len(p) + [0] * (L - len(p)) for p in prompts], dtype=torch.bool, device=device)
+        tmask[:, 0] = True  # an empty prompt still gives the attention one key
+        return self.adapter.binder_tokens(msgs, self.lm.get_input_embeddings()(ids), tmask)
+
+    @torch.no_grad()
+    def binder_picks(self, bus: LatentBus | Mapping[str, Message] | None, question: str, choices: list[str] | None = None) -> list[dict]:
+        """Evidence: which object slot each of the binder's roles weighs most for this question (the
+        prompt as answering builds it), [{"role", "slot", "weight"}]; [] without a binder or its kinds."""
+        msgs = messages_of(bus, list(self.config.kind_dims))
+        if self.adapter.binder is None or not any(k in msgs for k in self.adapter.bind_proj):
+            return []
+        prompt = encode_pair(self.tokenizer, format_prompt(self.config, question, choices), None, self.config)[0]
+        msgs = {k: Message(k, m.source, m.tokens[:1], time=m.time[:1] if m.time is not None else None, mask=m.mask) for k, m in msgs.items()}
+        _, w = self._binder(msgs, [prompt])
+        top = w[0].float().max(-1)
+        return [{"role": r, "slot": int(k), "weight": round(float(v), 3)} for r, (v, k) in enumerate(zip(top.values, top.indices))]
 
     def add_binder(self, kinds: list[str]) -> None:
         """Give the module a slot binder over `kinds` (config.binder) with zero-initialised projectors;
