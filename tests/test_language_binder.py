@@ -241,14 +241,39 @@ def test_binder_pretrain_writes_weights_a_round_loads(lm_dir, tmp_path):
     res = json.loads((tmp_path / "b.json").read_text())
     assert [c["step"] for c in res["curve"]] == [0, 10, 20] and set(res["per_template"]["desc_collide"]) == {"train", "val", "test"}
     assert set(res["binder_picks"]) == {"train", "val", "test"} and all(0 <= v <= 100 for v in res["binder_picks"].values())
-    cont = build_module(Config(init_from=str(tmp_path / "lang"), stage=2, model=LanguageConfig(binder=["objects"]),
+    own = LanguageConfig(binder=["objects"], binder_text="own")  # the pretraining's default: its own token table
+    cont = build_module(Config(init_from=str(tmp_path / "lang"), stage=2, model=own,
                                binder_init=str(tmp_path / "b.safetensors"), freeze_binder=True))
+    assert cont.config.binder_text == "own" and cont.adapter.binder.word.num_embeddings == len(cont.tokenizer)
     from safetensors.torch import load_file
 
     saved = load_file(str(tmp_path / "b.safetensors"))
     assert all(torch.equal(saved[k], v) for k, v in cont.adapter.binder.state_dict().items())
+    with pytest.raises(ConfigError, match="not this module's binder"):  # an own-table binder into an LM-embedding one
+        build_module(Config(init_from=str(tmp_path / "lang"), stage=2, model=LanguageConfig(binder=["objects"]),
+                            binder_init=str(tmp_path / "b.safetensors")))
     with pytest.raises(UserError, match="safetensors"):
         main([*args, "--out", str(tmp_path / "b.pt")])
+
+
+def test_binder_with_its_own_token_table(lm_dir, tmp_path):
+    """binder_text own: the binder embeds the prompt's token ids itself (the LM's embeddings are not
+    read: changing them changes nothing the binder says); saved and loaded with its table."""
+    m = LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18}, pool="none", lora_dropout=0.0,
+                                            binder=["objects"], binder_text="own"))
+    assert m.adapter.binder.word.num_embeddings == m.lm.get_input_embeddings().weight.shape[0]
+    with torch.no_grad():
+        nn.init.normal_(m.adapter.bind_proj["objects"].fc2.weight, std=0.5)
+    before = m.binder_picks(objects_bus(), Q), m._binder({"objects": objects_bus().latest("objects")}, [[5, 6, 7]])[0]
+    with torch.no_grad():
+        m.lm.get_input_embeddings().weight.mul_(3.0)
+    after = m.binder_picks(objects_bus(), Q), m._binder({"objects": objects_bus().latest("objects")}, [[5, 6, 7]])[0]
+    assert before[0] == after[0] and torch.allclose(before[1], after[1])
+    m.save_pretrained(tmp_path / "own")
+    back = LanguageModule.from_pretrained(tmp_path / "own")
+    assert back.config.binder_text == "own" and torch.equal(back.adapter.binder.word.weight, m.adapter.binder.word.weight)
+    with pytest.raises(ConfigError, match="binder_text must be lm or own"):
+        LanguageConfig(binder_text="words").validate()
 
 
 def test_binder_config_and_bus_errors(lm_dir):

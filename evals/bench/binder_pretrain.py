@@ -14,7 +14,7 @@ split's answers of the chosen templates. Only the TRAIN split's questions train 
 are reported per template, beside the train majority, with how often the binder's first two picks
 are the named pair on desc_collide (bound by code, a diagnostic; nothing here answers for a pack).
 The binder's weights go to --out (safetensors); `cogarch train language binder_init=FILE
-freeze_binder=true` starts a module's binder from them.
+freeze_binder=true` (with model.binder_text as --binder-text) starts a module's binder from them.
 
     python -m cogarch.evals.bench.binder_pretrain --language cogarch/assets/default_pack/language \
         --data runs/vf/physqa --features runs/l7/features --out runs/l13/binder.safetensors
@@ -40,13 +40,13 @@ TEMPLATES = ("desc_collide", "desc_moving_end", "desc_first_hit", "pred_collide"
 class BinderReader(nn.Module):
     """prompt ids [B, L] (0 = padding, ids shifted by 1) + {"objects": rows [B, T'*K, 18]} -> logits [B, C]."""
 
-    def __init__(self, embed: torch.Tensor, slots: int, classes: int, width: int = 64) -> None:
+    def __init__(self, embed: torch.Tensor, slots: int, classes: int, width: int = 64, own_text: bool = True) -> None:
         super().__init__()
         from cogarch.modules.language.binder import PAIR_WIDTH, ROLE_WIDTH, SlotBinder
 
-        self.slots = slots
+        self.slots, self.own_text = slots, own_text
         self.embed = nn.Embedding.from_pretrained(embed, freeze=True)  # the LM's input embeddings [V, H]
-        self.binder = SlotBinder(embed.shape[1])
+        self.binder = SlotBinder(embed.shape[1], vocab=embed.shape[0] if own_text else 0)  # as the module builds it
         self.bind_in = nn.Sequential(nn.Linear(ROLE_WIDTH + PAIR_WIDTH, width), nn.GELU(), nn.Linear(width, width))
         self.text_in = nn.Linear(embed.shape[1], width)
         self.pos = nn.Embedding(256, width)
@@ -58,8 +58,10 @@ class BinderReader(nn.Module):
     def forward(self, ids: torch.Tensor, rows: dict[str, torch.Tensor]) -> torch.Tensor:
         B, L = ids.shape
         tmask = ids > 0
-        text = self.embed((ids - 1).clamp_min(0))  # [B, L, H], what LanguageModule.bind gives the binder
-        tok, _, _ = self.binder(rows["objects"], self.slots, text, tmask)
+        tokens = (ids - 1).clamp_min(0)
+        text = self.embed(tokens)  # [B, L, H]
+        # what LanguageModule.bind gives the binder: the token ids (binder_text own) or the LM's embeddings
+        tok, _, _ = self.binder(rows["objects"], self.slots, tokens if self.own_text else text, tmask)
         words = self.text_in(text) + self.pos(torch.arange(L, device=ids.device).clamp(max=255))
         h = torch.cat([self.cls.expand(B, 1, -1), self.bind_in(tok), words], 1)
         pad = torch.cat([torch.zeros(B, 1 + tok.shape[1], dtype=torch.bool, device=ids.device), ~tmask], 1)
@@ -102,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--slots", type=int, default=6)
+    ap.add_argument("--binder-text", default="own", choices=["own", "lm"],
+                    help="the binder reads the prompt through its own token table (own) or the LM's embeddings (lm): language.binder_text")
     ap.add_argument("--out", required=True, help="the binder's weights (.safetensors)")
     args = ap.parse_args(argv)
     templates = tuple(t for t in args.templates.split(",") if t)
@@ -118,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     sets = {s: load_split(language, args.data, args.features, s, templates) for s in ("train", "val", "test")}
     answers = sorted(set(sets["train"][2]))
     enc = {s: (ids, rows, torch.tensor([answers.index(a) if a in answers else -1 for a in ys])) for s, (ids, rows, ys, _, _) in sets.items()}
-    model = BinderReader(embed, args.slots, len(answers))
+    model = BinderReader(embed, args.slots, len(answers), own_text=args.binder_text == "own")
     curve = fit(model, enc, args.steps, args.batch, args.seed, args.every, args.lr)
-    res = {"templates": list(templates), "steps": args.steps, "curve": curve, "per_template": {}, "prior": {}}
+    res = {"templates": list(templates), "steps": args.steps, "binder_text": args.binder_text, "curve": curve, "per_template": {}, "prior": {}}
     for s, (ids, rows, ys, tpl, texts) in sets.items():
         for t in templates:
             i = torch.tensor([j for j, x in enumerate(tpl) if x == t])

@@ -164,9 +164,10 @@ class KindProjector(nn.Module):
 class BusAdapter(nn.Module):
     """All projectors plus kind/time embeddings; `forward(messages)` -> prefix [B, P, H], mask [B, P]."""
 
-    def __init__(self, config: LanguageConfig, lm_hidden: int) -> None:
+    def __init__(self, config: LanguageConfig, lm_hidden: int, lm_vocab: int = 0) -> None:
         super().__init__()
         self.config = config
+        self.lm_vocab = lm_vocab  # the tokenizer's id range, for a binder with its own table (binder_text: own)
         unresolved = [k for k, d in config.kind_dims.items() if int(d) < 1]
         if unresolved:
             raise ConfigError(f"language.kind_dims {unresolved} are 0 (width from the features) but no features resolved them")
@@ -214,7 +215,10 @@ class BusAdapter(nn.Module):
                 raise ConfigError(f"language.binder: {kind!r} is {self.config.kind_dims[kind]} wide; the binder reads "
                                   f"object-slot rows ({OBJECT_ROW} wide)")
         if self.binder is None:
-            self.binder = SlotBinder(self.hidden, self.config.binder_roles, self.config.binder_width).to(device=ref.device)
+            if self.config.binder_text == "own" and self.lm_vocab < 1:
+                raise ConfigError("language.binder_text: own needs the LM's vocabulary size (BusAdapter lm_vocab)")
+            vocab = self.lm_vocab if self.config.binder_text == "own" else 0
+            self.binder = SlotBinder(self.hidden, self.config.binder_roles, self.config.binder_width, vocab=vocab).to(device=ref.device)
             n = self.binder.roles + len(self.binder.pairs)
             self.bind_index = nn.Embedding(n, self.hidden).to(device=ref.device, dtype=ref.dtype)
             nn.init.normal_(self.bind_index.weight, std=0.02)
@@ -225,7 +229,8 @@ class BusAdapter(nn.Module):
             self.bind_proj[kind] = proj.to(device=ref.device, dtype=ref.dtype)
 
     def binder_tokens(self, messages: Mapping[str, Message], text: torch.Tensor, tmask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """([B, M, H] binder tokens, the slot weights w [B, R, K] or None) for the question text [B, L, H] (mask [B, L]) and the binder's
+        """([B, M, H] binder tokens, the slot weights w [B, R, K] or None) for the question text [B, L, H]
+        (token ids [B, L] with binder_text own; mask [B, L]) and the binder's
         kinds present in `messages` (a message of batch 1 is shared by all B questions). The slots
         picked from the first kind present in prefix order (forecast, then objects: canonical_kinds)
         are reused for the next: the world model forecasts each slot's own object (SlotFormer), so

@@ -45,10 +45,16 @@ MAX_TEXT = 256  # positions of the question text the binder embeds
 class SlotBinder(nn.Module):
     """Question text + object slot rows -> role and pair read-outs (see the file docstring)."""
 
-    def __init__(self, text_dim: int, roles: int = 3, width: int = 64, heads: int = 4) -> None:
+    def __init__(self, text_dim: int, roles: int = 3, width: int = 64, heads: int = 4, vocab: int = 0) -> None:
         super().__init__()
         self.roles = roles
         self.pairs = list(itertools.combinations(range(roles), 2))
+        # vocab > 0: the text is token ids [B, L] read through the binder's own embedding table. The
+        # small LM's own input embeddings barely tell colours apart (red / green cosine 0.97 in the
+        # v13 LM: they occur in the same contexts), and at norm 0.7 they sat far below the position
+        # embeddings; a binder reading them found the named pair for 35 % of questions, one with
+        # its own table for 83 % (docs/benchmarks.md, part 7).
+        self.word = nn.Embedding(vocab, width) if vocab > 0 else None
         self.text_in = nn.Linear(text_dim, width)
         self.pos = nn.Embedding(MAX_TEXT, width)  # which object a phrase names depends on where it stands
         self.encoder = nn.TransformerEncoder(
@@ -60,10 +66,12 @@ class SlotBinder(nn.Module):
         self.presence = nn.Parameter(torch.ones(()))  # weight of log(presence) in the slot scores
 
     def select(self, ident: torch.Tensor, present: torch.Tensor, text: torch.Tensor, tmask: torch.Tensor) -> torch.Tensor:
-        """ident [B, K, I], present [B, K] in (0, 1], text [B, L, H_text], tmask [B, L] -> w [B, R, K]."""
+        """ident [B, K, I], present [B, K] in (0, 1], text [B, L, H_text] (or token ids [B, L] with a
+        vocab), tmask [B, L] -> w [B, R, K]."""
         B, L = tmask.shape
         dtype = self.text_in.weight.dtype  # the binder may sit in another dtype than the LM's embeddings
-        h = self.text_in(text.to(dtype)) + self.pos(torch.arange(L, device=text.device).clamp(max=MAX_TEXT - 1))
+        h = self.word(text) if self.word is not None else self.text_in(text.to(dtype))
+        h = h + self.pos(torch.arange(L, device=text.device).clamp(max=MAX_TEXT - 1))
         h = self.encoder(h, src_key_padding_mask=~tmask)
         role = self.attn(self.queries.expand(B, -1, -1), h, h, key_padding_mask=~tmask, need_weights=False)[0]
         u = self.to_ident(role).float()  # [B, R, I]; slot scores in float32

@@ -71,6 +71,9 @@ class LanguageConfig:
     binder: list[str] = field(default_factory=list)
     binder_roles: int = 3  # role queries (objects a question can name); pairs = roles choose 2
     binder_width: int = 64  # the binder's text encoder width (heads: 4)
+    # What the binder reads of the prompt: "lm" the LM's (frozen) input embeddings, "own" its own
+    # embedding table over the tokenizer's ids (binder.py says why).
+    binder_text: str = "lm"
     # LoRA (Hu et al. 2021) on the LM; projectors are separate, fully trained parameters.
     lora_r: int = 8
     lora_alpha: int = 16
@@ -133,6 +136,8 @@ class LanguageConfig:
                 raise ConfigError(f"language.binder: {kind!r} is not a kind the module reads ({sorted(self.kind_dims)})")
         if len(set(self.binder)) != len(self.binder):
             raise ConfigError(f"language.binder has repeats: {self.binder}")
+        if self.binder_text not in ("lm", "own"):
+            raise ConfigError(f"language.binder_text must be lm or own, got {self.binder_text!r}")
         if self.binder_roles < 2:
             raise ConfigError(f"language.binder_roles must be >= 2 (pairs of roles are read), got {self.binder_roles}")
         if self.binder_width < 4 or self.binder_width % 4:

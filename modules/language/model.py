@@ -202,7 +202,7 @@ class LanguageModule(nn.Module):
         self.base_path = base_path
         self.reads = tuple(canonical_kinds(config.kind_dims))
         hidden = lm.get_input_embeddings().weight.shape[1]
-        self.adapter = BusAdapter(config, hidden)
+        self.adapter = BusAdapter(config, hidden, lm.get_input_embeddings().weight.shape[0])
         self.adapter.to(lm.get_input_embeddings().weight.dtype)
         # Loss denominator: expected non-pad target tokens per micro-batch (set by train.make_job).
         # 0 -> use this micro-batch's own count. See forward() and README "Loss normalisation".
@@ -373,7 +373,8 @@ class LanguageModule(nn.Module):
         ids = torch.tensor([p + [0] * (L - len(p)) for p in prompts], dtype=torch.long, device=device)
         tmask = torch.tensor([[1] * len(p) + [0] * (L - len(p)) for p in prompts], dtype=torch.bool, device=device)
         tmask[:, 0] = True  # an empty prompt still gives the attention one key
-        return self.adapter.binder_tokens(msgs, self.lm.get_input_embeddings()(ids), tmask)
+        text = ids if self.adapter.binder.word is not None else self.lm.get_input_embeddings()(ids)
+        return self.adapter.binder_tokens(msgs, text, tmask)
 
     @torch.no_grad()
     def binder_picks(self, bus: LatentBus | Mapping[str, Message] | None, question: str, choices: list[str] | None = None) -> list[dict]:

@@ -166,6 +166,9 @@ def build_module(cfg: Config) -> LanguageModule:
         # relation (binder) projectors to a module that lacks them; they start at zero.
         if not cfg.blind:
             module.add_relations(cfg.model.relations)  # kinds it already has are skipped
+            if cfg.model.binder and module.adapter.binder is None:  # a new binder takes the round's binder_* settings
+                for key in ("binder_roles", "binder_width", "binder_text"):
+                    setattr(module.config, key, getattr(cfg.model, key))
             module.add_binder(cfg.model.binder)  # likewise: model.binder may add a slot binder
     else:
         module = LanguageModule.build(dataclasses.replace(cfg.model, relations=[], binder=[]) if cfg.blind else cfg.model)
