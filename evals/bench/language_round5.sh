@@ -11,10 +11,11 @@
 # 1 thread, seed 0:
 #   bind   model.binder=[objects,forecast] (new binder, zero-initialised projectors)
 #   bind2  the same, with the binder pretrained first and frozen (evals/bench/binder_pretrain.py:
-#          3000 steps on five event templates' answers, the prompt read through the binder's own
-#          token table (model.binder_text=own), into $R/binder_own.safetensors), as BLIP-2 pretrains
-#          its Q-Former before connecting it to the LM. (Read through v13's LM embeddings instead,
-#          --binder-text lm, the pretrained binder found the named pair for a third of questions.)
+#          1500 steps on desc_collide's answers, the prompt read through the binder's own token
+#          table (model.binder_text=own), into $R/binder_own_collide.safetensors), as BLIP-2
+#          pretrains its Q-Former before connecting it to the LM. (Pretrained on five event
+#          templates at once it found the named pair for about a third of the questions, through
+#          the LM's embeddings or its own table; on three, for under a tenth: docs, part 7.)
 #   ctl    the same round without the binder (the control: what a fifth round gives by itself)
 #   blind  v13's blind LM (cogarch/assets/default_pack/language_blind) given the same round, scored
 #          beside bind (once bind is done)
@@ -54,10 +55,11 @@ mkdir -p $R
 for v in $VARIANTS; do
   case $v in
     bind) lang_round bind $FROM $W trainer.max_steps=3000 "model.binder=[objects,forecast]"; lang_score bind;;
-    bind2) keep $R/binder_own.safetensors || .venv/bin/python -m cogarch.evals.bench.binder_pretrain --language $FROM --data $PHYSQA \
-             --features runs/l7/features --binder-text own --out $R/binder_own.safetensors > $R/binder_pretrain_own.log 2>&1
+    bind2) keep $R/binder_own_collide.safetensors || .venv/bin/python -m cogarch.evals.bench.binder_pretrain --language $FROM \
+             --data $PHYSQA --features runs/l7/features --binder-text own --templates desc_collide --steps 1500 --every 500 \
+             --out $R/binder_own_collide.safetensors > $R/binder_pretrain_own_collide.log 2>&1
            lang_round bind2 $FROM $W trainer.max_steps=3000 "model.binder=[objects,forecast]" model.binder_text=own \
-             binder_init=$R/binder_own.safetensors freeze_binder=true
+             binder_init=$R/binder_own_collide.safetensors freeze_binder=true
            lang_score bind2;;
     ctl) lang_round ctl $FROM $W trainer.max_steps=3000; lang_score ctl;;
     blind) lang_round blind $BLIND blind=true $W trainer.max_steps=3000
