@@ -249,6 +249,14 @@ def test_binder_pretrain_writes_weights_a_round_loads(lm_dir, tmp_path):
 
     saved = load_file(str(tmp_path / "b.safetensors"))
     assert all(torch.equal(saved[k], v) for k, v in cont.adapter.binder.state_dict().items())
+    # binder_check: the saved module's picks against the named pair, counted over the split's questions
+    from cogarch.evals.bench.binder_check import check
+
+    cont.save_pretrained(tmp_path / "with_binder")
+    got = check(str(tmp_path / "with_binder"), str(tmp_path), str(tmp_path / "f"), "val", slots=3)
+    assert got["n"] == 24 and 0 <= got["named_pair"] <= got["role0_in_pair"] <= 100 and 0 < got["mean_top_weight"] <= 1
+    with pytest.raises(UserError, match="no slot binder"):
+        check(str(tmp_path / "lang"), str(tmp_path), str(tmp_path / "f"), "val", slots=3)
     with pytest.raises(ConfigError, match="not this module's binder"):  # an own-table binder into an LM-embedding one
         build_module(Config(init_from=str(tmp_path / "lang"), stage=2, model=LanguageConfig(binder=["objects"]),
                             binder_init=str(tmp_path / "b.safetensors")))
