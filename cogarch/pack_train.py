@@ -4,7 +4,7 @@
       ->  percept (or object) features  ->  world model (over patch tokens, or over object slots)
       ->  planning features -> action-conditioned world model -> critic (the pack's planner)
       ->  bus features (percept, objects, forecast, surprise, cost)  ->  language-pretrain (tokenizer + LM)
-      ->  language stage 1 (projectors on captions)  ->  stage 2 (projectors + LoRA on QA)
+      ->  language stage 1 (projectors on captions)  [-> binder pretrain]  ->  stage 2 (projectors + LoRA on QA)
       ->  blind language baseline  ->  assemble pack  ->  evaluate  ->  pack.json
 
 Each stage is the same `cogarch train MODULE --config PRESET k=v ...` a user can run alone (the
@@ -81,6 +81,10 @@ class Config:
     # baseline alike: e.g. [[], [], ["trainer.max_steps=3000", "template_repeat.desc_count=4"]]
     # (a shorter third round that oversamples counting). Rounds past the list get none.
     stage2_round_overrides: list[list[str]] = field(default_factory=list)
+    # The slot binder's pretraining (evals/bench/binder_pretrain.py, after language stage 1, on the
+    # train split's answers): run when a stage-2 override says binder_init={binder}, which then names
+    # its weights. These are its extra arguments, e.g. [--templates, desc_collide, --steps, "1500"].
+    binder_pretrain_args: list[str] = field(default_factory=list)
     train_blind: bool = True  # also train the blind (no-video) language baseline on the same QA
     memory: str = "configs/memory/default.yaml"
     eval_limit: int = 0  # 0: the whole test split
@@ -93,6 +97,9 @@ class Config:
         if len(self.stage2_round_overrides) > self.stage2_rounds:
             raise ConfigError(f"stage2_round_overrides has {len(self.stage2_round_overrides)} rounds' entries, "
                               f"stage2_rounds is {self.stage2_rounds}")
+
+
+BINDER = "{binder}"  # in a stage-2 override: the pretrained binder's weights (Pipeline.binder_path)
 
 
 def shard_width(path: Path) -> int:
@@ -127,6 +134,7 @@ class Pipeline:
         self.root = Path(cfg.out_dir)
         self.root.mkdir(parents=True, exist_ok=True)
         self.log_path = self.root / "pipeline.json"
+        self.binder_path = self.root / "binder" / "binder.safetensors"  # the pretrained slot binder (BINDER)
         self.log = json.loads(self.log_path.read_text()) if self.log_path.is_file() else {"stages": {}}
 
     def stage(self, name: str, done: Path, fn: Callable[[], object], recipe: list[str] | None = None) -> None:
@@ -270,6 +278,9 @@ class Pipeline:
         s1 = r / "language_s1" / "final"
         self.train_stage("language stage 1", s1,
             "language", c.language, common + ["stage=1", f"trainer.out_dir={r / 'language_s1'}"] + c.stage1_overrides)
+        if any(BINDER in o for o in c.stage2_overrides + [o for k in c.stage2_round_overrides for o in k]):  # binder_init={binder}
+            self.stage("binder pretrain", self.binder_path, lambda: self.pretrain_binder(s1, data / "physqa", lang_feats),
+                       recipe=list(c.binder_pretrain_args))
         s2 = self.stage2_rounds("language stage 2", "language", common + [f"init_from={s1}"])
         blind = r / "language_blind" / "final"
         if c.train_blind:
@@ -285,13 +296,20 @@ class Pipeline:
             self.ship(pack, Path(c.ship_to))
         return pack
 
+    def pretrain_binder(self, language: Path, data: Path, features: Path) -> None:
+        """The slot binder pretrained on the train split's answers through `language`'s tokenizer."""
+        from cogarch.evals.bench.binder_pretrain import main as pretrain
+        pretrain(["--language", str(language), "--data", str(data), "--features", str(features), "--seed", str(self.cfg.seed),
+                  "--out", str(self.binder_path), *self.cfg.binder_pretrain_args])
+
     def stage2_rounds(self, name: str, folder: str, overrides: list[str]) -> Path:
         """Language stage 2 (`folder`), then rounds 2..stage2_rounds (`folder`_r2, ...), each from the
         previous round's final weights; returns the last round's final folder."""
         c, r = self.cfg, self.root
 
         def round_overrides(k: int) -> list[str]:
-            return c.stage2_overrides + (list(c.stage2_round_overrides[k - 1]) if k <= len(c.stage2_round_overrides) else [])
+            extra = c.stage2_overrides + (list(c.stage2_round_overrides[k - 1]) if k <= len(c.stage2_round_overrides) else [])
+            return [o.replace(BINDER, str(self.binder_path)) for o in extra]
 
         out = r / folder / "final"
         self.train_stage(name, out, "language", c.language,
@@ -344,8 +362,7 @@ class Pipeline:
         binder.py): the forecast holds them only when the world model forecasts object slots.
         Checked before the first stage, not when the language round that adds them starts hours later."""
         c = self.cfg
-        rounds = [o for r in c.stage2_round_overrides for o in r]
-        for o in c.stage1_overrides + c.stage2_overrides + rounds:
+        for o in c.stage1_overrides + c.stage2_overrides + [o for r in c.stage2_round_overrides for o in r]:
             key, _, value = o.partition("=")
             kinds = [k.strip().strip("'\"") for k in value.strip().strip("[]").split(",")]
             if key in ("model.relations", "model.binder") and "forecast" in kinds and source != "objects":

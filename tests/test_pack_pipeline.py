@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from cogarch.config import load_config
 from cogarch.pack_train import Config, Pipeline, run
@@ -28,10 +29,13 @@ TINY = {
     "language_pretrain_overrides": ["trainer.max_steps=2", "trainer.ckpt_every=0"],
     "stage1_overrides": ["trainer.max_steps=2", "model.pool=grid", "model.grid=4", "model.max_tokens=64", "trainer.ckpt_every=0"],
     "stage2_overrides": ["trainer.max_steps=2", "model.pool=grid", "model.grid=4", "model.max_tokens=64", "trainer.ckpt_every=0"],
-    # the default recipe's third and fourth rounds (stage2_rounds: 4) at toy size: oversampling, then
-    # relation channels added to the third round's module (the blind baseline ignores them)
+    # the default recipe's third to fifth rounds (stage2_rounds: 5) at toy size: oversampling, relation
+    # channels, then a pretrained, frozen slot binder (the blind baseline ignores both)
     "stage2_round_overrides": [[], [], ["trainer.max_steps=2", "template_repeat.desc_count=2"],
-                               ["trainer.max_steps=2", "template_repeat.desc_first_hit=2", "model.relations=[objects,forecast]"]],
+                               ["trainer.max_steps=2", "template_repeat.desc_first_hit=2", "model.relations=[objects,forecast]"],
+                               ["trainer.max_steps=2", "model.binder=[objects,forecast]", "model.binder_text=own",
+                                "binder_init={binder}", "freeze_binder=true"]],
+    "binder_pretrain_args": ["--templates", "desc_collide", "--steps", "2", "--every", "1"],
 }
 
 
@@ -67,16 +71,24 @@ def test_pipeline_builds_a_complete_pack(tiny_pack: tuple[Config, Path]) -> None
     language = json.loads((pack / "language" / "language_config.json").read_text())
     assert language["config"]["pool_per_kind"] == {"objects": "none", "forecast": "none"}
     assert {"generate planning", "planning features", "planning world model", "critic"} <= set(stages)
-    # stage2_rounds (4 in the default recipe): the pack ships the last round of each, trained from the one before
-    assert cfg.stage2_rounds == 4
-    assert {f"{s} round {k}" for s in ("language stage 2", "blind language baseline") for k in (2, 3, 4)} <= set(stages)
+    # stage2_rounds (5 in the default recipe): the pack ships the last round of each, trained from the one before
+    assert cfg.stage2_rounds == 5
+    assert {f"{s} round {k}" for s in ("language stage 2", "blind language baseline") for k in (2, 3, 4, 5)} <= set(stages)
     assert language["config"]["relations"] == ["objects", "forecast"]
     assert json.loads((pack / "language_blind" / "language_config.json").read_text())["config"]["relations"] == []
+    # round 5's slot binder: pretrained after stage 1 (its own stage), loaded and kept frozen; the blind LM has none
+    assert "binder pretrain" in stages and (Path(cfg.out_dir) / "binder" / "binder.safetensors").is_file()
+    assert language["config"]["binder"] == ["objects", "forecast"] and language["config"]["binder_text"] == "own"
+    assert json.loads((pack / "language_blind" / "language_config.json").read_text())["config"]["binder"] == []
+    from safetensors.torch import load_file
+
+    pre, shipped = load_file(str(Path(cfg.out_dir) / "binder" / "binder.safetensors")), load_file(str(pack / "language" / "projectors.safetensors"))
+    assert all(torch.equal(shipped[f"binder.{k}"], v) for k, v in pre.items())  # frozen through the round
     for folder, shipped in (("language", "language"), ("language_blind", "language_blind")):
         last = Path(cfg.out_dir) / f"{folder}_r{cfg.stage2_rounds}" / "final"
         assert (pack / shipped / "adapter_model.safetensors").read_bytes() == (last / "adapter_model.safetensors").read_bytes()
     assert meta["stages"] == stages  # pack.json times every stage, evaluate and check set included
-    assert meta["sources"] == {"language": "language_r4/final", "language_blind": "language_blind_r4/final"}
+    assert meta["sources"] == {"language": "language_r5/final", "language_blind": "language_blind_r5/final"}
     planning = json.loads((pack / "planning" / "planning.json").read_text())
     assert planning["encoder"] == "perception:../perception" and planning["grid"] == cfg.planning_grid
     assert planning["trained_on"]["splits"] == {"train": 14}  # only the train episodes reach training
@@ -96,10 +108,10 @@ def test_rerun_skips_every_stage(tiny_pack: tuple[Config, Path], capsys: pytest.
     # assembled from the old one: refused before any stage runs, naming what to delete
     from cogarch.errors import ConfigError
 
-    more = dataclasses.replace(cfg, stage2_rounds=5)
-    with pytest.raises(ConfigError, match="assembled from language_r4/final but this recipe ships language_r5/final"):
+    more = dataclasses.replace(cfg, stage2_rounds=6)
+    with pytest.raises(ConfigError, match="assembled from language_r5/final but this recipe ships language_r6/final"):
         run(more)
-    assert not (Path(cfg.out_dir) / "language_r5").exists()
+    assert not (Path(cfg.out_dir) / "language_r6").exists()
 
 
 def test_pack_plans_through_the_cli(tiny_pack: tuple[Config, Path], tmp_path: Path) -> None:
@@ -268,7 +280,7 @@ def test_object_world_model_needs_object_slots(tmp_path: Path) -> None:
     old_pack.mkdir(parents=True)
     (old_pack / "pack.json").write_text(json.dumps({"config": {"stage2_rounds": 2, "train_blind": True}}))
     cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'u'}"])
-    with pytest.raises(ConfigError, match="assembled from language_r2/final but this recipe ships language_r4/final"):
+    with pytest.raises(ConfigError, match="assembled from language_r2/final but this recipe ships language_r5/final"):
         run(cfg)
     assert not (tmp_path / "u" / "data").exists()
     # resuming a run whose world model was trained on the other source is refused, not mixed
