@@ -19,10 +19,12 @@
 #   ctl    the same round without the binder (the control: what a fifth round gives by itself)
 #   blind  v13's blind LM (cogarch/assets/default_pack/language_blind) given the same round, scored
 #          beside bind (once bind is done)
-#   big    bind (with its blind LM and without forecast) and ctl on the larger held-out split of
+#   big    bind2 (and without forecast) and ctl (with the blind LM) on the larger held-out split of
 #          runs/l9/physqa23 (features runs/l9/features23, made as docs/benchmarks.md part 4 describes)
 # Scored on the pack's val and test splits (evals/bench/lang_eval.py --samples, for paired.py).
 #   bash evals/bench/language_round5.sh [OUT_DIR] [VARIANT ...]     (default: runs/l13, bind ctl blind)
+# (run here: bind ctl, then blind, then bind2, then big; the controls of the shipped module:
+#  lang_eval --split test --model runs/l13/bind2/final --swap --drop forecast)
 # Needs runs/l7/features (evals/bench/language_variants.sh makes it). Results: docs/benchmarks.md,
 # "What the object slots hold", part 7.
 set -e
@@ -35,7 +37,7 @@ for v in $VARIANTS; do
   case $v in bind|bind2|ctl|blind|big) ;; *) echo "error: unknown variant $v (bind | bind2 | ctl | blind | big)" >&2; exit 2;; esac
 done
 case " $VARIANTS " in *" big "*)
-  for n in bind ctl blind; do
+  for n in bind2 ctl blind; do
     case " $VARIANTS " in *" $n "*) ;; *) [ -d $R/$n/final ] || { echo "error: big needs $R/$n/final: run variant $n first" >&2; exit 2; };; esac
   done
   [ -d runs/l9/physqa23/questions -a -f runs/l9/features23/test.json ] || {
@@ -64,10 +66,11 @@ for v in $VARIANTS; do
     ctl) lang_round ctl $FROM $W trainer.max_steps=3000; lang_score ctl;;
     blind) lang_round blind $BLIND blind=true $W trainer.max_steps=3000
            if [ -d $R/bind/final ]; then lang_score bind blind; else echo "note: $R/bind/final not there yet: rerun the blind variant to score it" >&2; fi;;
-    big) keep $R/big_bind_test.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/l9/physqa23 --features runs/l9/features23 \
-           --split test --model $R/bind/final --blind $R/blind/final --drop forecast --out $R/big_bind_test.json \
-           --samples $R/samples_big_bind_test > $R/big_bind_test.log 2>&1
+    big) keep $R/big_bind2_test.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/l9/physqa23 --features runs/l9/features23 \
+           --split test --model $R/bind2/final --drop forecast --out $R/big_bind2_test.json \
+           --samples $R/samples_big_bind2_test > $R/big_bind2_test.log 2>&1
          keep $R/big_ctl_test.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/l9/physqa23 --features runs/l9/features23 \
-           --split test --model $R/ctl/final --out $R/big_ctl_test.json --samples $R/samples_big_ctl_test > $R/big_ctl_test.log 2>&1;;
+           --split test --model $R/ctl/final --blind $R/blind/final --out $R/big_ctl_test.json --samples $R/samples_big_ctl_test \
+           > $R/big_ctl_test.log 2>&1;;
   esac
 done
