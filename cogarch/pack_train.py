@@ -297,10 +297,9 @@ class Pipeline:
         return pack
 
     def pretrain_binder(self, language: Path, data: Path, features: Path) -> None:
-        """The slot binder pretrained on the train split's answers through `language`'s tokenizer."""
-        from cogarch.evals.bench.binder_pretrain import main as pretrain
-        pretrain(["--language", str(language), "--data", str(data), "--features", str(features), "--seed", str(self.cfg.seed),
-                  "--out", str(self.binder_path), *self.cfg.binder_pretrain_args])
+        from cogarch.evals.bench.binder_pretrain import main  # on the train split's answers
+        main([f"--language={language}", f"--data={data}", f"--features={features}", f"--seed={self.cfg.seed}", f"--out={self.binder_path}",
+              *self.cfg.binder_pretrain_args])
 
     def stage2_rounds(self, name: str, folder: str, overrides: list[str]) -> Path:
         """Language stage 2 (`folder`), then rounds 2..stage2_rounds (`folder`_r2, ...), each from the
@@ -358,13 +357,14 @@ class Pipeline:
         return model.source
 
     def check_relations(self, source: str) -> None:
-        """Relation channels and the slot binder read slot rows (modules/language/relations.py,
-        binder.py): the forecast holds them only when the world model forecasts object slots.
-        Checked before the first stage, not when the language round that adds them starts hours later."""
+        """Relation channels and the slot binder read object-slot rows: `objects` needs objects_n > 0, the forecast an
+        object world model. Checked before the first stage, not when the round that adds them starts hours later."""
         c = self.cfg
         for o in c.stage1_overrides + c.stage2_overrides + [o for r in c.stage2_round_overrides for o in r]:
             key, _, value = o.partition("=")
             kinds = [k.strip().strip("'\"") for k in value.strip().strip("[]").split(",")]
+            if key in ("model.relations", "model.binder") and c.objects_n <= 0 and kinds != [""]:
+                raise ConfigError(f"{o} reads object-slot rows, but objects_n is 0: the pipeline makes no object slots")
             if key in ("model.relations", "model.binder") and "forecast" in kinds and source != "objects":
                 raise ConfigError(f"{o} reads the forecast as object-slot rows, but the world model forecasts {source!r} "
                                   f"(model.source): drop forecast from {key} or use model.source=objects")

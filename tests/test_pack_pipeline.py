@@ -261,6 +261,12 @@ def test_object_world_model_needs_object_slots(tmp_path: Path) -> None:
     cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'c'}", *rounds,
                       'stage2_round_overrides=[[], ["model.binder=[objects,forecasts]"]]'])
     Pipeline(cfg, resume=False).check_relations("percept")  # no error
+    # object-slot rows need object slots: a recipe reading them with objects_n 0 fails before the first stage
+    cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'n'}", *rounds, "objects_n=0",
+                      'stage2_round_overrides=[[], ["model.binder=[objects]"]]'])
+    with pytest.raises(ConfigError, match="model.binder=.objects. reads object-slot rows, but objects_n is 0"):
+        run(cfg)
+    assert not (tmp_path / "n" / "data").exists()
     cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'v'}", "voe_design=triple"])
     with pytest.raises(ConfigError, match="voe_design"):
         run(cfg)
