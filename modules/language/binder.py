@@ -12,8 +12,11 @@ referring-expression grounding (MAttNet, Yu et al. 2018) and InstructBLIP's inst
 queries (Dai et al. 2023): R learned role queries attend over the question's text; each role's
 summary is mapped into the slots' *identity space* (colour / shape / material columns) and scores
 every slot by a dot product with that slot's identity; the roles pick in turn, each by a softmax
-over the slots the earlier roles left open (soft weights w [B, R, K]). Nothing here parses text or reads ground truth: the role queries, the text encoder and
-the map into identity space are learned from the answers alone.
+over the slots the earlier roles left open (soft weights w [B, R, K]). Nothing here parses text or
+reads ground truth: the role queries, the text encoder and the map into identity space are learned
+from the answers alone. Trained inside a language round (its projector starting at zero) it learned
+to pick empty slots; pretrained first on collide answers (evals/bench/binder_pretrain.py, as BLIP-2
+pretrains its Q-Former) and frozen, it lets the module read "collide" (docs/benchmarks.md, part 7).
 
 Read-outs, all fixed formulas on the rows (as relations.py, SchNet-style soft steps):
     role token r   [ident_r | gate, x, y at the last step | relation channels of r at the last step]
@@ -22,8 +25,8 @@ Read-outs, all fixed formulas on the rows (as relations.py, SchNet-style soft st
                    sum_kl w_ak w_bl s_rad(d_tkl) g_tk g_tl  (both visible and that close), plus the
                    first step at which that passes TOUCH at NEIGHBOUR_PX, / T' (1 if never)          [PAIR_WIDTH]
 R roles give R role tokens and R(R-1)/2 pair tokens per kind read. Shapes: rows [B, T'*K, D>=18]
-time-major, text [B, L, H_text] + mask [B, L] -> tokens [B, M, F] with their type index [M] (the
-caller projects them), and w [B, R, K].
+time-major, text [B, L, H_text] (or token ids [B, L] with the binder's own table) + mask [B, L] ->
+tokens [B, R + P, ROLE_WIDTH + PAIR_WIDTH] with is_pair [R + P] (the caller projects them), and w [B, R, K].
 """
 
 from __future__ import annotations
