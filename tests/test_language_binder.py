@@ -204,6 +204,9 @@ def test_binder_init_and_freeze(lm_dir, tmp_path):
     save_file(SlotBinder(8).state_dict(), str(tmp_path / "other.safetensors"))  # another LM's width
     with pytest.raises(ConfigError, match="not this module's binder"):
         build_module(cfg(binder_init=str(tmp_path / "other.safetensors")))
+    (tmp_path / "junk.safetensors").write_text("not a safetensors file")
+    with pytest.raises(ConfigError, match="not this module's binder"):
+        build_module(cfg(binder_init=str(tmp_path / "junk.safetensors")))
     blind = Config(init_from=str(tmp_path / "plain"), blind=True, binder_init=str(tmp_path / "missing.safetensors"), freeze_binder=True)
     blind.validate()
     assert build_module(blind).adapter.binder is None

@@ -178,11 +178,12 @@ def build_module(cfg: Config) -> LanguageModule:
         if binder is None:
             raise ConfigError("binder_init / freeze_binder: this language module has no slot binder (add one with model.binder=[...])")
         if cfg.binder_init:
+            from safetensors import SafetensorError
             from safetensors.torch import load_file
 
             try:
                 binder.load_state_dict(load_file(cfg.binder_init))
-            except (RuntimeError, OSError) as e:  # other shapes (another LM's width, other roles) or not a safetensors file
+            except (RuntimeError, OSError, SafetensorError) as e:  # other shapes (another LM's width, other roles) or not a safetensors file
                 raise ConfigError(f"binder_init {cfg.binder_init}: not this module's binder ({str(e).splitlines()[0]})") from None
         for p in binder.parameters():
             p.requires_grad = not cfg.freeze_binder
