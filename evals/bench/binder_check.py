@@ -15,7 +15,6 @@ module (docs/benchmarks.md, "What the object slots hold", part 7); nothing here 
 from __future__ import annotations
 
 import argparse
-import re
 
 from cogarch.errors import UserError
 from cogarch.evals.bench import cli
@@ -23,8 +22,7 @@ from cogarch.evals.bench.forecast_readout import question_rows
 
 
 def check(language: str, data: str, features: str, split: str, slots: int = 6) -> dict:
-    from cogarch.evals.bench.slot_readout import slot_view
-    from cogarch.evals.world import vocab
+    from cogarch.evals.bench.slot_signal import named_pair
     from cogarch.modules.language.data import FeatureShard
     from cogarch.modules.language.model import LanguageModule
 
@@ -33,19 +31,17 @@ def check(language: str, data: str, features: str, split: str, slots: int = 6) -
     if module.adapter.binder is None:
         raise UserError(f"{language} has no slot binder (language.binder is empty)")
     shard = FeatureShard(features, split)
-    names = [list(vocab.COLORS), list(vocab.SHAPES), list(vocab.MATERIALS)]
     n = pair = role0 = same = 0
     weight = 0.0
     for q in question_rows(data, split, ("desc_collide",)):
         bus = shard.bus(q["clip_id"])
-        m = re.fullmatch(r"Does the (.+) collide with the (.+)\?", q["question"])
         objects = bus.latest("objects")
-        if m is None or objects is None:
-            raise UserError(f"{features}: no objects rows, or a question not of desc_collide's form: {q['question']!r}")
-        find = slot_view(objects.tokens[0, :, :18].float().reshape(-1, slots, 18), names)[4]
-        a, b = (find(x) for x in m.groups())
-        if a < 0 or b < 0 or a == b:
+        if objects is None:
+            raise UserError(f"{features} has no objects rows")
+        named = named_pair(q["question"], objects.tokens[0], slots)
+        if named is None:
             continue  # the rows do not hold two such slots
+        a, b = named
         picks = module.binder_picks(bus, q["question"], list(q.get("choices") or []) or None)
         top = [p["slot"] for p in picks]
         n += 1

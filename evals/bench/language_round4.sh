@@ -57,11 +57,7 @@ BLIND=runs/l9/blind_rep2/final
 [ -f $BLIND/language_config.json ] || { echo "error: no v12 blind LM at $BLIND" >&2; exit 2; }
 [ -d runs/l7/features ] || { echo "error: no runs/l7/features (run evals/bench/language_variants.sh runs/l7 norm)" >&2; exit 2; }
 bench_suites physqa
-S2=$(ovr stage2_overrides)
-C="model.base_lm=cogarch/assets/default_pack/language/base data_dir=$PHYSQA features_dir=runs/l7/features trainer.seed=0 \
-model.pool_per_kind.forecast=none trainer.progress=false"
-W="template_repeat.desc_count=2 template_repeat.desc_first_hit=2 template_repeat.desc_collide=2 \
-template_repeat.desc_moving_end=2 template_repeat.pred_collide=2 template_repeat.pred_next_hit=2"
+event_round_vars
 REL="model.relations=[objects,forecast]"
 HARD="templates=[desc_collide,desc_moving_end,desc_first_hit,pred_collide]"
 export OMP_NUM_THREADS=1

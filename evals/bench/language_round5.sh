@@ -47,11 +47,7 @@ FROM=cogarch/assets/default_pack/language
 BLIND=cogarch/assets/default_pack/language_blind
 [ -d runs/l7/features ] || { echo "error: no runs/l7/features (run evals/bench/language_variants.sh runs/l7 norm)" >&2; exit 2; }
 bench_suites physqa
-S2=$(ovr stage2_overrides)
-C="model.base_lm=cogarch/assets/default_pack/language/base data_dir=$PHYSQA features_dir=runs/l7/features trainer.seed=0 \
-model.pool_per_kind.forecast=none trainer.progress=false"
-W="template_repeat.desc_count=2 template_repeat.desc_first_hit=2 template_repeat.desc_collide=2 \
-template_repeat.desc_moving_end=2 template_repeat.pred_collide=2 template_repeat.pred_next_hit=2"
+event_round_vars
 export OMP_NUM_THREADS=1
 mkdir -p $R
 for v in $VARIANTS; do

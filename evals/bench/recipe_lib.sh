@@ -37,6 +37,16 @@ w({'perception': p + '/perception', 'world_model': p + '/world_model'}, sys.argv
 #   lang_score NAME [BLIND]  scores $R/NAME/final on the val and test splits of $PHYSQA with its
 #             features runs/l7/features (lang_eval --samples, for paired.py); with BLIND the blind LM
 #             $R/BLIND/final is scored beside it. Writes $R/NAME[_BLIND]_{val,test}.{json,log}.
+#   event_round_vars  (after bench_suites physqa) sets S2 (the recipe's stage-2 overrides), C (a
+#             round's common overrides: the shipped base LM, $PHYSQA with its features runs/l7/features,
+#             seed 0) and W (six event templates shown twice: the default recipe's rounds 4 and 5).
+event_round_vars() {
+  S2=$(ovr stage2_overrides)
+  C="model.base_lm=cogarch/assets/default_pack/language/base data_dir=$PHYSQA features_dir=runs/l7/features trainer.seed=0 \
+model.pool_per_kind.forecast=none trainer.progress=false"
+  W="template_repeat.desc_count=2 template_repeat.desc_first_hit=2 template_repeat.desc_collide=2 \
+template_repeat.desc_moving_end=2 template_repeat.pred_collide=2 template_repeat.pred_next_hit=2"
+}
 lang_round() {
   local name=$1 init=$2; shift 2
   keep $R/$name/final || .venv/bin/cogarch train language --config configs/language/tiny.yaml $C stage=2 init_from=$init \

@@ -33,6 +33,23 @@ TEMPLATES = ("desc_moving_end", "desc_collide")
 CANVAS = 64.0  # px of the physics world's frame (the rows hold x, y / 64)
 
 
+COLLIDE = r"Does the (.+) collide with the (.+)\?"  # desc_collide's question form
+
+
+def named_pair(question: str, rows: torch.Tensor, slots: int = 6) -> tuple[int, int] | None:
+    """desc_collide: the two slots the question names, found by code in a clip's rows [T' x K, >= 18]
+    through their identity columns (slot_view's find, the world's vocabulary), or None where the rows
+    hold no two such slots. A diagnostic of binding (template_probe, binder_check); never an answer."""
+    from cogarch.evals.world import vocab
+
+    m = re.fullmatch(COLLIDE, question)
+    if m is None:
+        raise UserError(f"not a desc_collide question: {question!r}")
+    find = slot_view(rows[:, :18].float().reshape(-1, slots, 18), [list(vocab.COLORS), list(vocab.SHAPES), list(vocab.MATERIALS)])[4]
+    a, b = (find(n) for n in m.groups())
+    return (a, b) if a >= 0 and b >= 0 and a != b else None
+
+
 def scalar(template: str, question: str, rows: torch.Tensor, names: list[list[str]], slots: int = 6) -> float:
     """One question's scalar from a clip's time-major rows [T' x K, 18] (see the file docstring); the
     slots are read as slot_readout reads the pack's bus (slot_view)."""
@@ -45,7 +62,7 @@ def scalar(template: str, question: str, rows: torch.Tensor, names: list[list[st
             raise UserError(f"cannot parse question {question!r}")
         a = find(m.group(1))
         return float(speed[a]) if a >= 0 and bool(on[-1, a]) else 0.0
-    m = re.fullmatch(r"Does the (.+) collide with the (.+)\?", question)
+    m = re.fullmatch(COLLIDE, question)
     if m is None:
         raise UserError(f"cannot parse question {question!r}")
     a, b = (find(n) for n in m.groups())

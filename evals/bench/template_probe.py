@@ -217,8 +217,7 @@ def run(data: str, features: str, template: str = "desc_count", kinds: tuple[str
 def binder_picks(model: "TemplateProbe", split: tuple, questions: list[str], slots: int) -> float:
     """desc_collide: % of questions whose two named objects (found by code in the rows, as slot_signal
     binds them; questions where that finds no two slots are left out) are the binder's first two picks."""
-    from cogarch.evals.bench.slot_readout import slot_view
-    from cogarch.evals.world import vocab
+    from cogarch.evals.bench.slot_signal import named_pair
 
     ids, rows, _ = split
     picked = []
@@ -231,14 +230,11 @@ def binder_picks(model: "TemplateProbe", split: tuple, questions: list[str], slo
     finally:
         model.binder.select = pick
     w = torch.cat(picked).argmax(-1)  # [Q, roles]
-    names = [list(vocab.COLORS), list(vocab.SHAPES), list(vocab.MATERIALS)]
     right = n = 0
     for q, x, p in zip(questions, rows["objects"], w.tolist()):
-        m = re.fullmatch(r"Does the (.+) collide with the (.+)\?", q)
-        find = slot_view(x[:, :18].float().reshape(-1, slots, 18), names)[4]
-        a, b = (find(name) for name in m.groups()) if m else (-1, -1)
-        if a >= 0 and b >= 0 and a != b:
-            n, right = n + 1, right + ({a, b} == set(p[:2]))
+        pair = named_pair(q, x, slots)
+        if pair is not None:
+            n, right = n + 1, right + (set(pair) == set(p[:2]))
     return round(100 * right / max(n, 1), 1)
 
 

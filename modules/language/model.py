@@ -125,6 +125,23 @@ def format_prompt(cfg: LanguageConfig, question: str, choices: list[str] | None 
     return cfg.prompt_template.format(question=question)
 
 
+def per_prompt(prefix: torch.Tensor, pmask: torch.Tensor, n: int):
+    """A prefix [1 or n, P, H] (mask [., P]) for n prompts: a bus of batch 1 is shared by all of them."""
+    if prefix.shape[0] == 1 and n > 1:
+        return prefix.expand(n, -1, -1), pmask.expand(n, -1)
+    if prefix.shape[0] != n:
+        raise ValueError(f"bus batch {prefix.shape[0]} does not match {n} prompts")
+    return prefix, pmask
+
+
+def padded(prompts: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompt token ids, right-padded with 0 -> ids [n, L] and mask [n, L] (True = real), L >= 1."""
+    L = max(1, max(len(p) for p in prompts))
+    ids = torch.tensor([p + [0] * (L - len(p)) for p in prompts], dtype=torch.long, device=device)
+    mask = torch.tensor([[1] * len(p) + [0] * (L - len(p)) for p in prompts], dtype=torch.bool, device=device)
+    return ids, mask
+
+
 @dataclass
 class Spliced:
     embeds: torch.Tensor  # [B, L, H]
@@ -335,14 +352,8 @@ class LanguageModule(nn.Module):
             return prefix, pmask
         if prompts is None:
             raise ValueError("this language module has a question-conditioned resampler: prefix() needs the prompts")
-        n = len(prompts)
-        if prefix.shape[0] == 1 and n > 1:
-            prefix, pmask = prefix.expand(n, -1, -1), pmask.expand(n, -1)
-        elif prefix.shape[0] != n:
-            raise ValueError(f"bus batch {prefix.shape[0]} does not match {n} prompts")
-        L = max(1, max(len(p) for p in prompts))
-        ids = torch.tensor([p + [0] * (L - len(p)) for p in prompts], dtype=torch.long, device=prefix.device)
-        tmask = torch.tensor([[1] * len(p) + [0] * (L - len(p)) for p in prompts], dtype=torch.bool, device=prefix.device)
+        prefix, pmask = per_prompt(prefix, pmask, len(prompts))
+        ids, tmask = padded(prompts, prefix.device)
         text = self.lm.get_input_embeddings()(ids)  # [B, L, H], the LM's frozen embeddings
         out, omask = resampler(prefix, pmask, text, tmask)
         if self.config.resampler_keep_prefix:
@@ -350,48 +361,37 @@ class LanguageModule(nn.Module):
         return out, omask
 
     def bind(self, msgs: Mapping[str, Message], prefix: torch.Tensor, pmask: torch.Tensor, prompts: list[list[int]] | None):
-        """Append the slot binder's tokens (config.binder) for these prompts to the prefix [B, P, H];
-        a prefix of batch 1 is shared by all prompts. Unchanged when the module has no binder or no
-        binder kind is on the bus (blind)."""
+        """The prefix [B, P, H] with the slot binder's tokens (config.binder) for these prompts appended;
+        unchanged without a binder or any of its kinds on the bus (blind)."""
         if self.adapter.binder is None or not any(k in msgs for k in self.adapter.bind_proj):
             return prefix, pmask
         if prompts is None:
             raise ValueError("this language module has a slot binder: prefix() needs the prompts")
-        n = len(prompts)
-        if prefix.shape[0] == 1 and n > 1:
-            prefix, pmask = prefix.expand(n, -1, -1), pmask.expand(n, -1)
-        elif prefix.shape[0] != n:
-            raise ValueError(f"bus batch {prefix.shape[0]} does not match {n} prompts")
+        prefix, pmask = per_prompt(prefix, pmask, len(prompts))
         out, _ = self._binder(msgs, prompts)  # [n, M, H]
-        ones = torch.ones(n, out.shape[1], dtype=torch.bool, device=out.device)
-        return torch.cat([prefix, out.to(prefix.dtype)], 1), torch.cat([pmask, ones], 1)
+        return torch.cat([prefix, out.to(prefix.dtype)], 1), torch.cat([pmask, torch.ones_like(out[..., 0], dtype=torch.bool)], 1)
 
     def _binder(self, msgs: Mapping[str, Message], prompts: list[list[int]]):
         """The binder's tokens [n, M, H] and slot weights [n, R, K] for these prompts (token ids)."""
-        L = max(1, max(len(p) for p in prompts))
-        device = self.device
-        ids = torch.tensor([p + [0] * (L - len(p)) for p in prompts], dtype=torch.long, device=device)
-        tmask = torch.tensor([[1] * len(p) + [0] * (L - len(p)) for p in prompts], dtype=torch.bool, device=device)
+        ids, tmask = padded(prompts, self.device)
         tmask[:, 0] = True  # an empty prompt still gives the attention one key
         text = ids if self.adapter.binder.word is not None else self.lm.get_input_embeddings()(ids)
         return self.adapter.binder_tokens(msgs, text, tmask)
 
     @torch.no_grad()
     def binder_picks(self, bus: LatentBus | Mapping[str, Message] | None, question: str, choices: list[str] | None = None) -> list[dict]:
-        """Evidence: which object slot each of the binder's roles weighs most for this question (the
-        prompt as answering builds it), [{"role", "slot", "weight"}]; [] without a binder or its kinds."""
+        """Evidence: the slot each binder role weighs most for this question (prompt built as answering
+        builds it): [{"role", "slot", "weight"}]; [] without a binder or its kinds on the bus."""
         msgs = messages_of(bus, list(self.config.kind_dims))
         if self.adapter.binder is None or not any(k in msgs for k in self.adapter.bind_proj):
             return []
         prompt = encode_pair(self.tokenizer, format_prompt(self.config, question, choices), None, self.config)[0]
-        msgs = {k: Message(k, m.source, m.tokens[:1], time=m.time[:1] if m.time is not None else None, mask=m.mask) for k, m in msgs.items()}
         _, w = self._binder(msgs, [prompt])
         top = w[0].float().max(-1)
         return [{"role": r, "slot": int(k), "weight": round(float(v), 3)} for r, (v, k) in enumerate(zip(top.values, top.indices))]
 
     def add_binder(self, kinds: list[str]) -> None:
-        """Give the module a slot binder over `kinds` (config.binder) with zero-initialised projectors;
-        kinds it already reads are skipped (init_from with model.binder)."""
+        """A slot binder over `kinds` (config.binder), zero-initialised projectors; known kinds skipped."""
         kinds = [k for k in kinds if k not in self.config.binder]
         if not kinds:
             return
