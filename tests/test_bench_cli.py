@@ -432,6 +432,17 @@ def test_pair_tokens_hold_each_pairs_distance_and_first_contact():
     for order, want in (([1, 0, 2], 100.0), ([0, 2, 1], 0.0)):
         probe.binder.select = lambda *a, o=order: torch.eye(3)[o].expand(a[0].shape[0], 3, 3)
         assert binder_picks(probe, split, [q, q], 3) == want
+    # a one-subject question counts when role 0 takes the subject (slot 1 here); a bad form is a one-line error
+    hit = f"Which object does the {c1} {m1} {s1} hit first?"
+    for order, want in (([1, 0, 2], 100.0), ([0, 1, 2], 0.0)):
+        probe.binder.select = lambda *a, o=order: torch.eye(3)[o].expand(a[0].shape[0], 3, 3)
+        assert binder_picks(probe, split, [hit, hit], 3, "desc_first_hit") == want
+    from cogarch.errors import UserError
+    from cogarch.evals.bench.slot_signal import named_slots
+
+    assert named_slots("pred_next_hit", f"Which object will the {c0} {m0} {s0} hit next?", rows.reshape(12, 18), 3) == (0,)
+    with pytest.raises(UserError, match="not a desc_first_hit question"):
+        named_slots("desc_first_hit", q, rows.reshape(12, 18), 3)
 
 
 def test_slot_signal_reads_distance_and_speed_of_the_named_slots(tmp_path):

@@ -243,13 +243,23 @@ def test_binder_pretrain_writes_weights_a_round_loads(lm_dir, tmp_path):
     assert main([*args, "--out", str(tmp_path / "b.safetensors")]) == 0
     res = json.loads((tmp_path / "b.json").read_text())
     assert [c["step"] for c in res["curve"]] == [0, 10, 20] and set(res["per_template"]["desc_collide"]) == {"train", "val", "test"}
-    assert set(res["binder_picks"]) == {"train", "val", "test"} and all(0 <= v <= 100 for v in res["binder_picks"].values())
+    picks = res["binder_picks"]["desc_collide"]
+    assert set(picks) == {"train", "val", "test"} and all(0 <= v <= 100 for v in picks.values())
+    # a curriculum: continue from those weights; with lr 0 the binder (and so every pick) is unchanged
+    assert main([*args, "--init", str(tmp_path / "b.safetensors"), "--lr", "0", "--out", str(tmp_path / "b2.safetensors")]) == 0
+    from safetensors.torch import load_file
+
+    assert all(torch.equal(load_file(str(tmp_path / "b.safetensors"))[k], v) for k, v in load_file(str(tmp_path / "b2.safetensors")).items())
+    assert json.loads((tmp_path / "b2.json").read_text())["binder_picks"]["desc_collide"] == picks
+    with pytest.raises(UserError, match="--init .*not a binder"):
+        main([*args, "--init", str(tmp_path / "questions" / "dataset_dict.json"), "--out", str(tmp_path / "b3.safetensors")])
+    with pytest.raises(UserError, match="--kinds"):
+        main([*args, "--kinds", "percept", "--out", str(tmp_path / "b3.safetensors")])
+    assert not (tmp_path / "b3.safetensors").exists()
     own = LanguageConfig(binder=["objects"], binder_text="own")  # the pretraining's default: its own token table
     cont = build_module(Config(init_from=str(tmp_path / "lang"), stage=2, model=own,
                                binder_init=str(tmp_path / "b.safetensors"), freeze_binder=True))
     assert cont.config.binder_text == "own" and cont.adapter.binder.word.num_embeddings == len(cont.tokenizer)
-    from safetensors.torch import load_file
-
     saved = load_file(str(tmp_path / "b.safetensors"))
     assert all(torch.equal(saved[k], v) for k, v in cont.adapter.binder.state_dict().items())
     # binder_check: the saved module's picks against the named pair, counted over the split's questions

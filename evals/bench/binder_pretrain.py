@@ -32,6 +32,7 @@ from torch import nn
 from cogarch.errors import UserError
 from cogarch.evals.bench import cli
 from cogarch.evals.bench.forecast_readout import question_rows
+from cogarch.evals.bench.slot_signal import NAMED
 from cogarch.evals.bench.template_probe import accuracy, binder_picks, fit
 
 TEMPLATES = ("desc_collide", "desc_moving_end", "desc_first_hit", "pred_collide", "cf_collide")
@@ -40,11 +41,14 @@ TEMPLATES = ("desc_collide", "desc_moving_end", "desc_first_hit", "pred_collide"
 class BinderReader(nn.Module):
     """prompt ids [B, L] (0 = padding, ids shifted by 1) + {"objects": rows [B, T'*K, 18]} -> logits [B, C]."""
 
-    def __init__(self, embed: torch.Tensor, slots: int, classes: int, width: int = 64, own_text: bool = True) -> None:
+    def __init__(self, embed: torch.Tensor, slots: int, classes: int, width: int = 64, own_text: bool = True,
+                 kinds: tuple[str, ...] = ("objects",)) -> None:
         super().__init__()
+        from cogarch.modules.language.adapters import canonical_kinds
         from cogarch.modules.language.binder import PAIR_WIDTH, ROLE_WIDTH, SlotBinder
 
         self.slots, self.own_text = slots, own_text
+        self.kinds = canonical_kinds(kinds)  # the module's prefix order: the first kind's picks serve the rest
         self.embed = nn.Embedding.from_pretrained(embed, freeze=True)  # the LM's input embeddings [V, H]
         self.binder = SlotBinder(embed.shape[1], vocab=embed.shape[0] if own_text else 0)  # as the module builds it
         self.bind_in = nn.Sequential(nn.Linear(ROLE_WIDTH + PAIR_WIDTH, width), nn.GELU(), nn.Linear(width, width))
@@ -60,28 +64,35 @@ class BinderReader(nn.Module):
         tmask = ids > 0
         tokens = (ids - 1).clamp_min(0)
         text = self.embed(tokens)  # [B, L, H]
-        # what LanguageModule.bind gives the binder: the token ids (binder_text own) or the LM's embeddings
-        tok, _, _ = self.binder(rows["objects"], self.slots, tokens if self.own_text else text, tmask)
+        # what LanguageModule.bind gives the binder: the token ids (binder_text own) or the LM's embeddings;
+        # as adapters.binder_tokens, the slots picked from the first kind are reused for the next
+        toks, w = [], None
+        for kind in self.kinds:
+            tok, _, w = self.binder(rows[kind], self.slots, tokens if self.own_text else text, tmask, w=w)
+            toks.append(tok)
+        tok = torch.cat(toks, 1)
         words = self.text_in(text) + self.pos(torch.arange(L, device=ids.device).clamp(max=255))
         h = torch.cat([self.cls.expand(B, 1, -1), self.bind_in(tok), words], 1)
         pad = torch.cat([torch.zeros(B, 1 + tok.shape[1], dtype=torch.bool, device=ids.device), ~tmask], 1)
         return self.out(self.enc(h, src_key_padding_mask=pad)[:, 0])
 
 
-def load_split(language, data: str, features: str, split: str, templates: tuple[str, ...]):
-    """(prompt ids [Q, L] shifted by 1, {"objects": [Q, N, 18]}, answers, templates, question texts)."""
+def load_split(language, data: str, features: str, split: str, templates: tuple[str, ...], kinds: tuple[str, ...] = ("objects",)):
+    """(prompt ids [Q, L] shifted by 1, {kind: [Q, N, 18]} for `kinds` and "objects", answers, templates, question texts)."""
     from cogarch.modules.language.data import FeatureShard
     from cogarch.modules.language.model import encode_pair, format_prompt
 
     shard = FeatureShard(features, split)
-    rows, prompts, ys, tpl, texts = [], [], [], [], []
+    need = sorted({"objects", *kinds})  # objects: where the named-slot diagnostic finds the names
+    rows, prompts, ys, tpl, texts = {k: [] for k in need}, [], [], [], []
     for r in question_rows(data, split, templates):
         if r["clip_id"] not in shard:
             raise UserError(f"{features} has no {split} features for {r['clip_id']} (features of another suite?)")
         parts = shard.get(shard.row_of(r["clip_id"]))
-        if "objects" not in parts:
-            raise UserError(f"{features} has no 'objects' tokens (it has {sorted(parts)})")
-        rows.append(parts["objects"]["tokens"].float()[:, :18])
+        for k in need:
+            if k not in parts:
+                raise UserError(f"{features} has no {k!r} tokens (it has {sorted(parts)})")
+            rows[k].append(parts[k]["tokens"].float()[:, :18])
         prompt = format_prompt(language.config, r["question"], list(r.get("choices") or []) or None)
         prompts.append([i + 1 for i in encode_pair(language.tokenizer, prompt, None, language.config)[0]])
         ys.append(str(r["answer"]))
@@ -89,7 +100,7 @@ def load_split(language, data: str, features: str, split: str, templates: tuple[
         texts.append(r["question"])
     L = max(len(p) for p in prompts)
     ids = torch.tensor([p + [0] * (L - len(p)) for p in prompts])
-    return ids, {"objects": torch.stack(rows)}, ys, tpl, texts
+    return ids, {k: torch.stack(v) for k, v in rows.items()}, ys, tpl, texts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,11 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--slots", type=int, default=6)
+    ap.add_argument("--kinds", default="objects",
+                    help="slot-row kinds the binder reads, comma-separated (the module's model.binder; the first in prefix order picks)")
+    ap.add_argument("--init", default=None, metavar="FILE",
+                    help="start from this binder's weights (an earlier run's --out): a curriculum, e.g. collide first, then more templates")
     ap.add_argument("--binder-text", default="own", choices=["own", "lm"],
                     help="the binder reads the prompt through its own token table (own) or the LM's embeddings (lm): language.binder_text")
     ap.add_argument("--out", required=True, help="the binder's weights (.safetensors)")
     args = ap.parse_args(argv)
     templates = tuple(t for t in args.templates.split(",") if t)
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    if not kinds or any(k not in ("objects", "forecast") for k in kinds):
+        raise UserError(f"--kinds must name slot-row kinds among objects, forecast (got {args.kinds!r})")
     if not templates or args.steps < 1 or not args.out.endswith(".safetensors"):
         raise UserError("--templates must name templates, --steps be >= 1 and --out end in .safetensors")
     from safetensors.torch import save_file
@@ -119,17 +137,25 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     language = LanguageModule.from_pretrained(args.language)
     embed = language.lm.get_input_embeddings().weight.detach().float().clone()
-    sets = {"train": load_split(language, args.data, args.features, "train", templates)}
+    sets = {"train": load_split(language, args.data, args.features, "train", templates, kinds)}
     for s in ("val", "test"):  # reported where the split has such questions (a tiny suite may not)
         try:
-            sets[s] = load_split(language, args.data, args.features, s, templates)
+            sets[s] = load_split(language, args.data, args.features, s, templates, kinds)
         except UserError as e:
             if not str(e).startswith("no "):
                 raise
             print(f"note: {e}; not reported")
     answers = sorted(set(sets["train"][2]))
     enc = {s: (ids, rows, torch.tensor([answers.index(a) if a in answers else -1 for a in ys])) for s, (ids, rows, ys, _, _) in sets.items()}
-    model = BinderReader(embed, args.slots, len(answers), own_text=args.binder_text == "own")
+    model = BinderReader(embed, args.slots, len(answers), own_text=args.binder_text == "own", kinds=kinds)
+    if args.init:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            model.binder.load_state_dict(load_file(args.init))
+        except (OSError, SafetensorError, RuntimeError) as e:
+            raise UserError(f"--init {args.init}: not a binder of this shape ({str(e).splitlines()[0]})") from None
     curve = fit(model, enc, args.steps, args.batch, args.seed, args.every, args.lr)
     res = {"templates": list(templates), "steps": args.steps, "binder_text": args.binder_text, "curve": curve, "per_template": {}, "prior": {}}
     for s, (ids, rows, ys, tpl, texts) in sets.items():
@@ -137,14 +163,14 @@ def main(argv: list[str] | None = None) -> int:
             i = torch.tensor([j for j, x in enumerate(tpl) if x == t])
             if len(i) == 0:
                 continue
-            res["per_template"].setdefault(t, {})[s] = accuracy(model, ids[i], {"objects": rows["objects"][i]}, enc[s][2][i])
+            sub = {k: v[i] for k, v in rows.items()}
+            res["per_template"].setdefault(t, {})[s] = accuracy(model, ids[i], sub, enc[s][2][i])
             train_t = [y for y, x in zip(sets["train"][2], sets["train"][3]) if x == t]
             majority = Counter(train_t).most_common(1)[0][0] if train_t else None
             res["prior"].setdefault(t, {})[s] = round(100 * sum(ys[j] == majority for j in i.tolist()) / len(i), 1)
-        if "desc_collide" in templates:
-            i = torch.tensor([j for j, x in enumerate(tpl) if x == "desc_collide"])
-            res.setdefault("binder_picks", {})[s] = None if len(i) == 0 else binder_picks(model, (ids[i], {"objects": rows["objects"][i]}, None),
-                                                                 [texts[j] for j in i.tolist()], args.slots)
+            if t in NAMED:  # did the binder pick the named objects? (bound by code, a diagnostic)
+                res.setdefault("binder_picks", {}).setdefault(t, {})[s] = binder_picks(
+                    model, (ids[i], sub, None), [texts[j] for j in i.tolist()], args.slots, t)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(args.out + ".tmp")
     save_file({k: v.detach().contiguous() for k, v in model.binder.state_dict().items()}, str(tmp))
@@ -154,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| template | prior (val / test) | train | val | test |\n|---|---|---|---|---|")
     for t, acc in res["per_template"].items():
         print(f"| {t} | {res['prior'][t].get('val')} / {res['prior'][t].get('test')} | {acc.get('train')} | {acc.get('val')} | {acc.get('test')} |")
-    if "binder_picks" in res:
-        print(f"binder's first two picks = the named pair (desc_collide), %: {res['binder_picks']}")
+    for t, got in res.get("binder_picks", {}).items():
+        print(f"{t}: the binder's first picks = the named object(s), % per split: {got}")
     return 0
 
 

@@ -34,20 +34,35 @@ CANVAS = 64.0  # px of the physics world's frame (the rows hold x, y / 64)
 
 
 COLLIDE = r"Does the (.+) collide with the (.+)\?"  # desc_collide's question form
+# the question forms whose named objects a binding diagnostic looks up (the generator's templates)
+NAMED = {
+    "desc_collide": COLLIDE,
+    "desc_first_hit": r"Which object does the (.+) hit first\?",
+    "pred_next_hit": r"Which object will the (.+) hit next\?",
+    "desc_moving_end": r"Is the (.+) moving at the end of the video\?",
+}
+
+
+def named_slots(template: str, question: str, rows: torch.Tensor, slots: int = 6) -> tuple[int, ...] | None:
+    """The slots a question names (two for desc_collide, the subject for the others in NAMED), found
+    by code in a clip's rows [T' x K, >= 18] through their identity columns (slot_view's find, the
+    world's vocabulary), or None where the rows hold no such distinct slots. A diagnostic of binding
+    (template_probe, binder_pretrain, binder_check); never an answer."""
+    from cogarch.evals.world import vocab
+
+    if template not in NAMED:
+        raise UserError(f"no named-slot form for template {template!r} (known: {', '.join(NAMED)})")
+    m = re.fullmatch(NAMED[template], question)
+    if m is None:
+        raise UserError(f"not a {template} question: {question!r}")
+    find = slot_view(rows[:, :18].float().reshape(-1, slots, 18), [list(vocab.COLORS), list(vocab.SHAPES), list(vocab.MATERIALS)])[4]
+    got = tuple(find(n) for n in m.groups())
+    return got if min(got) >= 0 and len(set(got)) == len(got) else None
 
 
 def named_pair(question: str, rows: torch.Tensor, slots: int = 6) -> tuple[int, int] | None:
-    """desc_collide: the two slots the question names, found by code in a clip's rows [T' x K, >= 18]
-    through their identity columns (slot_view's find, the world's vocabulary), or None where the rows
-    hold no two such slots. A diagnostic of binding (template_probe, binder_check); never an answer."""
-    from cogarch.evals.world import vocab
-
-    m = re.fullmatch(COLLIDE, question)
-    if m is None:
-        raise UserError(f"not a desc_collide question: {question!r}")
-    find = slot_view(rows[:, :18].float().reshape(-1, slots, 18), [list(vocab.COLORS), list(vocab.SHAPES), list(vocab.MATERIALS)])[4]
-    a, b = (find(n) for n in m.groups())
-    return (a, b) if a >= 0 and b >= 0 and a != b else None
+    """desc_collide: the two slots the question names (named_slots), or None."""
+    return named_slots("desc_collide", question, rows, slots)
 
 
 def scalar(template: str, question: str, rows: torch.Tensor, names: list[list[str]], slots: int = 6) -> float:

@@ -214,10 +214,11 @@ def run(data: str, features: str, template: str = "desc_count", kinds: tuple[str
 
 
 @torch.no_grad()
-def binder_picks(model: "TemplateProbe", split: tuple, questions: list[str], slots: int) -> float:
-    """desc_collide: % of questions whose two named objects (found by code in the rows, as slot_signal
-    binds them; questions where that finds no two slots are left out) are the binder's first two picks."""
-    from cogarch.evals.bench.slot_signal import named_pair
+def binder_picks(model: "TemplateProbe", split: tuple, questions: list[str], slots: int, template: str = "desc_collide") -> float:
+    """% of questions whose named objects (found by code in the rows, slot_signal.named_slots: the pair
+    of a desc_collide question, the subject of a "hits first" / "hits next" / "moving at the end" one;
+    questions where that finds no such slots are left out) are the binder's first picks, in any order."""
+    from cogarch.evals.bench.slot_signal import named_slots
 
     ids, rows, _ = split
     picked = []
@@ -232,9 +233,9 @@ def binder_picks(model: "TemplateProbe", split: tuple, questions: list[str], slo
     w = torch.cat(picked).argmax(-1)  # [Q, roles]
     right = n = 0
     for q, x, p in zip(questions, rows["objects"], w.tolist()):
-        pair = named_pair(q, x, slots)
-        if pair is not None:
-            n, right = n + 1, right + (set(pair) == set(p[:2]))
+        named = named_slots(template, q, x, slots)
+        if named is not None:
+            n, right = n + 1, right + (set(named) == set(p[: len(named)]))
     return round(100 * right / max(n, 1), 1)
 
 
