@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import platform
+import subprocess
 from pathlib import Path
 
 
@@ -17,6 +18,16 @@ def _device_line() -> str:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps"
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def git_revision() -> str:
+    """The source checkout's commit ("-dirty" with uncommitted changes), "unknown" outside git: packs record it."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent)
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent)
+        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if rev.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def _dir_size(path: Path) -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Callable
 
 from cogarch.config import to_dict
 from cogarch.errors import ConfigError
+from cogarch.info import git_revision
 from cogarch.fsutil import atomic_dir, atomic_write_json
 
 
@@ -84,7 +84,10 @@ class Config:
     # The slot binder's pretraining (evals/bench/binder_pretrain.py, after language stage 1, on the
     # train split's answers): run when a stage-2 override says binder_init={binder}, which then names
     # its weights. These are its extra arguments, e.g. [--templates, desc_collide, --steps, "1500"].
+    # A curriculum's second phase continues those weights (--init) with binder_curriculum_args and
+    # writes {binder2}; it runs when an override names {binder2}.
     binder_pretrain_args: list[str] = field(default_factory=list)
+    binder_curriculum_args: list[str] = field(default_factory=list)
     train_blind: bool = True  # also train the blind (no-video) language baseline on the same QA
     memory: str = "configs/memory/default.yaml"
     eval_limit: int = 0  # 0: the whole test split
@@ -99,7 +102,7 @@ class Config:
                               f"stage2_rounds is {self.stage2_rounds}")
 
 
-BINDER = "{binder}"  # in a stage-2 override: the pretrained binder's weights (Pipeline.binder_path)
+BINDER, BINDER2 = "{binder}", "{binder2}"  # in a stage-2 override: the pretrained binders' weights (Pipeline.binders)
 
 
 def shard_width(path: Path) -> int:
@@ -114,15 +117,6 @@ def shard_width(path: Path) -> int:
 CHECK_SET = {"suite": "physqa", "n": 120, "seed": 777, "split": "test", "limit": 100}
 
 
-def git_revision() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent)
-        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if rev.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def round_folder(folder: str, k: int) -> str:
     """The run folder of stage-2 round k: `folder` for the first round, `folder`_r<k> after it."""
     return folder if k == 1 else f"{folder}_r{k}"
@@ -134,7 +128,7 @@ class Pipeline:
         self.root = Path(cfg.out_dir)
         self.root.mkdir(parents=True, exist_ok=True)
         self.log_path = self.root / "pipeline.json"
-        self.binder_path = self.root / "binder" / "binder.safetensors"  # the pretrained slot binder (BINDER)
+        self.binders = {BINDER: self.root / "binder" / "binder.safetensors", BINDER2: self.root / "binder" / "binder2.safetensors"}
         self.log = json.loads(self.log_path.read_text()) if self.log_path.is_file() else {"stages": {}}
 
     def stage(self, name: str, done: Path, fn: Callable[[], object], recipe: list[str] | None = None) -> None:
@@ -278,9 +272,10 @@ class Pipeline:
         s1 = r / "language_s1" / "final"
         self.train_stage("language stage 1", s1,
             "language", c.language, common + ["stage=1", f"trainer.out_dir={r / 'language_s1'}"] + c.stage1_overrides)
-        if any(BINDER in o for o in c.stage2_overrides + [o for k in c.stage2_round_overrides for o in k]):  # binder_init={binder}
-            self.stage("binder pretrain", self.binder_path, lambda: self.pretrain_binder(s1, data / "physqa", lang_feats),
-                       recipe=list(c.binder_pretrain_args))
+        named = " ".join(c.stage2_overrides + [o for k in c.stage2_round_overrides for o in k])  # binder_init={binder}
+        for name, key, args in (("binder pretrain", BINDER, c.binder_pretrain_args), ("binder curriculum", BINDER2, c.binder_curriculum_args)):
+            if BINDER2 in named or (key == BINDER and BINDER in named):  # the curriculum starts from the first phase
+                self.stage(name, self.binders[key], lambda k=key: self.pretrain_binder(s1, data / "physqa", lang_feats, k), recipe=list(args))
         s2 = self.stage2_rounds("language stage 2", "language", common + [f"init_from={s1}"])
         blind = r / "language_blind" / "final"
         if c.train_blind:
@@ -296,10 +291,11 @@ class Pipeline:
             self.ship(pack, Path(c.ship_to))
         return pack
 
-    def pretrain_binder(self, language: Path, data: Path, features: Path) -> None:
+    def pretrain_binder(self, language: Path, data: Path, features: Path, key: str) -> None:
         from cogarch.evals.bench.binder_pretrain import main  # on the train split's answers
-        main([f"--language={language}", f"--data={data}", f"--features={features}", f"--seed={self.cfg.seed}", f"--out={self.binder_path}",
-              *self.cfg.binder_pretrain_args])
+        c = self.cfg
+        args = c.binder_pretrain_args if key == BINDER else [*c.binder_curriculum_args, f"--init={self.binders[BINDER]}"]
+        main([f"--language={language}", f"--data={data}", f"--features={features}", f"--seed={c.seed}", f"--out={self.binders[key]}", *args])
 
     def stage2_rounds(self, name: str, folder: str, overrides: list[str]) -> Path:
         """Language stage 2 (`folder`), then rounds 2..stage2_rounds (`folder`_r2, ...), each from the
@@ -308,7 +304,7 @@ class Pipeline:
 
         def round_overrides(k: int) -> list[str]:
             extra = c.stage2_overrides + (list(c.stage2_round_overrides[k - 1]) if k <= len(c.stage2_round_overrides) else [])
-            return [o.replace(BINDER, str(self.binder_path)) for o in extra]
+            return [o.replace(BINDER, str(self.binders[BINDER])).replace(BINDER2, str(self.binders[BINDER2])) for o in extra]
 
         out = r / folder / "final"
         self.train_stage(name, out, "language", c.language,

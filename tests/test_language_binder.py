@@ -72,6 +72,40 @@ def test_roles_pick_in_turn():
     assert off(w[0], w[1]) > 0.45 > 0.25 > off(p, p)
 
 
+def test_first_token_is_the_slot_role_0_touched_first(lm_dir, tmp_path):
+    """binder_first: one more role-like token, the slot role 0 touched first (earliest contact, ties
+    share, nothing when nothing was touched); added to a trained binder module by init_from with its
+    index row at zero and the others kept; saved and loaded with it."""
+    from cogarch.modules.language.binder import first_touched
+
+    touch = torch.zeros(1, 4, 3, 3)
+    touch[0, 1, 0, 2] = touch[0, 1, 2, 0] = touch[0, 2, 0, 1] = touch[0, 2, 1, 0] = 1.0  # 0-2 at step 1, 0-1 at step 2
+    assert first_touched(touch, torch.tensor([[1.0, 0, 0]])).tolist() == [[0, 0, 1]]
+    assert first_touched(touch, torch.tensor([[0, 1.0, 0]])).tolist() == [[1, 0, 0]]
+    touch[0, 1, 0, 1] = 1.0  # 0 meets 1 and 2 at step 1: they share
+    assert first_touched(touch, torch.tensor([[1.0, 0, 0]])).tolist() == [[0, 0.5, 0.5]]
+    assert first_touched(torch.zeros(1, 4, 3, 3), torch.tensor([[1.0, 0, 0]])).tolist() == [[0, 0, 0]]
+    # clip_rows: the red cube (slot 0) touches the blue sphere (slot 1) at step 1
+    w = torch.eye(3)[None]
+    tok, is_pair, _ = SlotBinder(text_dim=8, first=True)(clip_rows(), 3, torch.zeros(1, 2, 8), torch.ones(1, 2, dtype=torch.bool), w=w)
+    plain = SlotBinder(text_dim=8)(clip_rows(), 3, torch.zeros(1, 2, 8), torch.ones(1, 2, dtype=torch.bool), w=w)[0]
+    assert tok.shape == (1, 7, ROLE_WIDTH + PAIR_WIDTH) and is_pair.tolist() == [False] * 4 + [True] * 3
+    assert torch.equal(tok[0, 3], plain[0, 1])  # the first token reads slot 1 as role 1 does
+    assert torch.equal(tok[0, :3], plain[0, :3]) and torch.equal(tok[0, 4:], plain[0, 3:])
+    # init_from: a binder module gains the first token
+    m = LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18}, pool="none", lora_dropout=0.0, binder=["objects"]))
+    m.save_pretrained(tmp_path / "b")
+    cont = build_module(Config(init_from=str(tmp_path / "b"), stage=2, model=LanguageConfig(binder=["objects"], binder_first=True)))
+    old, new = m.adapter.bind_index.weight, cont.adapter.bind_index.weight
+    assert cont.config.binder_first and cont.adapter.binder.first and new.shape[0] == 7
+    assert torch.equal(new[:3], old[:3]) and torch.equal(new[4:], old[3:]) and new[3].abs().max() == 0
+    ids = cont.tokenizer(Q)["input_ids"]
+    assert cont.prefix(objects_bus(), 1, prompts=[ids])[0].shape[1] == 9 + 7
+    cont.save_pretrained(tmp_path / "first")
+    back = LanguageModule.from_pretrained(tmp_path / "first")
+    assert back.config.binder_first and scores(back) == scores(cont)
+
+
 def toy_batch(g: torch.Generator, n: int):
     """n clips of 3 slots x 4 steps: three objects of distinct random colours (random shape and
     material) at fixed places; one pair (random slots) comes within 2 px at step 2. The question names

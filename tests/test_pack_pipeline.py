@@ -29,13 +29,16 @@ TINY = {
     "language_pretrain_overrides": ["trainer.max_steps=2", "trainer.ckpt_every=0"],
     "stage1_overrides": ["trainer.max_steps=2", "model.pool=grid", "model.grid=4", "model.max_tokens=64", "trainer.ckpt_every=0"],
     "stage2_overrides": ["trainer.max_steps=2", "model.pool=grid", "model.grid=4", "model.max_tokens=64", "trainer.ckpt_every=0"],
-    # the default recipe's third to fifth rounds (stage2_rounds: 5) at toy size: oversampling, relation
-    # channels, then a pretrained, frozen slot binder (the blind baseline ignores both)
+    # the default recipe's rounds at toy size, five of its six: oversampling, relation channels, then
+    # a pretrained, frozen slot binder, here the curriculum's (its sixth round's: {binder2}, which
+    # continues the first pretraining's {binder}); the blind baseline ignores relations and binder
+    "stage2_rounds": 5,
     "stage2_round_overrides": [[], [], ["trainer.max_steps=2", "template_repeat.desc_count=2"],
                                ["trainer.max_steps=2", "template_repeat.desc_first_hit=2", "model.relations=[objects,forecast]"],
                                ["trainer.max_steps=2", "model.binder=[objects,forecast]", "model.binder_text=own",
-                                "binder_init={binder}", "freeze_binder=true"]],
+                                "binder_init={binder2}", "freeze_binder=true"]],
     "binder_pretrain_args": ["--templates", "desc_collide", "--steps", "2", "--every", "1"],
+    "binder_curriculum_args": ["--templates", "desc_collide", "--kinds", "forecast,objects", "--steps", "2", "--every", "1"],
 }
 
 
@@ -71,19 +74,23 @@ def test_pipeline_builds_a_complete_pack(tiny_pack: tuple[Config, Path]) -> None
     language = json.loads((pack / "language" / "language_config.json").read_text())
     assert language["config"]["pool_per_kind"] == {"objects": "none", "forecast": "none"}
     assert {"generate planning", "planning features", "planning world model", "critic"} <= set(stages)
-    # stage2_rounds (5 in the default recipe): the pack ships the last round of each, trained from the one before
+    # stage2_rounds (6 in the default recipe, 5 here): the pack ships the last round of each, trained from the one before
     assert cfg.stage2_rounds == 5
     assert {f"{s} round {k}" for s in ("language stage 2", "blind language baseline") for k in (2, 3, 4, 5)} <= set(stages)
     assert language["config"]["relations"] == ["objects", "forecast"]
     assert json.loads((pack / "language_blind" / "language_config.json").read_text())["config"]["relations"] == []
-    # round 5's slot binder: pretrained after stage 1 (its own stage), loaded and kept frozen; the blind LM has none
-    assert "binder pretrain" in stages and (Path(cfg.out_dir) / "binder" / "binder.safetensors").is_file()
+    # round 5's slot binder: pretrained after stage 1, continued by the curriculum (their own stages), loaded and
+    # kept frozen; the blind LM has none
+    assert {"binder pretrain", "binder curriculum"} <= set(stages)
+    assert (Path(cfg.out_dir) / "binder" / "binder.safetensors").is_file()
     assert language["config"]["binder"] == ["objects", "forecast"] and language["config"]["binder_text"] == "own"
     assert json.loads((pack / "language_blind" / "language_config.json").read_text())["config"]["binder"] == []
     from safetensors.torch import load_file
 
-    pre, shipped = load_file(str(Path(cfg.out_dir) / "binder" / "binder.safetensors")), load_file(str(pack / "language" / "projectors.safetensors"))
-    assert all(torch.equal(shipped[f"binder.{k}"], v) for k, v in pre.items())  # frozen through the round
+    first, pre = (load_file(str(Path(cfg.out_dir) / "binder" / f)) for f in ("binder.safetensors", "binder2.safetensors"))
+    shipped = load_file(str(pack / "language" / "projectors.safetensors"))
+    assert all(torch.equal(shipped[f"binder.{k}"], v) for k, v in pre.items())  # the curriculum's, frozen through the round
+    assert not all(torch.equal(first[k], v) for k, v in pre.items())  # the curriculum trained on from the first phase
     for folder, shipped in (("language", "language"), ("language_blind", "language_blind")):
         last = Path(cfg.out_dir) / f"{folder}_r{cfg.stage2_rounds}" / "final"
         assert (pack / shipped / "adapter_model.safetensors").read_bytes() == (last / "adapter_model.safetensors").read_bytes()

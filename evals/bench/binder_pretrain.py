@@ -42,7 +42,7 @@ class BinderReader(nn.Module):
     """prompt ids [B, L] (0 = padding, ids shifted by 1) + {"objects": rows [B, T'*K, 18]} -> logits [B, C]."""
 
     def __init__(self, embed: torch.Tensor, slots: int, classes: int, width: int = 64, own_text: bool = True,
-                 kinds: tuple[str, ...] = ("objects",)) -> None:
+                 kinds: tuple[str, ...] = ("objects",), first: bool = False) -> None:
         super().__init__()
         from cogarch.modules.language.adapters import canonical_kinds
         from cogarch.modules.language.binder import PAIR_WIDTH, ROLE_WIDTH, SlotBinder
@@ -50,7 +50,7 @@ class BinderReader(nn.Module):
         self.slots, self.own_text = slots, own_text
         self.kinds = canonical_kinds(kinds)  # the module's prefix order: the first kind's picks serve the rest
         self.embed = nn.Embedding.from_pretrained(embed, freeze=True)  # the LM's input embeddings [V, H]
-        self.binder = SlotBinder(embed.shape[1], vocab=embed.shape[0] if own_text else 0)  # as the module builds it
+        self.binder = SlotBinder(embed.shape[1], vocab=embed.shape[0] if own_text else 0, first=first)  # as the module builds it
         self.bind_in = nn.Sequential(nn.Linear(ROLE_WIDTH + PAIR_WIDTH, width), nn.GELU(), nn.Linear(width, width))
         self.text_in = nn.Linear(embed.shape[1], width)
         self.pos = nn.Embedding(256, width)
@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slots", type=int, default=6)
     ap.add_argument("--kinds", default="objects",
                     help="slot-row kinds the binder reads, comma-separated (the module's model.binder; the first in prefix order picks)")
+    ap.add_argument("--first", action="store_true", help="read the binder's first token too (the module's model.binder_first)")
     ap.add_argument("--init", default=None, metavar="FILE",
                     help="start from this binder's weights (an earlier run's --out): a curriculum, e.g. collide first, then more templates")
     ap.add_argument("--binder-text", default="own", choices=["own", "lm"],
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: {e}; not reported")
     answers = sorted(set(sets["train"][2]))
     enc = {s: (ids, rows, torch.tensor([answers.index(a) if a in answers else -1 for a in ys])) for s, (ids, rows, ys, _, _) in sets.items()}
-    model = BinderReader(embed, args.slots, len(answers), own_text=args.binder_text == "own", kinds=kinds)
+    model = BinderReader(embed, args.slots, len(answers), own_text=args.binder_text == "own", kinds=kinds, first=args.first)
     if args.init:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, SafetensorError, RuntimeError) as e:
             raise UserError(f"--init {args.init}: not a binder of this shape ({str(e).splitlines()[0]})") from None
     curve = fit(model, enc, args.steps, args.batch, args.seed, args.every, args.lr)
-    res = {"templates": list(templates), "steps": args.steps, "binder_text": args.binder_text, "curve": curve, "per_template": {}, "prior": {}}
+    res = {"templates": list(templates), "steps": args.steps, "binder_text": args.binder_text, "first": args.first, "curve": curve, "per_template": {}, "prior": {}}
     for s, (ids, rows, ys, tpl, texts) in sets.items():
         for t in templates:
             i = torch.tensor([j for j, x in enumerate(tpl) if x == t])

@@ -218,8 +218,9 @@ class BusAdapter(nn.Module):
             if self.config.binder_text == "own" and self.lm_vocab < 1:
                 raise ConfigError("language.binder_text: own needs the LM's vocabulary size (BusAdapter lm_vocab)")
             vocab = self.lm_vocab if self.config.binder_text == "own" else 0
-            self.binder = SlotBinder(self.hidden, self.config.binder_roles, self.config.binder_width, vocab=vocab).to(device=ref.device)
-            n = self.binder.roles + len(self.binder.pairs)
+            self.binder = SlotBinder(self.hidden, self.config.binder_roles, self.config.binder_width, vocab=vocab,
+                                     first=self.config.binder_first).to(device=ref.device)
+            n = self.binder.roles + self.binder.first + len(self.binder.pairs)
             self.bind_index = nn.Embedding(n, self.hidden).to(device=ref.device, dtype=ref.dtype)
             nn.init.normal_(self.bind_index.weight, std=0.02)
         for kind in kinds:
@@ -227,6 +228,16 @@ class BusAdapter(nn.Module):
             nn.init.zeros_(proj.fc2.weight)
             nn.init.zeros_(proj.fc2.bias)
             self.bind_proj[kind] = proj.to(device=ref.device, dtype=ref.dtype)
+
+    def add_binder_first(self) -> None:
+        """Switch on the binder's first token (config.binder_first) in a module that has a binder without
+        it: its index embedding row goes in after the role rows, at zero (init_from), the others kept."""
+        if self.binder is None or self.binder.first:
+            return
+        R, old = self.binder.roles, self.bind_index.weight.data
+        new = nn.Embedding(old.shape[0] + 1, self.hidden).to(device=old.device, dtype=old.dtype)
+        new.weight.data = torch.cat([old[:R], old.new_zeros(1, old.shape[1]), old[R:]])
+        self.bind_index, self.binder.first, self.config.binder_first = new, True, True
 
     def binder_tokens(self, messages: Mapping[str, Message], text: torch.Tensor, tmask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """([B, M, H] binder tokens, the slot weights w [B, R, K] or None) for the question text [B, L, H]

@@ -21,10 +21,14 @@ pretrains its Q-Former) and frozen, it lets the module read "collide" (docs/benc
 Read-outs, all fixed formulas on the rows (as relations.py, SchNet-style soft steps):
     role token r   [ident_r | gate, x, y at the last step | relation channels of r at the last step]
                    = sum_k w_rk (.)_k                                                [ROLE_WIDTH]
+    first token    (first=True) a role token of the slot role 0 touched first: among the other slots
+                   whose contact with role 0's pick, sum_k w_0k touch(d_tkl) g_tk g_tl, passes TOUCH at
+                   some step, the earliest (ties share the weight), zero if none touched: the answer
+                   of "which object does X hit first" (X = role 0) has its identity where a role's stands
     pair token ab  per radius: max over steps, mean over steps and last step of
                    sum_kl w_ak w_bl s_rad(d_tkl) g_tk g_tl  (both visible and that close), plus the
                    first step at which that passes TOUCH at NEIGHBOUR_PX, / T' (1 if never)          [PAIR_WIDTH]
-R roles give R role tokens and R(R-1)/2 pair tokens per kind read. Shapes: rows [B, T'*K, D>=18]
+R roles give R role tokens (R + 1 with the first token) and R(R-1)/2 pair tokens per kind read. Shapes: rows [B, T'*K, D>=18]
 time-major, text [B, L, H_text] (or token ids [B, L] with the binder's own table) + mask [B, L] ->
 tokens [B, R + P, ROLE_WIDTH + PAIR_WIDTH] with is_pair [R + P] (the caller projects them), and w [B, R, K].
 """
@@ -48,9 +52,9 @@ MAX_TEXT = 256  # positions of the question text the binder embeds
 class SlotBinder(nn.Module):
     """Question text + object slot rows -> role and pair read-outs (see the file docstring)."""
 
-    def __init__(self, text_dim: int, roles: int = 3, width: int = 64, heads: int = 4, vocab: int = 0) -> None:
+    def __init__(self, text_dim: int, roles: int = 3, width: int = 64, heads: int = 4, vocab: int = 0, first: bool = False) -> None:
         super().__init__()
-        self.roles = roles
+        self.roles, self.first = roles, first  # first: no parameters, so a pretrained binder loads either way
         self.pairs = list(itertools.combinations(range(roles), 2))
         # vocab > 0: the text is token ids [B, L] read through the binder's own embedding table. The
         # small LM's own input embeddings barely tell colours apart (red / green cosine 0.97 in the
@@ -116,6 +120,8 @@ class SlotBinder(nn.Module):
         radii = torch.tensor(RADII, device=rows.device)
         close = torch.sigmoid((radii - d[..., None]) / STEP_PX) * both[..., None]  # [B, T', K, K, R_rad]
         touch = torch.sigmoid((NEIGHBOUR_PX - d) / STEP_PX) * both  # [B, T', K, K]
+        if self.first:
+            role = torch.cat([role, first_touched(touch, w[:, 0])[:, None] @ per_slot], 1)  # [B, R + 1, ROLE_WIDTH]
         pair = []
         for a, b in self.pairs:
             wab = w[:, a, :, None] * w[:, b, None, :]  # [B, K, K]
@@ -124,9 +130,22 @@ class SlotBinder(nn.Module):
             first = torch.where(t_hit.any(1), t_hit.float().argmax(1).float(), torch.full_like(t_hit[:, 0], T, dtype=torch.float))
             pair.append(torch.cat([c.amax(1), c.mean(1), c[:, -1], (first / T)[:, None]], -1))  # [B, PAIR_WIDTH]
         pair = torch.stack(pair, 1)  # [B, P, PAIR_WIDTH]
+        R = role.shape[1]
         tokens = torch.cat([
-            torch.cat([role, role.new_zeros(B, self.roles, PAIR_WIDTH)], -1),
+            torch.cat([role, role.new_zeros(B, R, PAIR_WIDTH)], -1),
             torch.cat([pair.new_zeros(B, len(self.pairs), ROLE_WIDTH), pair], -1),
         ], 1)
-        is_pair = torch.tensor([False] * self.roles + [True] * len(self.pairs), device=rows.device)
+        is_pair = torch.tensor([False] * R + [True] * len(self.pairs), device=rows.device)
         return tokens.to(rows.dtype), is_pair, w
+
+
+def first_touched(touch: torch.Tensor, w0: torch.Tensor) -> torch.Tensor:
+    """touch [B, T', K, K] soft contacts, w0 [B, K] role 0's pick -> weights [B, K] on the slot(s) role 0
+    touched first: contact sum_k w0_k touch_tkl (times 1 - w0_l: not itself) above TOUCH, the earliest
+    step wins, ties share; all zero where nothing was touched."""
+    T = touch.shape[1]
+    hit = torch.einsum("btkl,bk->btl", touch, w0) * (1 - w0[:, None]) > TOUCH  # [B, T', K]
+    step = torch.where(hit.any(1), hit.float().argmax(1), T)  # [B, K]; T: never
+    earliest = step == step.min(-1, keepdim=True).values
+    pick = (earliest & (step < T)).float()
+    return pick / pick.sum(-1, keepdim=True).clamp_min(1)

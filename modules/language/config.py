@@ -74,6 +74,9 @@ class LanguageConfig:
     # What the binder reads of the prompt: "lm" the LM's (frozen) input embeddings, "own" its own
     # embedding table over the tokenizer's ids (binder.py says why).
     binder_text: str = "lm"
+    # One more role-like token per binder kind: the slot role 0 touched first (binder.py), so "which
+    # object does X hit first" has its answer's identity where a role's identity stands.
+    binder_first: bool = False
     # LoRA (Hu et al. 2021) on the LM; projectors are separate, fully trained parameters.
     lora_r: int = 8
     lora_alpha: int = 16

@@ -167,9 +167,11 @@ def build_module(cfg: Config) -> LanguageModule:
         if not cfg.blind:
             module.add_relations(cfg.model.relations)  # kinds it already has are skipped
             if cfg.model.binder and module.adapter.binder is None:  # a new binder takes the round's binder_* settings
-                for key in ("binder_roles", "binder_width", "binder_text"):
+                for key in ("binder_roles", "binder_width", "binder_text", "binder_first"):
                     setattr(module.config, key, getattr(cfg.model, key))
             module.add_binder(cfg.model.binder)  # likewise: model.binder may add a slot binder
+            if cfg.model.binder_first:  # ... and model.binder_first its first token (binder.py)
+                module.adapter.add_binder_first()
     else:
         module = LanguageModule.build(dataclasses.replace(cfg.model, relations=[], binder=[]) if cfg.blind else cfg.model)
     module.set_stage(cfg.stage)

@@ -1,0 +1,72 @@
+#!/bin/bash
+# A sixth stage-2 round for the v14 language module: the slot binder taught "hits first" / "hits next".
+# v14's binder was pretrained on desc_collide only: on "Which object does the X hit first?" its role 0
+# takes the subject X for 36 % of val questions, and v14 answers "hits first" near the prior (38.1 on
+# test, prior 35.1). Read from the same rows with the subject bound by code, the first slot it touches
+# is the answer for 61 % (docs/benchmarks.md, "What the object slots hold", part 8). Pretraining on
+# several templates at once lost the binding (part 7); here the collide binder is continued (a
+# curriculum, evals/bench/binder_pretrain.py --init) on collide, hits first and hits next, reading
+# forecast and objects rows as the module does (--kinds). Each variant continues v14's language
+# module (cogarch/assets/default_pack/language) for 3000 stage-2 steps of the pack's mix with round
+# 4 and 5's six templates oversampled x2, 1 thread, seed 0, its binder frozen:
+#   cur    the curriculum binder ($R/binder_cur.safetensors) in place of v14's
+#   first  cur's binder pretrained again from the collide binder with the binder's first token
+#          (model.binder_first: the slot role 0 touched first, as a role token; binder_pretrain
+#          --first, into $R/binder_first.safetensors), the module given that token
+#   ctl    v14's own binder (the control: what a sixth round gives by itself)
+#   blind  v14's blind LM (cogarch/assets/default_pack/language_blind) given the same round, scored
+#          beside cur (once cur is done)
+#   big    cur (and without forecast) and ctl (with the blind LM) on the larger held-out split of
+#          runs/l9/physqa23 (features runs/l9/features23, docs/benchmarks.md part 4)
+# Scored on the pack's val and test splits (evals/bench/lang_eval.py --samples, for paired.py).
+#   bash evals/bench/language_round6.sh [OUT_DIR] [VARIANT ...]     (default: runs/l14, cur ctl blind)
+# Needs runs/l7/features (evals/bench/language_variants.sh makes it) and v13's collide binder
+# (language_round5.sh bind2 writes runs/l13/binder_own_collide.safetensors).
+set -e
+cd "$(dirname "$0")/../.."
+. evals/bench/recipe_lib.sh
+R=${1:-runs/l14}; shift || true
+VARIANTS=${*:-cur ctl blind}
+case $R in cur|first|ctl|blind|big) echo "error: the first argument is the output folder (got the variant $R)" >&2; exit 2;; esac
+for v in $VARIANTS; do
+  case $v in cur|first|ctl|blind|big) ;; *) echo "error: unknown variant $v (cur | first | ctl | blind | big)" >&2; exit 2;; esac
+done
+case " $VARIANTS " in *" big "*)
+  for n in cur ctl blind; do
+    case " $VARIANTS " in *" $n "*) ;; *) [ -d $R/$n/final ] || { echo "error: big needs $R/$n/final: run variant $n first" >&2; exit 2; };; esac
+  done
+  [ -d runs/l9/physqa23/questions -a -f runs/l9/features23/test.json ] || {
+    echo "error: big needs runs/l9/physqa23 and runs/l9/features23 (docs/benchmarks.md, part 4)" >&2; exit 2; };;
+esac
+FROM=cogarch/assets/default_pack/language
+BLIND=cogarch/assets/default_pack/language_blind
+COLLIDE=runs/l13/binder_own_collide.safetensors
+[ -d runs/l7/features ] || { echo "error: no runs/l7/features (run evals/bench/language_variants.sh runs/l7 norm)" >&2; exit 2; }
+bench_suites physqa
+event_round_vars
+export OMP_NUM_THREADS=1
+mkdir -p $R
+for v in $VARIANTS; do
+  case $v in
+    cur|first)
+         extra=""; [ $v = first ] && extra=--first
+         if ! keep $R/binder_$v.safetensors; then
+           [ -f $COLLIDE ] || { echo "error: no $COLLIDE (bash evals/bench/language_round5.sh runs/l13 bind2)" >&2; exit 2; }
+           .venv/bin/python -m cogarch.evals.bench.binder_pretrain --language $FROM --data $PHYSQA --features runs/l7/features \
+             --binder-text own --kinds forecast,objects --templates desc_collide,desc_first_hit,pred_next_hit --init $COLLIDE \
+             --steps 1500 --every 500 --lr 3e-4 $extra --out $R/binder_$v.safetensors > $R/binder_$v.log 2>&1
+         fi
+         lang_round $v $FROM $W trainer.max_steps=3000 binder_init=$R/binder_$v.safetensors freeze_binder=true \
+           model.binder_first=$([ $v = first ] && echo true || echo false)
+         lang_score $v;;
+    ctl) lang_round ctl $FROM $W trainer.max_steps=3000 freeze_binder=true; lang_score ctl;;
+    blind) lang_round blind $BLIND blind=true $W trainer.max_steps=3000
+           if [ -d $R/cur/final ]; then lang_score cur blind; else echo "note: $R/cur/final not there yet: rerun the blind variant to score it" >&2; fi;;
+    big) keep $R/big_cur_test.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/l9/physqa23 --features runs/l9/features23 \
+           --split test --model $R/cur/final --drop forecast --out $R/big_cur_test.json \
+           --samples $R/samples_big_cur_test > $R/big_cur_test.log 2>&1
+         keep $R/big_ctl_test.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/l9/physqa23 --features runs/l9/features23 \
+           --split test --model $R/ctl/final --blind $R/blind/final --out $R/big_ctl_test.json --samples $R/samples_big_ctl_test \
+           > $R/big_ctl_test.log 2>&1;;
+  esac
+done
