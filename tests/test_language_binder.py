@@ -301,7 +301,7 @@ def test_binder_pretrain_writes_weights_a_round_loads(lm_dir, tmp_path):
 
     cont.save_pretrained(tmp_path / "with_binder")
     got = check(str(tmp_path / "with_binder"), str(tmp_path), str(tmp_path / "f"), "val", slots=3)
-    assert got["n"] == 24 and 0 <= got["named_pair"] <= got["role0_in_pair"] <= 100 and 0 < got["mean_top_weight"] <= 1
+    assert got["n"] == 24 and 0 <= got["named"] <= got["role0_named"] <= 100 and 0 < got["mean_top_weight"] <= 1
     with pytest.raises(UserError, match="no slot binder"):
         check(str(tmp_path / "lang"), str(tmp_path), str(tmp_path / "f"), "val", slots=3)
     with pytest.raises(ConfigError, match="not this module's binder"):  # an own-table binder into an LM-embedding one

@@ -60,11 +60,6 @@ def named_slots(template: str, question: str, rows: torch.Tensor, slots: int = 6
     return got if min(got) >= 0 and len(set(got)) == len(got) else None
 
 
-def named_pair(question: str, rows: torch.Tensor, slots: int = 6) -> tuple[int, int] | None:
-    """desc_collide: the two slots the question names (named_slots), or None."""
-    return named_slots("desc_collide", question, rows, slots)
-
-
 def scalar(template: str, question: str, rows: torch.Tensor, names: list[list[str]], slots: int = 6) -> float:
     """One question's scalar from a clip's time-major rows [T' x K, 18] (see the file docstring); the
     slots are read as slot_readout reads the pack's bus (slot_view)."""
