@@ -450,3 +450,29 @@ def test_scorer_protocol_over_feature_shards(lms, tmp_path):
     assert scorer.surprise("/data/videos/c1.mp4") == pytest.approx(float(surprise[1].max()))
     blind = LanguageScorer(m, None, blind=True)
     assert blind.loglik(None, "What color?", ["red", "blue"]) == m.score_choices(None, "What color?", ["red", "blue"], blind=True)
+
+
+def test_shard_bus_copy_last_forecast(tmp_path):
+    """ShardBus(still=True): the forecast becomes the last observed step's objects rows at every
+    forecast step, velocities zero; same times, slots and identities. One-line errors without the
+    kinds, or with the forecast also dropped."""
+    from cogarch.errors import UserError
+    from cogarch.modules.language.relations import VEL
+    from cogarch.modules.language.scoring import ShardBus
+
+    g = torch.Generator().manual_seed(0)
+    objects = torch.rand(2, 4 * 3, 18, generator=g)  # 4 observed steps x 3 slots
+    forecast = torch.rand(2, 2 * 3, 18, generator=g)  # 2 forecast steps x 3 slots
+    ft = torch.tensor([4.0, 4, 4, 5, 5, 5]).expand(2, 6)
+    write_shard(tmp_path, "test", ["c0", "c1"], {"objects": {"tokens": objects, "time": torch.arange(4).repeat_interleave(3).float().expand(2, 12)},
+                                                  "forecast": {"tokens": forecast, "time": ft}})
+    still = ShardBus(tmp_path, "test", still=True)("/v/c1.mp4").latest("forecast")
+    want = objects[1, -3:].repeat(2, 1)
+    want[:, VEL:VEL + 2] = 0.0
+    assert torch.equal(still.tokens[0], want) and torch.equal(still.time[0], ft[0]) and still.meta["control"] == "copy-last"
+    assert torch.equal(ShardBus(tmp_path, "test")("/v/c1.mp4").latest("forecast").tokens[0], forecast[1])  # off by default
+    with pytest.raises(UserError, match="do not also drop"):
+        ShardBus(tmp_path, "test", drop=("forecast",), still=True)
+    write_shard(tmp_path / "no_objects", "test", ["c0"], {"forecast": {"tokens": forecast[:1], "time": ft[:1]}})
+    with pytest.raises(UserError, match="needs objects and forecast"):
+        ShardBus(tmp_path / "no_objects", "test", still=True)

@@ -15,7 +15,9 @@ Rows: the model; the model with every clip's bus replaced by another clip's (`--
 clip id of the split, cyclic (modules/language/scoring.py: ShardBus); `ablate_kinds --swap-clips`
 takes the next video file of the folder instead, so the two controls may differ slightly; if
 accuracy does not drop, the module is not reading the clip); the blind-trained folder (`--blind`,
-no bus tokens); the model without some bus kinds (`--drop forecast`). Per
+no bus tokens); the model without some bus kinds (`--drop forecast`); the model with a copy-last
+object forecast (`--still`: the last observed rows held at every forecast step, so the binder still
+picks the same slots and only the prediction is gone; ShardBus). Per
 category and per template, beside a baseline column: the train split's most common answer of the
 template for open questions, the expected accuracy of a uniform guess for multiple choice.
 `--samples DIR` writes each variant's per-question rows to DIR/<variant>.samples.jsonl, so two
@@ -34,7 +36,7 @@ from pathlib import Path
 from cogarch.evals.bench import cli
 
 
-def scorer(language: str, features: str | None, split: str, swap: bool = False, drop: tuple[str, ...] = ()):
+def scorer(language: str, features: str | None, split: str, swap: bool = False, drop: tuple[str, ...] = (), still: bool = False):
     """A language folder as the runner's Scorer: reading `features` (ShardBus, with the swap / drop
     controls), or blind when features is None. LoRA is merged for speed (equal outputs)."""
     from cogarch.modules.language.model import LanguageModule
@@ -44,7 +46,7 @@ def scorer(language: str, features: str | None, split: str, swap: bool = False, 
     module.eval()
     if features is None:
         return LanguageScorer(module, None, blind=True)
-    return LanguageScorer(module, ShardBus(features, split, swap=swap, drop=drop))
+    return LanguageScorer(module, ShardBus(features, split, swap=swap, drop=drop, still=still))
 
 
 class CaptionScorer:
@@ -92,7 +94,7 @@ class CaptionScorer:
 
 
 def evaluate(data: str, features: str, split: str, model: str, blind: str | None, swap: bool, limit: int = 0,
-             drop: tuple[str, ...] = (), caption_lm: str | None = None, samples_dir: str | None = None) -> dict:
+             drop: tuple[str, ...] = (), caption_lm: str | None = None, samples_dir: str | None = None, still: bool = False) -> dict:
     """Accuracy of each variant (model, swap, drop, blind) overall, per category and per template.
     `samples_dir`: also write each variant's per-question rows (qid, category, correct, ...) to
     `<samples_dir>/<variant>.samples.jsonl`, the input of evals/bench/paired.py."""
@@ -111,6 +113,8 @@ def evaluate(data: str, features: str, split: str, model: str, blind: str | None
         variants["other clip's bus"] = scorer(model, features, split, swap=True)
     if drop:
         variants[f"without {'+'.join(drop)}"] = scorer(model, features, split, drop=drop)
+    if still:
+        variants["forecast copy-last"] = scorer(model, features, split, still=True)
     if blind:
         variants["blind-trained"] = scorer(blind, None, split)
     if caption_lm:
@@ -154,6 +158,8 @@ def main() -> None:
     ap.add_argument("--blind", default=None, help="a blind-trained language folder to score beside it")
     ap.add_argument("--swap", action="store_true", help="also score with another clip's bus")
     ap.add_argument("--drop", nargs="+", default=[], help="also score without these bus kinds (e.g. forecast)")
+    ap.add_argument("--still", action="store_true", help="also score with a copy-last forecast (the last observed "
+                    "object rows held, nothing moving: the world model's prediction removed, the kind and its slots kept)")
     ap.add_argument("--caption-lm", default=None,
                     help="also score this base LM folder with the true caption written before each question (text oracle)")
     ap.add_argument("--limit", type=int, default=0)
@@ -161,7 +167,7 @@ def main() -> None:
     ap.add_argument("--samples", default=None, metavar="DIR",
                     help="write each variant's per-question rows to DIR/<variant>.samples.jsonl (for evals/bench/paired.py)")
     a = ap.parse_args()
-    res = evaluate(a.data, a.features, a.split, a.model, a.blind, a.swap, a.limit, tuple(a.drop), a.caption_lm, a.samples)
+    res = evaluate(a.data, a.features, a.split, a.model, a.blind, a.swap, a.limit, tuple(a.drop), a.caption_lm, a.samples, a.still)
     if a.out:
         from cogarch.fsutil import atomic_write_json
 

@@ -23,8 +23,10 @@ import torch
 
 from cogarch.bus import LatentBus, Message
 from cogarch.errors import NotBuiltError, UserError
+from cogarch.modules.language.adapters import steps_slots
 from cogarch.modules.language.data import FeatureShard
 from cogarch.modules.language.model import LanguageModule, encode_pair, format_prompt
+from cogarch.modules.language.relations import VEL
 
 
 def _expand(prefix: torch.Tensor, mask: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,10 +179,19 @@ class ShardBus:
     """video path -> bus of that clip's precomputed messages (clip id = the video file's stem).
 
     Controls for "does the module read the clip?": swap=True gives every clip the bus of the next
-    clip id of the split (sorted, cyclic: never its own); drop removes kinds (e.g. "forecast")."""
+    clip id of the split (sorted, cyclic: never its own); drop removes kinds (e.g. "forecast");
+    still=True replaces the object forecast by copy-last: the last observed step's `objects` rows,
+    velocities zeroed, at every forecast step. The kind stays, with the same slots and identities
+    (the binder picks the same objects); only what the world model predicts is gone."""
 
-    def __init__(self, features_dir: str | os.PathLike, split: str, swap: bool = False, drop: tuple[str, ...] = ()) -> None:
+    def __init__(self, features_dir: str | os.PathLike, split: str, swap: bool = False, drop: tuple[str, ...] = (),
+                 still: bool = False) -> None:
         self.shard = FeatureShard(features_dir, split)
+        if still and not {"objects", "forecast"} <= set(self.shard.kinds):
+            raise UserError(f"a copy-last forecast needs objects and forecast features (have: {', '.join(sorted(self.shard.kinds))})")
+        if still and "forecast" in drop:
+            raise UserError("a copy-last forecast replaces the forecast: do not also drop it")
+        self.still = still
         ids = sorted(self.shard.clip_ids)
         if swap and len(ids) < 2:
             raise UserError(f"swapping clips needs at least two clips in the {split!r} shard, found {len(ids)}")
@@ -195,6 +206,15 @@ class ShardBus:
         bus = self.shard.bus(self.partner.get(cid, cid))
         for kind in self.drop:
             bus.drop(kind)
+        if self.still:
+            f, o = bus.latest("forecast"), bus.latest("objects")
+            T, K = steps_slots(f.time, "forecast", "copy-last")
+            if o.dim != f.dim or steps_slots(o.time, "objects", "copy-last")[1] != K:
+                raise UserError(f"copy-last: objects rows ({o.dim} wide) do not match the forecast's ({f.dim} wide, {K} slots)")
+            rows = o.tokens[:, -K:].repeat(1, T, 1)  # [B, T' x K, D]: the last observed step, held
+            rows[..., VEL:VEL + 2] = 0.0  # nothing moves
+            bus.drop("forecast")
+            bus.publish(Message("forecast", f.source, rows, time=f.time, meta={"control": "copy-last"}))
         return bus
 
 
