@@ -27,8 +27,8 @@ from typing import Callable
 
 from cogarch.config import to_dict
 from cogarch.errors import ConfigError
-from cogarch.info import git_revision
 from cogarch.fsutil import atomic_dir, atomic_write_json
+from cogarch.info import git_revision
 
 
 @dataclass

@@ -104,6 +104,13 @@ def test_first_token_is_the_slot_role_0_touched_first(lm_dir, tmp_path):
     cont.save_pretrained(tmp_path / "first")
     back = LanguageModule.from_pretrained(tmp_path / "first")
     assert back.config.binder_first and scores(back) == scores(cont)
+    # no binder to add it to: one-line errors; a blind LM ignores it
+    with pytest.raises(ConfigError, match="binder_first needs a slot binder"):
+        LanguageConfig(binder_first=True).validate()
+    LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18}, pool="none")).save_pretrained(tmp_path / "plain")
+    with pytest.raises(ConfigError, match="binder_first: this language module has no slot binder"):
+        build_module(Config(init_from=str(tmp_path / "plain"), stage=2, model=LanguageConfig(binder_first=True)))
+    assert build_module(Config(init_from=str(tmp_path / "plain"), blind=True, model=LanguageConfig(binder_first=True))).adapter.binder is None
 
 
 def toy_batch(g: torch.Generator, n: int):

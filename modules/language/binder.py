@@ -30,7 +30,8 @@ Read-outs, all fixed formulas on the rows (as relations.py, SchNet-style soft st
                    first step at which that passes TOUCH at NEIGHBOUR_PX, / T' (1 if never)          [PAIR_WIDTH]
 R roles give R role tokens (R + 1 with the first token) and R(R-1)/2 pair tokens per kind read. Shapes: rows [B, T'*K, D>=18]
 time-major, text [B, L, H_text] (or token ids [B, L] with the binder's own table) + mask [B, L] ->
-tokens [B, R + P, ROLE_WIDTH + PAIR_WIDTH] with is_pair [R + P] (the caller projects them), and w [B, R, K].
+tokens [B, R' + P, ROLE_WIDTH + PAIR_WIDTH] with is_pair [R' + P] (R' = R, or R + 1 with the first token;
+the caller projects them), and w [B, R, K].
 """
 
 from __future__ import annotations

@@ -139,6 +139,8 @@ class LanguageConfig:
                 raise ConfigError(f"language.binder: {kind!r} is not a kind the module reads ({sorted(self.kind_dims)})")
         if len(set(self.binder)) != len(self.binder):
             raise ConfigError(f"language.binder has repeats: {self.binder}")
+        if self.binder_first and not self.binder:
+            raise ConfigError("language.binder_first needs a slot binder (language.binder names its kinds)")
         if self.binder_text not in ("lm", "own"):
             raise ConfigError(f"language.binder_text must be lm or own, got {self.binder_text!r}")
         if self.binder_roles < 2:

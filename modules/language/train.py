@@ -65,7 +65,7 @@ class Config:
         # With init_from the saved config replaces `model`; only its relations and binder carry over,
         # checked against the saved config when added (LanguageModule.add_relations / add_binder).
         # A blind LM reads no bus, so it gets neither (a recipe's round applies to it unchanged).
-        (dataclasses.replace(self.model, relations=[], binder=[]) if self.init_from or self.blind else self.model).validate()
+        (dataclasses.replace(self.model, relations=[], binder=[], binder_first=False) if self.init_from or self.blind else self.model).validate()
         if self.stage not in (1, 2):
             raise ConfigError(f"stage must be 1 (captions) or 2 (QA), got {self.stage}")
         if self.split.startswith("test"):
@@ -171,9 +171,11 @@ def build_module(cfg: Config) -> LanguageModule:
                     setattr(module.config, key, getattr(cfg.model, key))
             module.add_binder(cfg.model.binder)  # likewise: model.binder may add a slot binder
             if cfg.model.binder_first:  # ... and model.binder_first its first token (binder.py)
+                if module.adapter.binder is None:
+                    raise ConfigError("model.binder_first: this language module has no slot binder (add one with model.binder=[...])")
                 module.adapter.add_binder_first()
     else:
-        module = LanguageModule.build(dataclasses.replace(cfg.model, relations=[], binder=[]) if cfg.blind else cfg.model)
+        module = LanguageModule.build(dataclasses.replace(cfg.model, relations=[], binder=[], binder_first=False) if cfg.blind else cfg.model)
     module.set_stage(cfg.stage)
     if not cfg.blind and (cfg.binder_init or cfg.freeze_binder):
         binder = module.adapter.binder
