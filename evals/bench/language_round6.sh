@@ -16,10 +16,14 @@
 #   ctl    v14's own binder (the control: what a sixth round gives by itself)
 #   blind  v14's blind LM (cogarch/assets/default_pack/language_blind) given the same round, scored
 #          beside cur (once cur is done)
-#   big    cur (and without forecast) and ctl (with the blind LM) on the larger held-out split of
+#   big    first (and without forecast) and ctl (with the blind LM) on the larger held-out split of
 #          runs/l9/physqa23 (features runs/l9/features23, docs/benchmarks.md part 4)
 # Scored on the pack's val and test splits (evals/bench/lang_eval.py --samples, for paired.py).
 #   bash evals/bench/language_round6.sh [OUT_DIR] [VARIANT ...]     (default: runs/l14, cur ctl blind)
+# FROM / BLIND default to the shipped pack's folders, which were v14's when this ran; the pack now
+# ships v15 (this script's `first`), so to rerun it take v14 from git first, e.g.
+#   git archive dbe41de cogarch/assets/default_pack | tar -x -C /tmp/v14
+#   FROM=/tmp/v14/cogarch/assets/default_pack/language BLIND=/tmp/v14/cogarch/assets/default_pack/language_blind bash ...
 # Needs runs/l7/features (evals/bench/language_variants.sh makes it) and v13's collide binder
 # (language_round5.sh bind2 writes runs/l13/binder_own_collide.safetensors).
 set -e
@@ -32,14 +36,14 @@ for v in $VARIANTS; do
   case $v in cur|first|ctl|blind|big) ;; *) echo "error: unknown variant $v (cur | first | ctl | blind | big)" >&2; exit 2;; esac
 done
 case " $VARIANTS " in *" big "*)
-  for n in cur ctl blind; do
+  for n in first ctl blind; do
     case " $VARIANTS " in *" $n "*) ;; *) [ -d $R/$n/final ] || { echo "error: big needs $R/$n/final: run variant $n first" >&2; exit 2; };; esac
   done
   [ -d runs/l9/physqa23/questions -a -f runs/l9/features23/test.json ] || {
     echo "error: big needs runs/l9/physqa23 and runs/l9/features23 (docs/benchmarks.md, part 4)" >&2; exit 2; };;
 esac
-FROM=cogarch/assets/default_pack/language
-BLIND=cogarch/assets/default_pack/language_blind
+FROM=${FROM:-cogarch/assets/default_pack/language}
+BLIND=${BLIND:-cogarch/assets/default_pack/language_blind}
 COLLIDE=runs/l13/binder_own_collide.safetensors
 [ -d runs/l7/features ] || { echo "error: no runs/l7/features (run evals/bench/language_variants.sh runs/l7 norm)" >&2; exit 2; }
 bench_suites physqa
@@ -62,9 +66,9 @@ for v in $VARIANTS; do
     ctl) lang_round ctl $FROM $W trainer.max_steps=3000 freeze_binder=true; lang_score ctl;;
     blind) lang_round blind $BLIND blind=true $W trainer.max_steps=3000
            if [ -d $R/cur/final ]; then lang_score cur blind; else echo "note: $R/cur/final not there yet: rerun the blind variant to score it" >&2; fi;;
-    big) keep $R/big_cur_test.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/l9/physqa23 --features runs/l9/features23 \
-           --split test --model $R/cur/final --drop forecast --out $R/big_cur_test.json \
-           --samples $R/samples_big_cur_test > $R/big_cur_test.log 2>&1
+    big) keep $R/big_first_test.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/l9/physqa23 --features runs/l9/features23 \
+           --split test --model $R/first/final --drop forecast --out $R/big_first_test.json \
+           --samples $R/samples_big_first_test > $R/big_first_test.log 2>&1
          keep $R/big_ctl_test.json || .venv/bin/python -m cogarch.evals.bench.lang_eval --data runs/l9/physqa23 --features runs/l9/features23 \
            --split test --model $R/ctl/final --blind $R/blind/final --out $R/big_ctl_test.json --samples $R/samples_big_ctl_test \
            > $R/big_ctl_test.log 2>&1;;
