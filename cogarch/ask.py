@@ -68,7 +68,9 @@ def _format_evidence(ev: dict[str, Any]) -> list[str]:
     b = ev.get("binder")
     if b:
         lines.append("  binder (the objects the language module took the question to name): " + "; ".join(
-            f"role {p['role']}: {p['object'] or 'an unseen slot'} (slot {p['slot']}, weight {p['weight']:.2f})" for p in b))
+            (f"role {p['role']}: {p['object'] or 'an unseen slot'} (slot {p['slot']}, weight {p['weight']:.2f})" if p["role"] != "first"
+             else f"first touched by role 0 in {p['kind']}: " + (f"{p['object'] or 'an unseen slot'} (slot {p['slot']})" if p["slot"] is not None
+                                                       else "nothing")) for p in b))
     c = ev.get("cost")
     if c:
         lines.append("  cost: " + ", ".join(f"{k}={v:.3f}" for k, v in c.items()))

@@ -76,7 +76,7 @@ def test_first_token_is_the_slot_role_0_touched_first(lm_dir, tmp_path):
     """binder_first: one more role-like token, the slot role 0 touched first (earliest contact, ties
     share, nothing when nothing was touched); added to a trained binder module by init_from with its
     index row at zero and the others kept; saved and loaded with it."""
-    from cogarch.modules.language.binder import first_touched
+    from cogarch.modules.language.binder import first_pick, first_touched
 
     touch = torch.zeros(1, 4, 3, 3)
     touch[0, 1, 0, 2] = touch[0, 1, 2, 0] = touch[0, 2, 0, 1] = touch[0, 2, 1, 0] = 1.0  # 0-2 at step 1, 0-1 at step 2
@@ -92,6 +92,8 @@ def test_first_token_is_the_slot_role_0_touched_first(lm_dir, tmp_path):
     assert tok.shape == (1, 7, ROLE_WIDTH + PAIR_WIDTH) and is_pair.tolist() == [False] * 4 + [True] * 3
     assert torch.equal(tok[0, 3], plain[0, 1])  # the first token reads slot 1 as role 1 does
     assert torch.equal(tok[0, :3], plain[0, :3]) and torch.equal(tok[0, 4:], plain[0, 3:])
+    assert first_pick(clip_rows(), 3, w[:, 0]).tolist() == [[0, 1, 0]]  # the weights the token read, as evidence
+    assert first_pick(clip_rows(), 3, w[:, 2]).tolist() == [[0, 0, 0]]  # the empty slot touched nothing
     # init_from: a binder module gains the first token
     m = LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18}, pool="none", lora_dropout=0.0, binder=["objects"]))
     m.save_pretrained(tmp_path / "b")
@@ -104,6 +106,34 @@ def test_first_token_is_the_slot_role_0_touched_first(lm_dir, tmp_path):
     cont.save_pretrained(tmp_path / "first")
     back = LanguageModule.from_pretrained(tmp_path / "first")
     assert back.config.binder_first and scores(back) == scores(cont)
+    # evidence (`ask --explain`): the roles' picks, then the slot the first token reads. Role 0 made to
+    # take the red cube (slot 0), which touches the blue sphere (slot 1) at step 1.
+    with torch.no_grad():
+        back.adapter.binder.to_ident.weight.zero_()
+        back.adapter.binder.to_ident.bias.zero_()
+        back.adapter.binder.to_ident.bias[list(RED_CUBE)] = 20.0
+    picks = back.binder_picks(objects_bus(), Q)
+    assert [p["role"] for p in picks] == [0, 1, 2, "first"] and picks[0]["slot"] == 0
+    assert picks[-1] == {"role": "first", "kind": "objects", "slot": 1, "weight": 1.0}
+    assert all(p["role"] != "first" for p in m.binder_picks(objects_bus(), Q))  # without the token: roles only
+    # binder_check counts how often the first token reads the answer's slot: right for the clip whose
+    # answer is the object slot 1 (made fully visible here), wrong for the one whose answer is slot 0
+    from datasets import Dataset, DatasetDict
+
+    from cogarch.evals.bench.binder_check import check
+    from cogarch.evals.world.vocab import COLORS, MATERIALS, SHAPES
+    from cogarch.modules.language.data import write_shard
+
+    name = lambda c, s, m: f"{list(COLORS)[c]} {list(MATERIALS)[m - 11]} {list(SHAPES)[s - 8]}"
+    rows = clip_rows()
+    rows[:, 1::3] *= 2  # slot 1 at gate 1 (rows are x gate), so the name lookup sees it
+    write_shard(tmp_path / "f", "val", ["c0", "c1"], {"objects": {"tokens": rows.expand(2, -1, -1), "time": objects_bus().latest("objects").time.expand(2, -1)}})
+    qs = [{"qid": f"c{i}_q", "clip_id": f"c{i}", "template": "desc_first_hit", "question": f"Which object does the {name(*RED_CUBE)} hit first?",
+           "choices": [name(*BLUE_SPHERE), name(*RED_CUBE)], "answer_index": i} for i in (0, 1)]
+    DatasetDict({"val": Dataset.from_list(qs)}).save_to_disk(str(tmp_path / "questions"))
+    back.save_pretrained(tmp_path / "first_red")
+    got = check(str(tmp_path / "first_red"), str(tmp_path), str(tmp_path / "f"), "val", slots=3, template="desc_first_hit")
+    assert (got["n"], got["role0_named"], got["first_objects_answer"], got["first_objects_none"]) == (2, 100.0, 50.0, 0.0)
     # no binder to add it to: one-line errors; a blind LM ignores it
     with pytest.raises(ConfigError, match="binder_first needs a slot binder"):
         LanguageConfig(binder_first=True).validate()
@@ -355,10 +385,15 @@ def test_binder_config_and_bus_errors(lm_dir):
 
 
 def test_explain_names_the_binders_picks():
-    """`cogarch ask --explain` prints the binder's picks with the object each slot was seen as."""
+    """`cogarch ask --explain` prints the binder's picks with the object each slot was seen as, and the
+    slot its first token reads (binder_first) per kind."""
     from cogarch.ask import _format_evidence
 
     ev = {"binder": [{"role": 0, "slot": 2, "weight": 0.97, "object": "red metal sphere"},
                      {"role": 1, "slot": 5, "weight": 0.6, "object": None}]}
     (line,) = _format_evidence(ev)
     assert line.endswith("role 0: red metal sphere (slot 2, weight 0.97); role 1: an unseen slot (slot 5, weight 0.60)")
+    ev["binder"] += [{"role": "first", "kind": "objects", "slot": 3, "weight": 1.0, "object": "blue rubber cube"},
+                     {"role": "first", "kind": "forecast", "slot": None, "weight": 0.0, "object": None}]
+    (line,) = _format_evidence(ev)
+    assert line.endswith("; first touched by role 0 in objects: blue rubber cube (slot 3); first touched by role 0 in forecast: nothing")

@@ -48,14 +48,12 @@ def named_slots(template: str, question: str, rows: torch.Tensor, slots: int = 6
     by code in a clip's rows [T' x K, >= 18] through their identity columns (slot_view's find, the
     world's vocabulary), or None where the rows hold no such distinct slots. A diagnostic of binding
     (template_probe, binder_pretrain, binder_check); never an answer."""
-    from cogarch.evals.world import vocab
-
     if template not in NAMED:
         raise UserError(f"no named-slot form for template {template!r} (known: {', '.join(NAMED)})")
     m = re.fullmatch(NAMED[template], question)
     if m is None:
         raise UserError(f"not a {template} question: {question!r}")
-    find = slot_view(rows[:, :18].float().reshape(-1, slots, 18), [list(vocab.COLORS), list(vocab.SHAPES), list(vocab.MATERIALS)])[4]
+    find = find_slot(rows, slots)
     got = tuple(find(n) for n in m.groups())
     return got if min(got) >= 0 and len(set(got)) == len(got) else None
 
@@ -140,3 +138,11 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     cli(main)
+
+
+def find_slot(rows: torch.Tensor, slots: int = 6):
+    """name ("red metal cube") -> the present slot of a clip's rows [T' x K, >= 18] whose identity best
+    matches it, or -1 (slot_view's find, the world's vocabulary). A diagnostic lookup; never an answer."""
+    from cogarch.evals.world import vocab
+
+    return slot_view(rows[:, :18].float().reshape(-1, slots, 18), [list(vocab.COLORS), list(vocab.SHAPES), list(vocab.MATERIALS)])[4]

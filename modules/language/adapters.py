@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from cogarch.bus import KNOWN_KINDS, LatentBus, Message
 from cogarch.errors import ConfigError, UserError
-from cogarch.modules.language.binder import PAIR_WIDTH, ROLE_WIDTH, SlotBinder
+from cogarch.modules.language.binder import PAIR_WIDTH, ROLE_WIDTH, SlotBinder, first_pick
 from cogarch.modules.language.config import LanguageConfig
 from cogarch.modules.language.relations import OBJECT_ROW, relation_width, slot_relations
 from cogarch.modules.language.resampler import QuestionResampler
@@ -263,6 +263,22 @@ class BusAdapter(nn.Module):
             tok, _, w = self.binder(rows, K, text, tmask, w=w if w is not None and w.shape[-1] == K else None)
             outs.append(self.bind_proj[kind](tok.to(dtype)) + self.kind_embed.weight[ki] + self.bind_index.weight)
         return (torch.cat(outs, 1) if outs else text.new_zeros(B, 0, self.hidden, dtype=dtype)), w
+
+    def first_picks(self, messages: Mapping[str, Message], w: torch.Tensor) -> list[dict]:
+        """Evidence for batch item 0: with binder_first, one {"role": "first", "kind", "slot", "weight"}
+        per binder kind present, the slot the first token reads (slot None: role 0 touched nothing);
+        `w` [B, R, K] the binder's picks, as binder_tokens reuses them."""
+        if self.binder is None or not self.binder.first:
+            return []
+        out = []
+        for kind in self.kinds:
+            msg = messages.get(kind)
+            if kind in self.bind_proj and msg is not None and msg.time is not None:
+                K = steps_slots(msg.time.to(msg.tokens.device), kind, "binder")[1]
+                if w.shape[-1] == K:
+                    v, k = first_pick(msg.tokens[:1].to(w.device), K, w[:1, 0])[0].max(-1)
+                    out.append({"role": "first", "kind": kind, "slot": int(k) if v > 0 else None, "weight": round(float(v), 3)})
+        return out
 
     def add_relations(self, kinds: list[str]) -> None:
         """A relation projector for each kind in `kinds` that has none yet (relations.py). Its last

@@ -104,20 +104,17 @@ class SlotBinder(nn.Module):
             raise ValueError(f"SlotBinder: {N} rows of width {D} are not [steps x {slots} slots] object rows")
         T = N // slots
         r = rows[..., :OBJECT_ROW].float().reshape(B, T, slots, OBJECT_ROW)
-        g = r[..., VISIBLE].clamp(0, 1)  # [B, T', K]
         if w is None:
+            g = r[..., VISIBLE].clamp(0, 1)  # [B, T', K]
             # a slot's identity: its gate-weighted mean over steps (rows are identity x gate)
             ident = r[..., :IDENT].sum(1) / g.sum(1).clamp_min(1e-3)[..., None]  # [B, K, I]
             w = self.select(ident, g.amax(1), text, tmask)
-        ungate = 1.0 / g.clamp_min(0.05)[..., None]
-        pos = r[..., POS:POS + 2] * ungate  # [B, T', K, 2] canvas units
-        ident_t = r[..., :IDENT] * ungate
+        g, pos, d, both = _geometry(r)
+        ident_t = r[..., :IDENT] * (1.0 / g.clamp_min(0.05)[..., None])  # ungated
         rel = slot_relations(rows[..., :OBJECT_ROW].float(), slots).reshape(B, T, slots, -1)
         per_slot = torch.cat([ident_t[:, -1], g[:, -1, :, None], pos[:, -1], rel[:, -1]], -1)  # [B, K, ROLE_WIDTH]
         role = w @ per_slot  # [B, R, ROLE_WIDTH]
 
-        d = (pos[:, :, :, None] - pos[:, :, None]).norm(dim=-1) * CANVAS_PX  # [B, T', K, K] px
-        both = g[..., :, None] * g[..., None, :] * (1 - torch.eye(slots, device=rows.device))  # no slot meets itself
         radii = torch.tensor(RADII, device=rows.device)
         close = torch.sigmoid((radii - d[..., None]) / STEP_PX) * both[..., None]  # [B, T', K, K, R_rad]
         touch = torch.sigmoid((NEIGHBOUR_PX - d) / STEP_PX) * both  # [B, T', K, K]
@@ -138,6 +135,25 @@ class SlotBinder(nn.Module):
         ], 1)
         is_pair = torch.tensor([False] * R + [True] * len(self.pairs), device=rows.device)
         return tokens.to(rows.dtype), is_pair, w
+
+
+def _geometry(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Object rows r [B, T', K, OBJECT_ROW] (identity x gate, gate, x, y, ...) -> gates g [B, T', K],
+    ungated centres pos [B, T', K, 2] (canvas units), centre distances d [B, T', K, K] (px) and
+    both [B, T', K, K]: both slots visible, never a slot with itself."""
+    g = r[..., VISIBLE].clamp(0, 1)
+    pos = r[..., POS:POS + 2] * (1.0 / g.clamp_min(0.05)[..., None])
+    d = (pos[:, :, :, None] - pos[:, :, None]).norm(dim=-1) * CANVAS_PX
+    both = g[..., :, None] * g[..., None, :] * (1 - torch.eye(r.shape[2], device=r.device))
+    return g, pos, d, both
+
+
+def first_pick(rows: torch.Tensor, slots: int, w0: torch.Tensor) -> torch.Tensor:
+    """The first token's slot weights [B, K] (see first_touched) for object rows [B, T'*K, D] and role
+    0's pick w0 [B, K]: what the token reads, for evidence (`LanguageModule.binder_picks`)."""
+    B, N, _ = rows.shape
+    _, _, d, both = _geometry(rows[..., :OBJECT_ROW].float().reshape(B, N // slots, slots, OBJECT_ROW))
+    return first_touched(torch.sigmoid((NEIGHBOUR_PX - d) / STEP_PX) * both, w0.float())
 
 
 def first_touched(touch: torch.Tensor, w0: torch.Tensor) -> torch.Tensor:

@@ -328,13 +328,8 @@ class LanguageModule(nn.Module):
     def bos_id(self) -> int | None:
         return self.tokenizer.bos_token_id
 
-    def prefix(
-        self,
-        bus: LatentBus | Mapping[str, Message] | None,
-        batch_size: int,
-        blind: bool = False,
-        prompts: list[list[int]] | None = None,
-    ):
+    def prefix(self, bus: LatentBus | Mapping[str, Message] | None, batch_size: int, blind: bool = False,
+               prompts: list[list[int]] | None = None):
         """Soft prefix [B, P, H] and mask [B, P] for a bus (P = 0 when blind or the bus is empty).
 
         `prompts` (token ids, one list per row) feed the question-conditioned resampler when the
@@ -381,14 +376,15 @@ class LanguageModule(nn.Module):
     @torch.no_grad()
     def binder_picks(self, bus: LatentBus | Mapping[str, Message] | None, question: str, choices: list[str] | None = None) -> list[dict]:
         """Evidence: the slot each binder role weighs most for this question (prompt built as answering
-        builds it): [{"role", "slot", "weight"}]; [] without a binder or its kinds on the bus."""
+        builds it): [{"role", "slot", "weight"}] (+ BusAdapter.first_picks); [] without a binder or its kinds."""
         msgs = messages_of(bus, list(self.config.kind_dims))
         if self.adapter.binder is None or not any(k in msgs for k in self.adapter.bind_proj):
             return []
         prompt = encode_pair(self.tokenizer, format_prompt(self.config, question, choices), None, self.config)[0]
         _, w = self._binder(msgs, [prompt])
         top = w[0].float().max(-1)
-        return [{"role": r, "slot": int(k), "weight": round(float(v), 3)} for r, (v, k) in enumerate(zip(top.values, top.indices))]
+        return [{"role": r, "slot": int(k), "weight": round(float(v), 3)} for r, (v, k) in enumerate(zip(top.values, top.indices))
+                ] + self.adapter.first_picks(msgs, w)
 
     def add_binder(self, kinds: list[str]) -> None:
         """A slot binder over `kinds` (config.binder), zero-initialised projectors; known kinds skipped."""
