@@ -1,16 +1,13 @@
 """Episodic store: round trip, exact top-k, persistence, forget, rebuild, self-healing index cache,
-schema versioning, a concurrent reader process, and SIGKILL of a writer process mid-write."""
+schema versioning, a concurrent reader process, and SIGKILL of a writer process mid-write (the
+child processes: tests/memory_children.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import select
 import shutil
-import signal
 import sqlite3
 import time
-import zlib
 
 import numpy as np
 import pytest
@@ -19,13 +16,8 @@ from cogarch.errors import CheckpointError, UserError
 from cogarch.modules.memory.config import MemoryConfig
 from cogarch.modules.memory.store import INDEX_DIR, INDEX_FILE, STATE_FILE, EpisodeStore
 
-D = 16
-
-
-def vec_for(tag: str, dim: int = D) -> np.ndarray:
-    """Deterministic unit vector from a tag: the parent can check what a child process wrote."""
-    v = np.random.default_rng(zlib.crc32(tag.encode())).standard_normal(dim).astype(np.float32)
-    return v / np.linalg.norm(v)
+from tests import memory_children as children
+from tests.memory_children import D, vec_for
 
 
 def cfg_at(path, **kw) -> MemoryConfig:
@@ -143,48 +135,7 @@ def test_newer_schema_and_mismatches_are_one_line_errors(tmp_path):
 
 
 # ----------------------------------------------------------------------------- processes
-
-
-def _child(fn, *args) -> tuple[int, int]:
-    """Fork a process running fn(write_fd, *args); returns (pid, read_fd). The child never returns."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: a separate process with its own SQLite connection and index
-        os.close(r)
-        code = 0
-        try:
-            fn(w, *args)
-        except BaseException as e:  # report, never fall back into pytest
-            os.write(w, f"error {type(e).__name__}: {e}\n".encode())
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(w)
-    return pid, r
-
-
-def _read_all(fd: int, timeout: float = 0.0) -> str:
-    out = b""
-    while select.select([fd], [], [], timeout)[0]:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        out += chunk
-    return out.decode()
-
-
-def _writer(w: int, store: str, seed: int) -> None:
-    # Tiny save interval so kills also land inside index saves, not only inside SQLite commits.
-    st = EpisodeStore(MemoryConfig(store=store, index_save_every=3, index_save_fraction=0.0, exact_below=0))
-    rng = np.random.default_rng(seed)
-    for j in range(100_000):
-        if rng.random() < 0.3:  # a 3-row transaction: all or nothing
-            tags = [f"{seed}-{j}-{b}" for b in range(3)]
-            ids = st.add_many(np.stack([vec_for(t) for t in tags]), tags, metas=[{"batch": tags[0]}] * 3)
-        else:
-            tags = [f"{seed}-{j}"]
-            ids = [st.add(vec_for(tags[0]), clip_hash=tags[0])]
-        os.write(w, "".join(f"{i} {t}\n" for i, t in zip(ids, tags)).encode())  # only after COMMIT
+# The child processes live in tests/memory_children.py and start from a forkserver (why: its docstring).
 
 
 def test_sigkill_during_writes_keeps_every_committed_episode(tmp_path):
@@ -192,12 +143,12 @@ def test_sigkill_during_writes_keeps_every_committed_episode(tmp_path):
     committed: dict[int, str] = {}
     rng = np.random.default_rng(123)
     for it in range(12):
-        pid, r = _child(_writer, store, it)
+        p, r = children.start(children.writer, store, it)
         time.sleep(float(rng.uniform(0.05, 0.35)))
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        out = _read_all(r)
-        os.close(r)
+        p.kill()  # SIGKILL
+        p.join()
+        out = children.read_all(r)
+        r.close()
         assert "error" not in out, out
         for line in out.splitlines():  # each report is one write() < PIPE_BUF: never torn
             i, tag = line.split()
@@ -221,37 +172,21 @@ def test_sigkill_during_writes_keeps_every_committed_episode(tmp_path):
     assert len(committed) >= 12  # the writer made progress between kills
 
 
-def _reader(w: int, store: str, n_final: int) -> None:
-    st = EpisodeStore(MemoryConfig(store=store, exact_below=0), read_only=True)
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        n = len(st)
-        for h in st.search(vec_for(f"c{max(n - 1, 0)}"), 3):  # every hit must be a consistent row
-            if not np.allclose(h.episode.embedding, vec_for(h.episode.clip_hash), atol=1e-6):
-                raise AssertionError(f"inconsistent episode {h.episode.id}")
-        os.write(w, f"{n}\n".encode())
-        if n == n_final:
-            top = st.search(vec_for(f"c{n_final - 1}"), 1)[0]
-            os.write(w, f"final {top.episode.clip_hash}\n".encode())
-            return
-        time.sleep(0.005)
-
-
 def test_concurrent_reader_process_while_writer_appends(tmp_path):
     store = str(tmp_path / "s")
     n_final = 120
     with EpisodeStore(MemoryConfig(store=store, exact_below=0)) as st:
         st.add(vec_for("c0"), clip_hash="c0")
-        pid, r = _child(_reader, store, n_final)
+        p, r = children.start(children.reader, store, n_final)
         for i in range(1, n_final):
             st.add(vec_for(f"c{i}"), clip_hash=f"c{i}")
             if i % 10 == 0:
                 time.sleep(0.02)  # give the reader turns mid-stream
-    _, status = os.waitpid(pid, 0)
-    out = _read_all(r, timeout=0.1)
-    os.close(r)
+    p.join(60)
+    out = children.read_all(r, timeout=0.1)
+    r.close()
     assert "error" not in out, out
     counts = [int(x) for x in out.split() if x.isdigit()]
     assert counts == sorted(counts) and counts[-1] == n_final, counts[-5:]
     assert any(1 <= c < n_final for c in counts), "the reader never read while the writer was appending"
-    assert f"final c{n_final - 1}" in out and os.WEXITSTATUS(status) == 0
+    assert f"final c{n_final - 1}" in out and p.exitcode == 0
