@@ -28,18 +28,8 @@ cd "$(dirname "$0")/../.."
 . evals/bench/recipe_lib.sh
 R=${1:-runs/l9}; shift || true
 VARIANTS=${*:-r3 hard rep rep2 blind}
-case $R in r3|hard|rep|rep2|blind) echo "error: the first argument is the output folder (got the variant $R)" >&2; exit 2;; esac
-seen=" "
-for v in $VARIANTS; do  # checked before any work
-  case $v in r3|hard|rep|rep2|blind) ;; *) echo "error: unknown variant $v (r3 | hard | rep | rep2 | blind)" >&2; exit 2;; esac
-  if [ $v = blind ]; then
-    for need in r3:r3 rep2:rep2 hard:hard_mix; do
-      case "$seen" in *" ${need%%:*} "*) ;; *) [ -d $R/${need##*:}/final ] || {
-        echo "error: blind scores its LMs beside $R/${need##*:}/final: run variant ${need%%:*} first" >&2; exit 2; };; esac
-    done
-  fi
-  seen="$seen$v "
-done
+variants_ok "$VARIANTS" r3 hard rep rep2 blind  # checked before any work
+needs_runs blind "$VARIANTS" r3 rep2 hard:hard_mix
 FROM=runs/l8/norm_cont/final
 BLIND=runs/l8/blind_r2/final
 [ -f $FROM/language_config.json ] || { echo "error: no v11 language module at $FROM" >&2; exit 2; }

@@ -32,25 +32,13 @@ cd "$(dirname "$0")/../.."
 . evals/bench/recipe_lib.sh
 R=${1:-runs/l12}; shift || true
 VARIANTS=${*:-rel ctl blind}
-case $R in rel|ctl|blind|hard|big|move8k) echo "error: the first argument is the output folder (got the variant $R)" >&2; exit 2;; esac
-seen=" "
-for v in $VARIANTS; do  # checked before any work: hard and big need rel and ctl (big also blind), here or done
-  case $v in rel|ctl|blind|hard|big|move8k) ;; *) echo "error: unknown variant $v (rel | ctl | blind | hard | big | move8k)" >&2; exit 2;; esac
-  needs=""
-  [ $v = hard ] && needs="rel ctl"
-  [ $v = big ] && needs="rel ctl blind"
-  [ $v = move8k ] && needs="rel"
-  if [ $v = move8k ] && ! [ -d runs/l7/physqa8k/questions -a -f runs/l7/features8k/train.json ]; then
-    echo "error: move8k needs runs/l7/physqa8k and runs/l7/features8k (evals/bench/language_clips.sh makes them)" >&2; exit 2
-  fi
-  for n in $needs; do
-    case "$seen" in *" $n "*) ;; *) [ -d $R/$n/final ] || { echo "error: $v needs $R/$n/final: run variant $n first" >&2; exit 2; };; esac
-  done
-  if [ $v = big ] && ! [ -d runs/l9/physqa23/questions -a -f runs/l9/features23/test.json ]; then
-    echo "error: big needs runs/l9/physqa23 and runs/l9/features23 (docs/benchmarks.md, part 4: a larger held-out test split)" >&2; exit 2
-  fi
-  seen="$seen$v "
-done
+variants_ok "$VARIANTS" rel ctl blind hard big move8k  # checked before any work
+needs_runs hard "$VARIANTS" rel ctl
+needs_runs big "$VARIANTS" rel ctl blind
+needs_runs move8k "$VARIANTS" rel
+needs_big23 big "$VARIANTS"
+case " $VARIANTS " in *" move8k "*) [ -d runs/l7/physqa8k/questions -a -f runs/l7/features8k/train.json ] || {
+  echo "error: move8k needs runs/l7/physqa8k and runs/l7/features8k (evals/bench/language_clips.sh makes them)" >&2; exit 2; };; esac
 FROM=runs/l9/rep2/final
 BLIND=runs/l9/blind_rep2/final
 [ -f $FROM/language_config.json ] || { echo "error: no v12 language module at $FROM" >&2; exit 2; }

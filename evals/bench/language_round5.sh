@@ -32,17 +32,9 @@ cd "$(dirname "$0")/../.."
 . evals/bench/recipe_lib.sh
 R=${1:-runs/l13}; shift || true
 VARIANTS=${*:-bind ctl blind}
-case $R in bind|bind2|ctl|blind|big) echo "error: the first argument is the output folder (got the variant $R)" >&2; exit 2;; esac
-for v in $VARIANTS; do
-  case $v in bind|bind2|ctl|blind|big) ;; *) echo "error: unknown variant $v (bind | bind2 | ctl | blind | big)" >&2; exit 2;; esac
-done
-case " $VARIANTS " in *" big "*)
-  for n in bind2 ctl blind; do
-    case " $VARIANTS " in *" $n "*) ;; *) [ -d $R/$n/final ] || { echo "error: big needs $R/$n/final: run variant $n first" >&2; exit 2; };; esac
-  done
-  [ -d runs/l9/physqa23/questions -a -f runs/l9/features23/test.json ] || {
-    echo "error: big needs runs/l9/physqa23 and runs/l9/features23 (docs/benchmarks.md, part 4)" >&2; exit 2; };;
-esac
+variants_ok "$VARIANTS" bind bind2 ctl blind big
+needs_runs big "$VARIANTS" bind2 ctl blind
+needs_big23 big "$VARIANTS"
 FROM=cogarch/assets/default_pack/language
 BLIND=cogarch/assets/default_pack/language_blind
 [ -d runs/l7/features ] || { echo "error: no runs/l7/features (run evals/bench/language_variants.sh runs/l7 norm)" >&2; exit 2; }

@@ -7,6 +7,37 @@
 #             finished stage. A kept stage is NOT checked against the current recipe.
 ovr() { .venv/bin/python -c "import yaml; print(' '.join(yaml.safe_load(open('configs/pack/default.yaml'))['$1']))"; }
 keep() { [ -e "$1" ] && echo "keeping $1 (delete it to redo that stage)" >&2; }
+#   variants_ok "VARIANTS" ALLOWED...  (after R is set) a one-line error and exit 2 when the output
+#             folder R is a variant's name (a forgotten folder argument) or a variant is not ALLOWED
+variants_ok() {
+  local vs=$1 v; shift
+  case " $* " in *" $R "*) echo "error: the first argument is the output folder (got the variant $R)" >&2; exit 2;; esac
+  for v in $vs; do
+    case " $* " in *" $v "*) ;; *) echo "error: unknown variant $v ($(printf '%s | ' "$@" | sed 's/ | $//'))" >&2; exit 2;; esac
+  done
+}
+#   needs_runs V "VARIANTS" NAME[:FOLDER]...  when V is asked for, each NAME must be asked for before
+#             it or already done ($R/FOLDER/final, FOLDER defaults to NAME); else a one-line error, exit 2
+needs_runs() {
+  local v=$1 vs=$2 seen=" " x spec; shift 2
+  for x in $vs; do
+    if [ "$x" = "$v" ]; then
+      for spec in "$@"; do
+        case "$seen" in *" ${spec%%:*} "*) ;; *) [ -d $R/${spec##*:}/final ] || {
+          echo "error: $v needs $R/${spec##*:}/final: run the variant '${spec%%:*}' first" >&2; exit 2; };; esac
+      done
+      return 0
+    fi
+    seen="$seen$x "
+  done
+}
+#   needs_big23 V "VARIANTS"  V (when asked for) scores the larger held-out split runs/l9/physqa23
+#             (features runs/l9/features23, docs/benchmarks.md part 4): a one-line error when missing
+needs_big23() {
+  case " $2 " in *" $1 "*) [ -d runs/l9/physqa23/questions -a -f runs/l9/features23/test.json ] || {
+    echo "error: $1 needs runs/l9/physqa23 and runs/l9/features23 (docs/benchmarks.md, part 4: a larger held-out test split)" >&2
+    exit 2; };; esac
+}
 #   bench_suites [NAME ...]  sets the shared generated suites the VoE and language benches read and
 #             makes the named ones (default: all) that are missing, each once, then reused by every script:
 #               PHYSQA   (physqa)   runs/vf/physqa     physqa, seed 0, 2000 clips, 4 train questions per
