@@ -81,13 +81,15 @@ class Config:
     # baseline alike: e.g. [[], [], ["trainer.max_steps=3000", "template_repeat.desc_count=4"]]
     # (a shorter third round that oversamples counting). Rounds past the list get none.
     stage2_round_overrides: list[list[str]] = field(default_factory=list)
-    # The slot binder's pretraining (evals/bench/binder_pretrain.py, after language stage 1, on the
-    # train split's answers): run when a stage-2 override says binder_init={binder}, which then names
-    # its weights. These are its extra arguments, e.g. [--templates, desc_collide, --steps, "1500"].
-    # A curriculum's second phase continues those weights (--init) with binder_curriculum_args and
-    # writes {binder2}; it runs when an override names {binder2}.
-    binder_pretrain_args: list[str] = field(default_factory=list)
-    binder_curriculum_args: list[str] = field(default_factory=list)
+    # The slot binder's pretraining (`cogarch train language-binder` from binder_preset, after language
+    # stage 1, on the train split's answers): run when a stage-2 override says binder_init={binder},
+    # which then names its weights. binder_pretrain_overrides are its dotted overrides, e.g.
+    # [templates=[desc_collide], trainer.max_steps=1500]. A curriculum's second phase continues those
+    # weights (init=) with binder_curriculum_overrides and writes {binder2}; it runs when an override
+    # names {binder2}. (Packs v14 and v15 recorded binder_pretrain_args: the bench script's flags.)
+    binder_preset: str = "configs/language/binder.yaml"
+    binder_pretrain_overrides: list[str] = field(default_factory=list)
+    binder_curriculum_overrides: list[str] = field(default_factory=list)
     train_blind: bool = True  # also train the blind (no-video) language baseline on the same QA
     memory: str = "configs/memory/default.yaml"
     eval_limit: int = 0  # 0: the whole test split
@@ -128,7 +130,7 @@ class Pipeline:
         self.root = Path(cfg.out_dir)
         self.root.mkdir(parents=True, exist_ok=True)
         self.log_path = self.root / "pipeline.json"
-        self.binders = {BINDER: self.root / "binder" / "binder.safetensors", BINDER2: self.root / "binder" / "binder2.safetensors"}
+        self.binders = {k: self.root / "binder" / sub / "final" / "binder.safetensors" for k, sub in ((BINDER, "pretrain"), (BINDER2, "curriculum"))}
         self.log = json.loads(self.log_path.read_text()) if self.log_path.is_file() else {"stages": {}}
 
     def stage(self, name: str, done: Path, fn: Callable[[], object], recipe: list[str] | None = None) -> None:
@@ -273,9 +275,12 @@ class Pipeline:
         self.train_stage("language stage 1", s1,
             "language", c.language, common + ["stage=1", f"trainer.out_dir={r / 'language_s1'}"] + c.stage1_overrides)
         named = " ".join(c.stage2_overrides + [o for k in c.stage2_round_overrides for o in k])  # binder_init={binder}
-        for name, key, args in (("binder pretrain", BINDER, c.binder_pretrain_args), ("binder curriculum", BINDER2, c.binder_curriculum_args)):
+        for name, key, extra in (("binder pretrain", BINDER, c.binder_pretrain_overrides),
+                                 ("binder curriculum", BINDER2, [*c.binder_curriculum_overrides, f"init={self.binders[BINDER]}"])):
             if BINDER2 in named or (key == BINDER and BINDER in named):  # the curriculum starts from the first phase
-                self.stage(name, self.binders[key], lambda k=key: self.pretrain_binder(s1, data / "physqa", lang_feats, k), recipe=list(args))
+                self.train_stage(name, self.binders[key].parent, "language-binder", c.binder_preset,
+                                 [f"language={s1}", f"data_dir={data / 'physqa'}", f"features_dir={lang_feats}", f"trainer.seed={c.seed}",
+                                  f"trainer.out_dir={self.binders[key].parent.parent}", *extra])
         s2 = self.stage2_rounds("language stage 2", "language", common + [f"init_from={s1}"])
         blind = r / "language_blind" / "final"
         if c.train_blind:
@@ -290,12 +295,6 @@ class Pipeline:
         if c.ship_to:
             self.ship(pack, Path(c.ship_to))
         return pack
-
-    def pretrain_binder(self, language: Path, data: Path, features: Path, key: str) -> None:
-        from cogarch.evals.bench.binder_pretrain import main  # on the train split's answers
-        c = self.cfg
-        args = c.binder_pretrain_args if key == BINDER else [*c.binder_curriculum_args, f"--init={self.binders[BINDER]}"]
-        main([f"--language={language}", f"--data={data}", f"--features={features}", f"--seed={c.seed}", f"--out={self.binders[key]}", *args])
 
     def stage2_rounds(self, name: str, folder: str, overrides: list[str]) -> Path:
         """Language stage 2 (`folder`), then rounds 2..stage2_rounds (`folder`_r2, ...), each from the

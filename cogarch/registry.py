@@ -25,6 +25,7 @@ TRAINABLE: dict[str, str] = {
     "critic": "cogarch.modules.cost.train",
     "language-pretrain": "cogarch.modules.language.pretrain",
     "language": "cogarch.modules.language.train",
+    "language-binder": "cogarch.modules.language.binder_train",
     "pack": "cogarch.pack_train",
 }
 

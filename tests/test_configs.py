@@ -28,6 +28,8 @@ SCHEMAS: dict[str, str] = {
 FILE_SCHEMAS: dict[str, str] = {
     "language/pretrain_tiny.yaml": "train:language-pretrain",
     "language/tiny.yaml": "train:language",
+    "language/binder.yaml": "train:language-binder",
+    "language/binder_tiny.yaml": "train:language-binder",
     "perception/objects_tiny.yaml": "train:objects",
 }
 

@@ -433,6 +433,12 @@ def test_feature_shard_round_trip_and_errors(tmp_path):
         FeatureShard(tmp_path, "test")
     with pytest.raises(FeatureError, match="clip 'zz' has no features"):
         sh.row_of("zz")
+    got = sh.tokens("c1", ["surprise", "percept"])  # one clip's tokens by kind, for the probes and the binder's pretraining
+    assert list(got) == ["surprise", "percept"] and torch.equal(got["percept"], tok[1])
+    with pytest.raises(FeatureError, match="has no train features for zz .features of another suite"):
+        sh.tokens("zz", ["percept"])
+    with pytest.raises(FeatureError, match="has no 'objects' tokens .it has .'percept', 'surprise'"):
+        sh.tokens("c1", ["percept", "objects"])
 
 
 def test_scorer_protocol_over_feature_shards(lms, tmp_path):

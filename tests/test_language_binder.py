@@ -283,7 +283,7 @@ def test_binder_init_and_freeze(lm_dir, tmp_path):
     assert build_module(blind).adapter.binder is None
 
 
-def test_binder_pretrain_writes_weights_a_round_loads(lm_dir, tmp_path):
+def test_binder_pretrain_writes_weights_a_round_loads(lm_dir, tmp_path, capsys):
     """evals/bench/binder_pretrain.py on a synthetic desc_collide suite (toy_batch's clips, the
     questions in words): per-template accuracies and binder picks in its JSON, weights that
     binder_init loads into a module reading the same LM; one-line errors for bad arguments."""
@@ -313,18 +313,20 @@ def test_binder_pretrain_writes_weights_a_round_loads(lm_dir, tmp_path):
             "--templates", "desc_collide", "--slots", "3", "--steps", "20", "--every", "10"]
     assert main([*args, "--out", str(tmp_path / "b.safetensors")]) == 0
     res = json.loads((tmp_path / "b.json").read_text())
-    assert [c["step"] for c in res["curve"]] == [0, 10, 20] and set(res["per_template"]["desc_collide"]) == {"train", "val", "test"}
+    assert res["steps"] == 20 and set(res["per_template"]["desc_collide"]) == {"train", "val", "test"}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("b.")) == ["b.json", "b.safetensors"]  # scratch run gone
     picks = res["binder_picks"]["desc_collide"]
     assert set(picks) == {"train", "val", "test"} and all(0 <= v <= 100 for v in picks.values())
-    # a curriculum: continue from those weights; with lr 0 the binder (and so every pick) is unchanged
-    assert main([*args, "--init", str(tmp_path / "b.safetensors"), "--lr", "0", "--out", str(tmp_path / "b2.safetensors")]) == 0
+    # a curriculum: continue from those weights; one step at lr 1e-12 leaves the binder (and every pick) as it was
+    assert main([*args, "--init", str(tmp_path / "b.safetensors"), "--lr", "1e-12", "--steps", "1", "--out", str(tmp_path / "b2.safetensors")]) == 0
     from safetensors.torch import load_file
 
-    assert all(torch.equal(load_file(str(tmp_path / "b.safetensors"))[k], v) for k, v in load_file(str(tmp_path / "b2.safetensors")).items())
+    b, b2 = load_file(str(tmp_path / "b.safetensors")), load_file(str(tmp_path / "b2.safetensors"))
+    assert b.keys() == b2.keys() and all(torch.allclose(b[k], v, atol=1e-8) for k, v in b2.items())
     assert json.loads((tmp_path / "b2.json").read_text())["binder_picks"]["desc_collide"] == picks
-    with pytest.raises(UserError, match="--init .*not a binder"):
+    with pytest.raises(UserError, match="init .*not a binder"):
         main([*args, "--init", str(tmp_path / "questions" / "dataset_dict.json"), "--out", str(tmp_path / "b3.safetensors")])
-    with pytest.raises(UserError, match="--kinds"):
+    with pytest.raises(UserError, match="kinds must be slot-row kinds"):
         main([*args, "--kinds", "percept", "--out", str(tmp_path / "b3.safetensors")])
     assert not (tmp_path / "b3.safetensors").exists()
     own = LanguageConfig(binder=["objects"], binder_text="own")  # the pretraining's default: its own token table
@@ -346,6 +348,26 @@ def test_binder_pretrain_writes_weights_a_round_loads(lm_dir, tmp_path):
                             binder_init=str(tmp_path / "b.safetensors")))
     with pytest.raises(UserError, match="safetensors"):
         main([*args, "--out", str(tmp_path / "b.pt")])
+    # the module's own entry point: `cogarch train language-binder` (the generic trainer) exports the
+    # binder, the reader and what they were trained on; the reader reloads with the same answers
+    from cogarch.cli import main as cli_main
+    from cogarch.modules.language.binder_train import load_reader
+
+    common = [f"language={tmp_path / 'lang'}", f"data_dir={tmp_path}", f"features_dir={tmp_path / 'f'}", "slots=3"]
+    assert cli_main(["train", "language-binder", "--config", "configs/language/binder_tiny.yaml", *common, "trainer.max_steps=4",
+                     f"trainer.out_dir={tmp_path / 'run'}", "trainer.progress=false"]) == 0
+    final = tmp_path / "run" / "final"
+    assert sorted(p.name for p in final.iterdir()) == ["binder.safetensors", "binder_config.json", "reader.safetensors"]
+    reader, meta = load_reader(final, LanguageModule.from_pretrained(tmp_path / "lang"))
+    assert meta["answers"] == ["no", "yes"] and meta["templates"] == ["desc_collide"] and reader.out.out_features == 2
+    assert all(torch.equal(v, reader.binder.state_dict()[k]) for k, v in load_file(str(final / "binder.safetensors")).items())
+    capsys.readouterr()  # what came before (dataset progress bars)
+    for bad, msg in (("templates=[desc_nothing]", "no desc_nothing questions"), ("kinds=[percept]", "kinds must be slot-row kinds"),
+                     ("language=", "language: name the saved language folder")):
+        assert cli_main(["train", "language-binder", "--config", "configs/language/binder_tiny.yaml", *common, bad,
+                         f"trainer.out_dir={tmp_path / 'bad'}"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert msg in err[-1] and "Traceback" not in "".join(err) and not (tmp_path / "bad" / "final").exists()
 
 
 def test_binder_with_its_own_token_table(lm_dir, tmp_path):

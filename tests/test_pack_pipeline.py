@@ -37,8 +37,8 @@ TINY = {
                                ["trainer.max_steps=2", "template_repeat.desc_first_hit=2", "model.relations=[objects,forecast]"],
                                ["trainer.max_steps=2", "model.binder=[objects,forecast]", "model.binder_text=own",
                                 "binder_init={binder2}", "freeze_binder=true"]],
-    "binder_pretrain_args": ["--templates", "desc_collide", "--steps", "2", "--every", "1"],
-    "binder_curriculum_args": ["--templates", "desc_collide", "--kinds", "forecast,objects", "--steps", "2", "--every", "1"],
+    "binder_pretrain_overrides": ["templates=[desc_collide]", "trainer.max_steps=2", "trainer.ckpt_every=1"],
+    "binder_curriculum_overrides": ["templates=[desc_collide]", "kinds=[forecast,objects]", "trainer.max_steps=2", "trainer.ckpt_every=1"],
 }
 
 
@@ -82,12 +82,13 @@ def test_pipeline_builds_a_complete_pack(tiny_pack: tuple[Config, Path]) -> None
     # round 5's slot binder: pretrained after stage 1, continued by the curriculum (their own stages), loaded and
     # kept frozen; the blind LM has none
     assert {"binder pretrain", "binder curriculum"} <= set(stages)
-    assert (Path(cfg.out_dir) / "binder" / "binder.safetensors").is_file()
+    binders = [Path(cfg.out_dir) / "binder" / phase / "final" / "binder.safetensors" for phase in ("pretrain", "curriculum")]
+    assert json.loads((binders[1].parent / "binder_config.json").read_text())["init"] == str(binders[0])
     assert language["config"]["binder"] == ["objects", "forecast"] and language["config"]["binder_text"] == "own"
     assert json.loads((pack / "language_blind" / "language_config.json").read_text())["config"]["binder"] == []
     from safetensors.torch import load_file
 
-    first, pre = (load_file(str(Path(cfg.out_dir) / "binder" / f)) for f in ("binder.safetensors", "binder2.safetensors"))
+    first, pre = (load_file(str(f)) for f in binders)
     shipped = load_file(str(pack / "language" / "projectors.safetensors"))
     assert all(torch.equal(shipped[f"binder.{k}"], v) for k, v in pre.items())  # the curriculum's, frozen through the round
     assert not all(torch.equal(first[k], v) for k, v in pre.items())  # the curriculum trained on from the first phase

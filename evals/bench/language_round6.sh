@@ -18,6 +18,11 @@
 #          beside cur (once cur is done)
 #   big    first (and without forecast) and ctl (with the blind LM) on the larger held-out split of
 #          runs/l9/physqa23 (features runs/l9/features23, docs/benchmarks.md part 4)
+#   name   first's binder and token, the mix also weighting the questions answered by naming an
+#          object: hits first and hits next x4, which is moving / which leaves / which caused x2
+#          (the first token reads the "hits first" answer's slot for half the questions, yet v15 is
+#          at 38.1; twenty-fifth session). name_blind: v14's blind LM given the same round, scored
+#          beside name. Chosen against first on val before test is read.
 # Scored on the pack's val and test splits (evals/bench/lang_eval.py --samples, for paired.py).
 #   bash evals/bench/language_round6.sh [OUT_DIR] [VARIANT ...]     (default: runs/l14, cur ctl blind)
 # FROM / BLIND default to the shipped pack's folders, which were v14's when this ran; the pack now
@@ -31,23 +36,17 @@ cd "$(dirname "$0")/../.."
 . evals/bench/recipe_lib.sh
 R=${1:-runs/l14}; shift || true
 VARIANTS=${*:-cur ctl blind}
-case $R in cur|first|ctl|blind|big) echo "error: the first argument is the output folder (got the variant $R)" >&2; exit 2;; esac
-for v in $VARIANTS; do
-  case $v in cur|first|ctl|blind|big) ;; *) echo "error: unknown variant $v (cur | first | ctl | blind | big)" >&2; exit 2;; esac
-done
-case " $VARIANTS " in *" big "*)
-  for n in first ctl blind; do
-    case " $VARIANTS " in *" $n "*) ;; *) [ -d $R/$n/final ] || { echo "error: big needs $R/$n/final: run variant $n first" >&2; exit 2; };; esac
-  done
-  [ -d runs/l9/physqa23/questions -a -f runs/l9/features23/test.json ] || {
-    echo "error: big needs runs/l9/physqa23 and runs/l9/features23 (docs/benchmarks.md, part 4)" >&2; exit 2; };;
-esac
+variants_ok "$VARIANTS" cur first ctl blind big name name_blind
+needs_runs big "$VARIANTS" first ctl blind
+needs_big23 big "$VARIANTS"
 FROM=${FROM:-cogarch/assets/default_pack/language}
 BLIND=${BLIND:-cogarch/assets/default_pack/language_blind}
 COLLIDE=runs/l13/binder_own_collide.safetensors
 [ -d runs/l7/features ] || { echo "error: no runs/l7/features (run evals/bench/language_variants.sh runs/l7 norm)" >&2; exit 2; }
 bench_suites physqa
 event_round_vars
+NAMING="template_repeat.desc_first_hit=4 template_repeat.pred_next_hit=4 template_repeat.desc_which_moving=2 \
+template_repeat.desc_which_exits=2 template_repeat.expl_which=2"  # after $W: these override its x2
 export OMP_NUM_THREADS=1
 mkdir -p $R
 for v in $VARIANTS; do
@@ -63,6 +62,12 @@ for v in $VARIANTS; do
          lang_round $v $FROM $W trainer.max_steps=3000 binder_init=$R/binder_$v.safetensors freeze_binder=true \
            model.binder_first=$([ $v = first ] && echo true || echo false)
          lang_score $v;;
+    name) [ -f $R/binder_first.safetensors ] || { echo "error: name needs $R/binder_first.safetensors (variant first)" >&2; exit 2; }
+          lang_round name $FROM $W $NAMING trainer.max_steps=3000 binder_init=$R/binder_first.safetensors freeze_binder=true \
+            model.binder_first=true
+          lang_score name;;
+    name_blind) lang_round name_blind $BLIND blind=true $W $NAMING trainer.max_steps=3000
+           if [ -d $R/name/final ]; then lang_score name name_blind; else echo "note: $R/name/final not there yet: rerun name_blind to score it" >&2; fi;;
     ctl) lang_round ctl $FROM $W trainer.max_steps=3000 freeze_binder=true; lang_score ctl;;
     blind) lang_round blind $BLIND blind=true $W trainer.max_steps=3000
            if [ -d $R/cur/final ]; then lang_score cur blind; else echo "note: $R/cur/final not there yet: rerun the blind variant to score it" >&2; fi;;

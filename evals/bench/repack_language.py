@@ -37,7 +37,7 @@ from cogarch.fsutil import atomic_write_json
 from cogarch.pack_train import Config, Pipeline, git_revision
 
 
-def repack(src: Path, language: Path, blind: Path, out: Path, data: Path, sets: dict, how: str) -> dict:
+def repack(src: Path, language: Path, blind: Path, out: Path, data: Path, sets: dict, how: str, drop: list[str] = ()) -> dict:
     from cogarch.evalglue import install
     from cogarch.evals.runner import run_eval
 
@@ -55,6 +55,10 @@ def repack(src: Path, language: Path, blind: Path, out: Path, data: Path, sets: 
     meta = json.loads((src / "pack.json").read_text())
     if not isinstance(meta.get("config"), dict) or "physqa" not in meta.get("eval", {}):
         raise UserError(f"{src / 'pack.json'} has no recipe config or physqa evaluation (not a trained pack)")
+    missing = [k for k in drop if k not in meta["config"]]
+    if missing:
+        raise UserError(f"--drop {', '.join(missing)}: not a key of {src / 'pack.json'}'s recipe")
+    dropped = {k: meta["config"].pop(k) for k in drop}
     cfg = dict(meta["config"], **sets)
     load_config(Config, None, [f"{k}={json.dumps(v)}" for k, v in cfg.items()])  # the recorded recipe must load
     if out.exists():
@@ -65,7 +69,8 @@ def repack(src: Path, language: Path, blind: Path, out: Path, data: Path, sets: 
         shutil.copytree(new, out / sub)
     meta["config"] = cfg
     meta["language_rebuild"] = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git_revision": git_revision(),
-                                "language": str(language), "language_blind": str(blind), "how": how}
+                                "language": str(language), "language_blind": str(blind), "how": how,
+                                **({"dropped_recipe_keys": dropped} if dropped else {})}
     atomic_write_json(out / "pack.json", meta)
     install()
     res = run_eval("physqa", str(out), str(data), None, str(out.parent / f"{out.name}_eval" / "physqa"), seed=0, split="test")
@@ -84,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="where the new pack is written (replaced if it exists)")
     ap.add_argument("--data", default="runs/vf/physqa", help="the pack's own physqa suite (its test split is scored)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=YAML", help="recipe keys to record in pack.json's config")
+    ap.add_argument("--drop", action="append", default=[], metavar="KEY",
+                    help="recorded recipe keys the current schema no longer has (e.g. binder_pretrain_args, "
+                    "binder_curriculum_args of v14/v15: since renamed *_overrides); the note in pack.json keeps their values")
     ap.add_argument("--how", required=True, help="how the new language folders were trained (recorded in pack.json)")
     args = ap.parse_args(argv)
     sets = {}
@@ -95,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             sets[key] = yaml.safe_load(value)
         except yaml.YAMLError:
             raise UserError(f"--set {item!r}: the value is not valid YAML") from None
-    meta = repack(Path(args.pack), Path(args.language), Path(args.blind), Path(args.out), Path(args.data), sets, args.how)
+    meta = repack(Path(args.pack), Path(args.language), Path(args.blind), Path(args.out), Path(args.data), sets, args.how, args.drop)
     print(json.dumps({k: v["acc"] for k, v in meta["eval"]["physqa"]["metrics"].items()}), meta["check"]["metrics"])
     return 0
 

@@ -43,13 +43,8 @@ def template_rows(data: str, features: str, split: str, template: str, kinds: tu
     xs: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
     qs, ys = [], []
     for r in question_rows(data, split, (template,)):
-        if r["clip_id"] not in shard:
-            raise UserError(f"{features} has no {split} features for {r['clip_id']} (features of another suite?)")
-        parts = shard.get(shard.row_of(r["clip_id"]))
-        for k in kinds:
-            if k not in parts:
-                raise UserError(f"{features} has no {k!r} tokens (it has {sorted(parts)})")
-            xs[k].append(parts[k]["tokens"].float())
+        for k, v in shard.tokens(r["clip_id"], kinds).items():
+            xs[k].append(v)
         qs.append(words(r["question"]))
         ys.append(str(r["answer"]))
     return {k: torch.stack(v) for k, v in xs.items()}, qs, ys

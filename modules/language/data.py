@@ -155,6 +155,17 @@ class FeatureShard:
             out[kind] = parts
         return out
 
+    def tokens(self, clip_id: str, kinds) -> dict[str, torch.Tensor]:
+        """{kind: [n, D] float32 tokens} of one clip for `kinds`; a one-line FeatureError naming the
+        clip or the kind when the shard lacks it (features of another suite, or without that kind)."""
+        if clip_id not in self._row:
+            raise FeatureError(f"{self.tensors_path.parent} has no {self.split} features for {clip_id} (features of another suite?)")
+        parts = self.get(self._row[clip_id])
+        missing = [k for k in kinds if k not in parts]
+        if missing:
+            raise FeatureError(f"{self.tensors_path.parent} has no {missing[0]!r} tokens (it has {sorted(parts)})")
+        return {k: parts[k]["tokens"] for k in kinds}
+
     def bus(self, clip_id: str) -> LatentBus:
         """A bus holding this clip's messages (batch of one), as the live modules would publish them."""
         return bus_from_rows([self.get(self.row_of(clip_id))], sources={k: v.get("source") or "features" for k, v in self.kinds.items()})
