@@ -18,6 +18,9 @@
 #          beside cur (once cur is done)
 #   big    first (and without forecast) and ctl (with the blind LM) on the larger held-out split of
 #          runs/l9/physqa23 (features runs/l9/features23, docs/benchmarks.md part 4)
+#   gt     as first, with both binder pretrainings (collide, then the curriculum with --first) run by
+#          the generic trainer (`cogarch train language-binder`, through binder_pretrain.py), as the
+#          pack recipe now runs them: $R/binder_gt_collide.safetensors, then $R/binder_gt.safetensors
 #   name   first's binder and token, the mix also weighting the questions answered by naming an
 #          object: hits first and hits next x4, which is moving / which leaves / which caused x2
 #          (the first token reads the "hits first" answer's slot for half the questions, yet v15 is
@@ -36,7 +39,7 @@ cd "$(dirname "$0")/../.."
 . evals/bench/recipe_lib.sh
 R=${1:-runs/l14}; shift || true
 VARIANTS=${*:-cur ctl blind}
-variants_ok "$VARIANTS" cur first ctl blind big name name_blind
+variants_ok "$VARIANTS" cur first ctl blind big gt name name_blind
 needs_runs big "$VARIANTS" first ctl blind
 needs_big23 big "$VARIANTS"
 FROM=${FROM:-cogarch/assets/default_pack/language}
@@ -62,6 +65,15 @@ for v in $VARIANTS; do
          lang_round $v $FROM $W trainer.max_steps=3000 binder_init=$R/binder_$v.safetensors freeze_binder=true \
            model.binder_first=$([ $v = first ] && echo true || echo false)
          lang_score $v;;
+    gt) keep $R/binder_gt_collide.safetensors || .venv/bin/python -m cogarch.evals.bench.binder_pretrain --language $FROM \
+          --data $PHYSQA --features runs/l7/features --binder-text own --templates desc_collide --steps 1500 --every 500 \
+          --out $R/binder_gt_collide.safetensors > $R/binder_gt_collide.log 2>&1
+        keep $R/binder_gt.safetensors || .venv/bin/python -m cogarch.evals.bench.binder_pretrain --language $FROM --data $PHYSQA \
+          --features runs/l7/features --binder-text own --kinds forecast,objects --templates desc_collide,desc_first_hit,pred_next_hit \
+          --init $R/binder_gt_collide.safetensors --steps 1500 --every 500 --lr 3e-4 --first --out $R/binder_gt.safetensors \
+          > $R/binder_gt.log 2>&1
+        lang_round gt $FROM $W trainer.max_steps=3000 binder_init=$R/binder_gt.safetensors freeze_binder=true model.binder_first=true
+        lang_score gt;;
     name) [ -f $R/binder_first.safetensors ] || { echo "error: name needs $R/binder_first.safetensors (variant first)" >&2; exit 2; }
           lang_round name $FROM $W $NAMING trainer.max_steps=3000 binder_init=$R/binder_first.safetensors freeze_binder=true \
             model.binder_first=true
