@@ -353,7 +353,7 @@ class Pipeline:
 
     def check_relations(self, source: str) -> None:
         """Relation channels and the slot binder read object-slot rows: `objects` needs objects_n > 0, the forecast an
-        object world model. Checked before the first stage, not when the round that adds them starts hours later."""
+        object world model; the binder stages' overrides must load. Checked before the first stage, not hours later."""
         c = self.cfg
         for o in c.stage1_overrides + c.stage2_overrides + [o for r in c.stage2_round_overrides for o in r]:
             key, _, value = o.partition("=")
@@ -363,6 +363,11 @@ class Pipeline:
             if key in ("model.relations", "model.binder") and "forecast" in kinds and source != "objects":
                 raise ConfigError(f"{o} reads the forecast as object-slot rows, but the world model forecasts {source!r} "
                                   f"(model.source): drop forecast from {key} or use model.source=objects")
+        from cogarch.config import load_config  # and the binder stages' overrides (their preset validates them)
+        from cogarch.modules.language.binder_train import Config as BinderConfig
+        for key in ("binder_pretrain_overrides", "binder_curriculum_overrides"):
+            if getattr(c, key):
+                load_config(BinderConfig, c.binder_preset, getattr(c, key))
 
     def check_resumed_world_model(self, source: str) -> None:
         """A resumed run skips stages whose output exists: a world model trained on the other source

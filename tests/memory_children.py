@@ -54,6 +54,8 @@ def start(fn, *args, timeout: float = 60.0):
     w.close()
     if not select.select([r.fileno()], [], [], timeout)[0] or os.read(r.fileno(), len(READY)) != READY:
         p.kill()
+        p.join()
+        r.close()
         raise RuntimeError(f"child {fn.__name__} did not start within {timeout} s")
     return p, r
 

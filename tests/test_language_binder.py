@@ -363,7 +363,8 @@ def test_binder_pretrain_writes_weights_a_round_loads(lm_dir, tmp_path, capsys):
     assert all(torch.equal(v, reader.binder.state_dict()[k]) for k, v in load_file(str(final / "binder.safetensors")).items())
     capsys.readouterr()  # what came before (dataset progress bars)
     for bad, msg in (("templates=[desc_nothing]", "no desc_nothing questions"), ("kinds=[percept]", "kinds must be slot-row kinds"),
-                     ("language=", "language: name the saved language folder")):
+                     ("language=", "language: name the saved language folder"), ("width=6", "width must be a positive multiple of 4"),
+                     ("slots=4", "slots=4, but the 'objects' rows of")):
         assert cli_main(["train", "language-binder", "--config", "configs/language/binder_tiny.yaml", *common, bad,
                          f"trainer.out_dir={tmp_path / 'bad'}"]) == 2
         err = capsys.readouterr().err.strip().splitlines()

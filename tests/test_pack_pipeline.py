@@ -275,6 +275,11 @@ def test_object_world_model_needs_object_slots(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="model.binder=.objects. reads object-slot rows, but objects_n is 0"):
         run(cfg)
     assert not (tmp_path / "n" / "data").exists()
+    # the binder stages' overrides load (with their preset) before the first stage too
+    cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'k'}", 'binder_curriculum_overrides=["kinds=[percept]"]'])
+    with pytest.raises(ConfigError, match="kinds must be slot-row kinds"):
+        run(cfg)
+    assert not (tmp_path / "k" / "data").exists()
     cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'v'}", "voe_design=triple"])
     with pytest.raises(ConfigError, match="voe_design"):
         run(cfg)

@@ -112,10 +112,10 @@ def report(model: _Logits, language, cfg, answers: list[str]) -> dict:
     """Per template and split: the reader's accuracy, the train majority's, and the binder's picks."""
     from cogarch.modules.language.binder_train import encode_questions
 
-    sets = {"train": encode_questions(language, cfg.data_dir, cfg.features_dir, "train", cfg.templates, cfg.kinds)}
+    sets = {"train": encode_questions(language, cfg.data_dir, cfg.features_dir, "train", cfg.templates, cfg.kinds, cfg.slots)}
     for s in ("val", "test"):  # reported where the split has such questions (a tiny suite may not)
         try:
-            sets[s] = encode_questions(language, cfg.data_dir, cfg.features_dir, s, cfg.templates, cfg.kinds)
+            sets[s] = encode_questions(language, cfg.data_dir, cfg.features_dir, s, cfg.templates, cfg.kinds, cfg.slots)
         except UserError as e:
             if not str(e).startswith("no "):
                 raise

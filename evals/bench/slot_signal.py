@@ -136,13 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    cli(main)
-
-
 def find_slot(rows: torch.Tensor, slots: int = 6):
     """name ("red metal cube") -> the present slot of a clip's rows [T' x K, >= 18] whose identity best
-    matches it, or -1 (slot_view's find, the world's vocabulary). A diagnostic lookup; never an answer."""
+    matches it (-1 for a word outside the world's vocabulary; slot_view's find). A diagnostic lookup; never an answer."""
     from cogarch.evals.world import vocab
 
     return slot_view(rows[:, :18].float().reshape(-1, slots, 18), [list(vocab.COLORS), list(vocab.SHAPES), list(vocab.MATERIALS)])[4]
+
+
+if __name__ == "__main__":
+    cli(main)
+

@@ -20,8 +20,7 @@ the binding, part 8). The export (out_dir/final) holds binder.safetensors (what 
 language binder_init=FILE` loads), reader.safetensors and binder_config.json (what it was trained
 on and the answer classes), so evals/bench/binder_pretrain.py can score the reader per template.
 
-    cogarch train language-binder --config configs/language/binder_tiny.yaml \
-        language=runs/pack/language_s1/final data_dir=data/physqa features_dir=data/physqa_features
+    cogarch train language-binder --config configs/language/binder_tiny.yaml language=runs/language_tiny/final
 """
 
 from __future__ import annotations
@@ -58,10 +57,13 @@ class Config:
     binder_text: str = "own"  # own token table or the LM's embeddings (the module's model.binder_text)
     slots: int = 6  # object slots per step in the rows
     width: int = 64  # the reader's width
-    # constant LR, no clipping: the loop the shipped v14/v15 binders were pretrained with (AdamW, wd 0.01)
+    # The optimiser of the bench loop that pretrained the v14/v15 binders (AdamW, lr 1e-3, wd 0.01,
+    # constant LR, no clipping); unlike it, the trainer draws epochs and skips decay on 1-D weights.
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.01, min_lr_ratio=1.0, grad_clip=0.0))
+    # float32 everywhere: the binder's slot scores and contact thresholds are float32 by design, and
+    # the model is small enough that bf16 would save nothing (measured only in float32, on the CPU).
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(out_dir="runs/binder", max_steps=1500, batch_size=64,
-                                                                         log_every=100, ckpt_every=500))
+                                                                         log_every=100, ckpt_every=500, mixed_precision="no"))
 
     def validate(self) -> None:
         if not self.templates:
@@ -73,8 +75,10 @@ class Config:
             raise ConfigError(f"binder_text must be 'own' or 'lm', got {self.binder_text!r}")
         if self.init and not os.path.isfile(self.init):
             raise ConfigError(f"init: no file {self.init!r}")
-        if self.slots < 1 or self.width < 4:
-            raise ConfigError(f"slots must be >= 1 and width >= 4 (got {self.slots}, {self.width})")
+        if self.slots < 1:
+            raise ConfigError(f"slots must be >= 1, got {self.slots}")
+        if self.width < 4 or self.width % 4:
+            raise ConfigError(f"width must be a positive multiple of 4 (the reader's attention heads), got {self.width}")
 
 
 class BinderReader(nn.Module):
@@ -118,13 +122,15 @@ class BinderReader(nn.Module):
         return loss, {"acc": float((logits.argmax(-1) == batch["label"]).float().mean())}
 
 
-def encode_questions(language, data_dir: str, features_dir: str, split: str, templates: list[str], kinds: list[str]) -> dict:
+def encode_questions(language, data_dir: str, features_dir: str, split: str, templates: list[str], kinds: list[str],
+                     slots: int = 6) -> dict:
     """The `templates` questions of a split: {"ids": [[prompt ids + 1]], "rows": {kind: [Q, N, 18]},
     "answers", "templates", "questions"} (rows: `kinds` and "objects", where a diagnostic finds names)."""
     from cogarch.modules.language.model import encode_pair, format_prompt
 
     shard = FeatureShard(features_dir, split)
     need = sorted({"objects", *kinds})
+    check_slots(shard, need, slots)
     out = {"ids": [], "rows": {k: [] for k in need}, "answers": [], "templates": [], "questions": [], "clip_ids": []}
     for r in load_split(data_dir, "questions", split):
         if r["template"] not in templates:
@@ -139,6 +145,21 @@ def encode_questions(language, data_dir: str, features_dir: str, split: str, tem
         raise UserError(f"no {'/'.join(templates)} questions in {data_dir} split {split}")
     out["rows"] = {k: torch.stack(v) for k, v in out["rows"].items()}
     return out
+
+
+def check_slots(shard: FeatureShard, kinds: list[str], slots: int) -> None:
+    """A ConfigError naming `slots` when a kind's rows do not hold that many slots per step (read off
+    the rows' per-step times, as the module does): reshaped with the wrong count, rows mix objects."""
+    from cogarch.modules.language.adapters import steps_slots
+
+    if not len(shard):
+        return
+    row = shard.get(0)
+    for kind in kinds:
+        if kind in row and "time" in row[kind]:
+            K = steps_slots(row[kind]["time"][None], kind, "language-binder")[1]
+            if K != slots:
+                raise ConfigError(f"slots={slots}, but the {kind!r} rows of {shard.tensors_path.parent} hold {K} slots per step")
 
 
 class BinderQuestions(torch.utils.data.Dataset):
@@ -180,7 +201,7 @@ def load_language(path: str):
 def make_job(cfg: Config) -> TrainJob:
     cfg.validate()
     language = load_language(cfg.language)
-    enc = encode_questions(language, cfg.data_dir, cfg.features_dir, "train", cfg.templates, cfg.kinds)
+    enc = encode_questions(language, cfg.data_dir, cfg.features_dir, "train", cfg.templates, cfg.kinds, cfg.slots)
     answers = sorted(set(enc["answers"]))
     model = build_reader(cfg, language, len(answers))
     if cfg.init:
