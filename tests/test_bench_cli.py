@@ -484,3 +484,26 @@ def test_slot_signal_reads_distance_and_speed_of_the_named_slots(tmp_path):
         assert all(s["auc"] == 1.0 and s["accuracy"] >= 90.0 for s in r["splits"].values()), (template, r)
         assert r["splits"]["train"]["accuracy"] == 100.0
     assert -17 < res["desc_collide"]["threshold"] < -13 and 1.5 < res["desc_moving_end"]["threshold"] < 2.5, res
+
+
+def test_repack_drop_names_a_recorded_key(tmp_path):
+    """repack_language --drop: a key the recorded recipe lacks is a one-line error before anything is
+    copied; without --drop, a recorded key of an older schema (v15's binder_pretrain_args) stops the
+    repack there too, with the key named."""
+    import json
+
+    from cogarch.errors import UserError
+    from cogarch.evals.bench.repack_language import repack
+
+    src, lang, blind, data = (tmp_path / n for n in ("pack", "lang", "blind", "data"))
+    for d in (src / "language_blind", lang, blind, data / "questions"):
+        d.mkdir(parents=True)
+    for d in (lang, blind):
+        (d / "language_config.json").write_text("{}")
+    config = {"stage2_rounds": 6, "binder_pretrain_args": ["--templates", "desc_collide"]}
+    (src / "pack.json").write_text(json.dumps({"config": config, "eval": {"physqa": {}}}))
+    with pytest.raises(UserError, match="--drop binder_curriculum_args: not a key of"):
+        repack(src, lang, blind, tmp_path / "out", data, {}, "how", ["binder_curriculum_args"])
+    with pytest.raises(UserError, match="unknown config key 'binder_pretrain_args'"):  # the old key no longer loads
+        repack(src, lang, blind, tmp_path / "out", data, {}, "how")
+    assert not (tmp_path / "out").exists()
