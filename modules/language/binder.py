@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 
 from cogarch.modules.language.relations import (
-    CANVAS_PX, IDENT, NEIGHBOUR_PX, OBJECT_ROW, POS, RADII, STEP_PX, TOUCH, VISIBLE, relation_width, slot_relations,
+    CANVAS_PX, IDENT, NEIGHBOUR_PX, OBJECT_ROW, POS, RADII, STEP_PX, TOUCH, VISIBLE, relation_width, slot_relations, ungated,
 )
 
 ROLE_WIDTH = IDENT + 3 + relation_width()
@@ -110,7 +110,7 @@ class SlotBinder(nn.Module):
             ident = r[..., :IDENT].sum(1) / g.sum(1).clamp_min(1e-3)[..., None]  # [B, K, I]
             w = self.select(ident, g.amax(1), text, tmask)
         g, pos, d, both = _geometry(r)
-        ident_t = r[..., :IDENT] * (1.0 / g.clamp_min(0.05)[..., None])  # ungated
+        ident_t = ungated(r[..., :IDENT], g)
         rel = slot_relations(rows[..., :OBJECT_ROW].float(), slots).reshape(B, T, slots, -1)
         per_slot = torch.cat([ident_t[:, -1], g[:, -1, :, None], pos[:, -1], rel[:, -1]], -1)  # [B, K, ROLE_WIDTH]
         role = w @ per_slot  # [B, R, ROLE_WIDTH]
@@ -142,7 +142,7 @@ def _geometry(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     ungated centres pos [B, T', K, 2] (canvas units), centre distances d [B, T', K, K] (px) and
     both [B, T', K, K]: both slots visible, never a slot with itself."""
     g = r[..., VISIBLE].clamp(0, 1)
-    pos = r[..., POS:POS + 2] * (1.0 / g.clamp_min(0.05)[..., None])
+    pos = ungated(r[..., POS:POS + 2], g)
     d = (pos[:, :, :, None] - pos[:, :, None]).norm(dim=-1) * CANVAS_PX
     both = g[..., :, None] * g[..., None, :] * (1 - torch.eye(r.shape[2], device=r.device))
     return g, pos, d, both

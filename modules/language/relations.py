@@ -47,6 +47,7 @@ VEL = 16        # vx, vy / SPEED_UNITS
 OBJECT_ROW = 18  # the narrowest row these channels read (perception's rows; wider with static slots)
 CANVAS_PX = 64.0    # the physics world's frame; rows hold positions / 64
 SPEED_UNITS = 32.0  # rows hold velocities / 32 (units/s)
+GATE_FLOOR = 0.05   # the smallest gate a row is ungated by (ungated)
 # log2 speed bump centres: 0.25 ... 8 units/s, half an octave apart (train split: "moving at the end"
 # yes/no medians 2.1 / 1.0 units/s); width half an octave
 SPEED_LOG2 = tuple(-2.0 + 0.5 * i for i in range(11))
@@ -57,6 +58,12 @@ RADII = (8.0, 12.0, 16.0, 20.0, 28.0)
 STEP_PX = 2.0
 NEIGHBOUR_PX = 14.0
 TOUCH = 0.25  # "touching" for `first`: g_k s_r(d_kj) g_j above this at r = NEIGHBOUR_PX (a half-visible other counts)
+
+
+def ungated(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Rows are base x gate: columns x [..., C] of rows whose gates are g [...] -> the base values.
+    A near-absent row is divided by at most 1 / GATE_FLOOR; callers weight it out by its gate after."""
+    return x * (1.0 / g.clamp_min(GATE_FLOOR)[..., None])
 
 
 def relation_width(ident: int = IDENT) -> int:
@@ -72,15 +79,14 @@ def slot_relations(x: torch.Tensor, slots: int) -> torch.Tensor:
     T = N // slots
     r = x.reshape(B, T, slots, D).float()
     g = r[..., VISIBLE].clamp(0, 1)  # [B, T', K]
-    ungate = 1.0 / g.clamp_min(0.05)[..., None]  # rows are base x gate; a near-absent row is weighted out below
-    pos = r[..., POS:POS + 2] * ungate * CANVAS_PX  # [B, T', K, 2] px
-    speed = (r[..., VEL:VEL + 2] * ungate).norm(dim=-1) * SPEED_UNITS  # [B, T', K] units/s
+    pos = ungated(r[..., POS:POS + 2], g) * CANVAS_PX  # [B, T', K, 2] px
+    speed = ungated(r[..., VEL:VEL + 2], g).norm(dim=-1) * SPEED_UNITS  # [B, T', K] units/s
     centres = torch.tensor(SPEED_LOG2, device=x.device, dtype=r.dtype)
     bumps = torch.exp(-((torch.log2(speed + 2 ** -4)[..., None] - centres) / SPEED_WIDTH) ** 2)  # [B, T', K, S]
 
     d = (pos[:, :, :, None] - pos[:, :, None]).norm(dim=-1)  # [B, T', K, K] px
     other = (1 - torch.eye(slots, device=x.device, dtype=r.dtype)) * g[..., None, :]  # g_j, no contact with itself
-    ident = r[..., :IDENT] * ungate  # [B, T', K, I]
+    ident = ungated(r[..., :IDENT], g)  # [B, T', K, I]
     radii = torch.tensor(RADII, device=x.device, dtype=r.dtype)
     s = torch.sigmoid((radii - d[..., None]) / STEP_PX) * other[..., None]  # [B, T', K, K, R]
     near = s.amax(3)  # [B, T', K, R]
