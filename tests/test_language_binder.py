@@ -116,6 +116,16 @@ def test_first_token_is_the_slot_role_0_touched_first(lm_dir, tmp_path):
     assert [p["role"] for p in picks] == [0, 1, 2, "first"] and picks[0]["slot"] == 0
     assert picks[-1] == {"role": "first", "kind": "objects", "slot": 1, "weight": 1.0}
     assert all(p["role"] != "first" for p in m.binder_picks(objects_bus(), Q))  # without the token: roles only
+    assert back.adapter.first_picks(dict(objects=objects_bus().latest("objects")), torch.zeros(1, 3, 4)) == []  # picks of 4 slots: not these rows
+    # one entry per kind read, in prefix order (forecast first): a forecast whose objects never meet reads nothing
+    two = LanguageModule.build(LanguageConfig(base_lm=lm_dir, kind_dims={"objects": 18, "forecast": 18}, pool="none",
+                                              binder=["objects", "forecast"], binder_first=True))
+    two.adapter.binder.load_state_dict(back.adapter.binder.state_dict())
+    apart = clip_rows()
+    apart[:, 1::3, 14:16] = 0.45  # the sphere (gate 0.5, so x, y = 0.9 ungated) far from the cube at every step
+    bus = objects_bus()
+    bus.publish(Message("forecast", "world_model", apart, time=bus.latest("objects").time + 3))
+    assert [(p["kind"], p["slot"]) for p in two.binder_picks(bus, Q) if p["role"] == "first"] == [("forecast", None), ("objects", 1)]
     # binder_check counts how often the first token reads the answer's slot: right for the clip whose
     # answer is the object slot 1 (made fully visible here), wrong for the one whose answer is slot 0
     from datasets import Dataset, DatasetDict
