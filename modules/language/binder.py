@@ -15,7 +15,7 @@ every slot by a dot product with that slot's identity; the roles pick in turn, e
 over the slots the earlier roles left open (soft weights w [B, R, K]). Nothing here parses text or
 reads ground truth: the role queries, the text encoder and the map into identity space are learned
 from the answers alone. Trained inside a language round (its projector starting at zero) it learned
-to pick empty slots; pretrained first on collide answers (evals/bench/binder_pretrain.py, as BLIP-2
+to pick empty slots; pretrained first on collide answers (binder_train.py, as BLIP-2
 pretrains its Q-Former) and frozen, it lets the module read "collide" (docs/benchmarks.md, part 7).
 
 Read-outs, all fixed formulas on the rows (as relations.py, SchNet-style soft steps):

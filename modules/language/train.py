@@ -52,8 +52,8 @@ class Config:
     # epoch (e.g. template_repeat.desc_count=4); unnamed templates appear once. It changes the mix's
     # proportions without dropping a template (`templates` drops the rest).
     template_repeat: dict[str, int] = field(default_factory=dict)
-    # The slot binder's starting weights (a .safetensors of SlotBinder's state, as
-    # evals/bench/binder_pretrain.py writes), and whether it stays frozen: trained inside a round from
+    # The slot binder's starting weights (a .safetensors of SlotBinder's state, as `cogarch train
+    # language-binder` exports it: final/binder.safetensors), and whether it stays frozen: trained inside a round from
     # scratch it learned nothing useful (docs/benchmarks.md, "What the object slots hold", part 7).
     # Both need a module with a binder (model.binder); a blind LM ignores them, as it ignores model.binder.
     binder_init: str = ""
