@@ -189,6 +189,21 @@ class EpochSampler(torch.utils.data.Sampler):
         return iter(torch.randperm(self.n, generator=g).tolist())
 
 
+def worker_context(preload: tuple[str, ...] = ("torch", "numpy")) -> Any:
+    """Where DataLoader workers start: a forkserver (spawn where there is none, e.g. Windows), never a
+    fork of this process. The caller may hold threads (a video codec's, a server's, tqdm's monitor),
+    and a child forked from a threaded process can deadlock on a lock one of them held: workers
+    decoding clips with av 18.1.1 did. The server is one fresh single-threaded process, started on
+    first use with `preload` imported (only the first caller's list counts), so workers start fast."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(preload))
+    return ctx
+
+
 def _accelerator(cfg: Any) -> Any:
     from accelerate import Accelerator
     from accelerate.utils import GradientAccumulationPlugin
@@ -281,6 +296,7 @@ def _fit(acc: Any, job: TrainJob, cfg: Any, resume: bool) -> Path:
     loader = torch.utils.data.DataLoader(
         job.dataset, batch_size=t.batch_size, sampler=sampler, drop_last=True,  # equal batch sizes
         collate_fn=job.collate_fn, num_workers=t.num_workers, generator=loader_gen,
+        multiprocessing_context=worker_context() if t.num_workers > 0 else None,  # never a fork of this process
     )
     model, optimizer, loader, scheduler = acc.prepare(model, optimizer, loader, scheduler)
     n_batches = len(loader)

@@ -265,3 +265,16 @@ def test_ddp_two_processes_on_cpu_and_exact_resume(tmp_path):
     launch(res, "--resume")
     a, b = load_file(str(ref / "final" / MODEL_FILE)), load_file(str(res / "final" / MODEL_FILE))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_loader_workers_give_the_same_run(tmp_path):
+    """trainer.num_workers > 0: workers start from a forkserver (cogarch.train.worker_context), never
+    a fork of the trainer's process; the batches, and so the final weights, equal a run without them."""
+    import multiprocessing
+
+    from cogarch.train import worker_context
+
+    finals = [_fit(_cfg(tmp_path / f"w{n}", f"trainer.num_workers={n}", "trainer.max_steps=80")) for n in (0, 2)]
+    a, b = (load_file(str(f / MODEL_FILE)) for f in finals)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert worker_context().get_start_method() in ({"forkserver"} & set(multiprocessing.get_all_start_methods()) or {"spawn"})

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import tempfile
 from pathlib import Path
@@ -39,6 +38,7 @@ from torch.utils.data import Dataset
 from cogarch.errors import UserError
 from cogarch.fsutil import safe_join
 from cogarch.modules.perception.config import IMAGENET_MEAN, IMAGENET_STD
+from cogarch.train import worker_context
 
 SPLITS = ("train", "val", "test", "test_ood")
 
@@ -85,15 +85,6 @@ def read_frames(path: str | os.PathLike, num_frames: int, size: int, fps: float,
     from cogarch.video import read_clip
 
     return read_clip(path, num_frames=num_frames, fps=fps, size=size, start_s=start / fps if fps > 0 else 0.0)
-
-
-def _worker_context():
-    """Where frame-decoding workers start: a forkserver (spawn where there is none, e.g. Windows)."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])  # workers fork with torch, numpy and av already imported
-    return ctx
 
 
 class ClipDataset(Dataset):
@@ -170,11 +161,9 @@ class ClipDataset(Dataset):
             src = ClipDataset(self.root, self.split, self.num_frames, self.size, normalize=False,
                               max_clips=len(self.rows), with_index=True, windows=self.windows,
                               possible_only=self.possible_only, uniform=self.uniform)
-            # Workers come from a forkserver, not a fork of this process: the caller may hold threads
-            # (a video codec's, a server's), and a child forked from a threaded process can deadlock
-            # on a lock one of them held (with av 18.1.1 the pack pipeline hung here after the
-            # video-writing stages). The server is a fresh single-threaded process, started once.
-            ctx = _worker_context() if workers > 0 else None
+            # Workers never fork this process (cogarch.train.worker_context: with av 18.1.1 the pack
+            # pipeline hung here after the video-writing stages); torch, numpy and av preloaded.
+            ctx = worker_context(("torch", "numpy", __name__)) if workers > 0 else None
             loader = torch.utils.data.DataLoader(src, batch_size=16, num_workers=max(0, workers), multiprocessing_context=ctx)
             for b in loader:
                 arr[b["index"].numpy()] = (b["frames"] * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
