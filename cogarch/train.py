@@ -193,8 +193,8 @@ def worker_context(preload: tuple[str, ...] = ("torch", "numpy")) -> Any:
     """Where DataLoader workers start: a forkserver (spawn where there is none, e.g. Windows), never a
     fork of this process. The caller may hold threads (a video codec's, a server's, tqdm's monitor),
     and a child forked from a threaded process can deadlock on a lock one of them held: workers
-    decoding clips with av 18.1.1 did. The server is one fresh single-threaded process per process
-    tree, started when workers are first needed, with the `preload` list in force then imported (a
+    decoding clips with av 18.1.1 did. The server is one fresh single-threaded process (one per
+    process that uses it), started when workers are first needed, with the `preload` list in force then imported (a
     later call's list changes nothing), so workers start fast."""
     import multiprocessing
 
