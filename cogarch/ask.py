@@ -67,14 +67,19 @@ def _format_evidence(ev: dict[str, Any]) -> list[str]:
             for d in o) or "none seen"))
     b = ev.get("binder")
     if b:
-        lines.append("  binder (the objects the language module took the question to name): " + "; ".join(
-            (f"role {p['role']}: {p['object'] or 'an unseen slot'} (slot {p['slot']}, weight {p['weight']:.2f})" if p["role"] != "first"
-             else f"first touched by role 0 in {p['kind']}: " + (f"{p['object'] or 'an unseen slot'} (slot {p['slot']})" if p["slot"] is not None
-                                                       else "nothing")) for p in b))
+        lines.append("  binder (the objects the language module took the question to name): " + "; ".join(map(_binder_pick, b)))
     c = ev.get("cost")
     if c:
         lines.append("  cost: " + ", ".join(f"{k}={v:.3f}" for k, v in c.items()))
     return lines
+
+
+def _binder_pick(p: dict[str, Any]) -> str:
+    """One binder pick in words: a role's slot, or the slot its first token reads (binder_first)."""
+    seen = f"{p['object'] or 'an unseen slot'} (slot {p['slot']}"
+    if p["role"] != "first":
+        return f"role {p['role']}: {seen}, weight {p['weight']:.2f})"
+    return f"first touched by role 0 in {p['kind']}: " + (f"{seen})" if p["slot"] is not None else "nothing")
 
 
 def save_explain_png(path: str, frames, ev: dict[str, Any]) -> None:

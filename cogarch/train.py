@@ -194,8 +194,8 @@ def worker_context(preload: tuple[str, ...] = ("torch", "numpy")) -> Any:
     fork of this process. The caller may hold threads (a video codec's, a server's, tqdm's monitor),
     and a child forked from a threaded process can deadlock on a lock one of them held: workers
     decoding clips with av 18.1.1 did. The server is one fresh single-threaded process (one per
-    process that uses it), started when workers are first needed, with the `preload` list in force then imported (a
-    later call's list changes nothing), so workers start fast."""
+    process that uses it), started when workers are first needed with the `preload` list in force
+    then imported (a later call's list changes nothing), so workers start fast."""
     import multiprocessing
 
     if "forkserver" not in multiprocessing.get_all_start_methods():

@@ -1,15 +1,14 @@
 """Child processes of tests/test_memory_store.py: a writer killed mid-write and a concurrent reader.
 
-They start from a `forkserver` (multiprocessing), not from os.fork() of the pytest process: pytest
-has run threaded tests by then (the serve tests, video decoding), and a child forked from a
-multi-threaded parent can deadlock on a lock some other thread held at the fork. With av 18.1.1
-that happened (docs/benchmarks.md, twenty-fourth session). The forkserver is a fresh single-threaded
-process with the store's modules preloaded, so a child starts in milliseconds.
+They start from a forkserver (cogarch.train.worker_context), not from os.fork() of the pytest
+process: pytest has run threaded tests by then (the serve tests, video decoding), and a child forked
+from a multi-threaded parent can deadlock on a lock some other thread held at the fork. With av
+18.1.1 that happened (docs/benchmarks.md, twenty-fourth session). The forkserver is a fresh
+single-threaded process with the store's modules preloaded, so a child starts in milliseconds.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import select
 import time
@@ -19,10 +18,10 @@ import numpy as np
 
 from cogarch.modules.memory.config import MemoryConfig
 from cogarch.modules.memory.store import EpisodeStore
+from cogarch.train import worker_context
 
 D = 16
-CTX = multiprocessing.get_context("forkserver")
-CTX.set_forkserver_preload(["numpy", "cogarch.modules.memory.store", __name__])
+CTX = worker_context(("numpy", "cogarch.modules.memory.store", __name__))
 READY = b"ready\n"
 
 

@@ -89,10 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         from accelerate.utils import set_seed
 
         set_seed(cfg.trainer.seed)  # as `cogarch train` does before the model is built
-        final = fit(bt.make_job(cfg), cfg)
+        job = bt.make_job(cfg)
+        final = fit(job, cfg)
         language = bt.load_language(args.language)
-        reader, meta = bt.load_reader(final, language)
-        res = report(_Logits(reader), language, cfg, meta["answers"])
+        reader, meta = bt.load_reader(final, language)  # the export as a user loads it
+        res = report(_Logits(reader), language, cfg, meta["answers"], job.dataset.enc)
         tmp = out.with_name(out.name + ".tmp")
         shutil.copyfile(final / bt.EXPORT["binder"], tmp)
         tmp.replace(out)
@@ -108,11 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(model: _Logits, language, cfg, answers: list[str]) -> dict:
-    """Per template and split: the reader's accuracy, the train majority's, and the binder's picks."""
-    from cogarch.modules.language.binder_train import encode_questions
+def report(model: _Logits, language, cfg, answers: list[str], train: dict) -> dict:
+    """Per template and split: the reader's accuracy, the train majority's, and the binder's picks
+    (`train`: the training split as make_job encoded it)."""
+    from cogarch.modules.language.binder_train import encode_questions, pad_ids
 
-    sets = {"train": encode_questions(language, cfg.data_dir, cfg.features_dir, "train", cfg.templates, cfg.kinds, cfg.slots)}
+    sets = {"train": train}
     for s in ("val", "test"):  # reported where the split has such questions (a tiny suite may not)
         try:
             sets[s] = encode_questions(language, cfg.data_dir, cfg.features_dir, s, cfg.templates, cfg.kinds, cfg.slots)
@@ -123,8 +125,7 @@ def report(model: _Logits, language, cfg, answers: list[str]) -> dict:
     res = {"templates": list(cfg.templates), "steps": cfg.trainer.max_steps, "binder_text": cfg.binder_text, "first": cfg.first,
            "init": cfg.init, "per_template": {}, "prior": {}}
     for s, e in sets.items():
-        L = max(len(p) for p in e["ids"])
-        ids = torch.tensor([p + [0] * (L - len(p)) for p in e["ids"]])
+        ids = pad_ids(e["ids"])
         y = torch.tensor([answers.index(a) if a in answers else -1 for a in e["answers"]])
         for t in cfg.templates:
             i = torch.tensor([j for j, x in enumerate(e["templates"]) if x == t], dtype=torch.long)

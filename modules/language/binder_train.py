@@ -131,7 +131,7 @@ def encode_questions(language, data_dir: str, features_dir: str, split: str, tem
     shard = FeatureShard(features_dir, split)
     need = sorted({"objects", *kinds})
     check_slots(shard, need, slots)
-    out = {"ids": [], "rows": {k: [] for k in need}, "answers": [], "templates": [], "questions": [], "clip_ids": []}
+    out = {"ids": [], "rows": {k: [] for k in need}, "answers": [], "templates": [], "questions": []}
     for r in load_split(data_dir, "questions", split):
         if r["template"] not in templates:
             continue
@@ -139,7 +139,7 @@ def encode_questions(language, data_dir: str, features_dir: str, split: str, tem
             out["rows"][k].append(v[:, :OBJECT_ROW])
         prompt = format_prompt(language.config, r["question"], list(r.get("choices") or []) or None)
         out["ids"].append([i + 1 for i in encode_pair(language.tokenizer, prompt, None, language.config)[0]])
-        for key, value in (("answers", str(r["answer"])), ("templates", r["template"]), ("questions", r["question"]), ("clip_ids", r["clip_id"])):
+        for key, value in (("answers", str(r["answer"])), ("templates", r["template"]), ("questions", r["question"])):
             out[key].append(value)
     if not out["ids"]:
         raise UserError(f"no {'/'.join(templates)} questions in {data_dir} split {split}")
@@ -177,10 +177,15 @@ class BinderQuestions(torch.utils.data.Dataset):
         return {"ids": self.enc["ids"][i], "rows": {k: self.enc["rows"][k][i] for k in self.kinds}, "label": self.labels[i]}
 
 
+def pad_ids(prompts: list[list[int]]) -> torch.Tensor:
+    """Prompt ids (shifted by 1) -> [B, L], right-padded with 0."""
+    L = max(len(p) for p in prompts)
+    return torch.tensor([p + [0] * (L - len(p)) for p in prompts])
+
+
 def collate(items: list[dict]) -> dict:
     """Pad prompt ids (0 = padding), stack rows per kind, labels [B]."""
-    L = max(len(x["ids"]) for x in items)
-    return {"ids": torch.tensor([x["ids"] + [0] * (L - len(x["ids"])) for x in items]),
+    return {"ids": pad_ids([x["ids"] for x in items]),
             "rows": {k: torch.stack([x["rows"][k] for x in items]) for k in items[0]["rows"]},
             "label": torch.tensor([x["label"] for x in items])}
 
