@@ -363,13 +363,15 @@ def test_binder_pretrain_writes_weights_a_round_loads(lm_dir, tmp_path, capsys):
     from cogarch.cli import main as cli_main
     from cogarch.modules.language.binder_train import load_reader
 
-    common = [f"language={tmp_path / 'lang'}", f"data_dir={tmp_path}", f"features_dir={tmp_path / 'f'}", "slots=3"]
+    # no slots given: read off the rows (3 per step here), as the module does
+    common = [f"language={tmp_path / 'lang'}", f"data_dir={tmp_path}", f"features_dir={tmp_path / 'f'}"]
     assert cli_main(["train", "language-binder", "--config", "configs/language/binder_tiny.yaml", *common, "trainer.max_steps=4",
                      f"trainer.out_dir={tmp_path / 'run'}", "trainer.progress=false"]) == 0
     final = tmp_path / "run" / "final"
     assert sorted(p.name for p in final.iterdir()) == ["binder.safetensors", "binder_config.json", "reader.safetensors"]
     reader, meta = load_reader(final, LanguageModule.from_pretrained(tmp_path / "lang"))
     assert meta["answers"] == ["no", "yes"] and meta["templates"] == ["desc_collide"] and reader.out.out_features == 2
+    assert meta["slots"] == 3 and reader.slots == 3
     assert all(torch.equal(v, reader.binder.state_dict()[k]) for k, v in load_file(str(final / "binder.safetensors")).items())
     capsys.readouterr()  # what came before (dataset progress bars)
     for bad, msg in (("templates=[desc_nothing]", "no desc_nothing questions"), ("kinds=[percept]", "kinds must be slot-row kinds"),

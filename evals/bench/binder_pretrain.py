@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=1000, help="checkpoint every this many steps")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--slots", type=int, default=6)
+    ap.add_argument("--slots", type=int, default=0, help="object slots per step (0: read off the rows)")
     ap.add_argument("--kinds", default="objects",
                     help="slot-row kinds the binder reads, comma-separated (the module's model.binder; the first in prefix order picks)")
     ap.add_argument("--first", action="store_true", help="read the binder's first token too (the module's model.binder_first)")
@@ -117,7 +117,7 @@ def report(model: _Logits, language, cfg, answers: list[str], train: dict) -> di
     sets = {"train": train}
     for s in ("val", "test"):  # reported where the split has such questions (a tiny suite may not)
         try:
-            sets[s] = encode_questions(language, cfg.data_dir, cfg.features_dir, s, cfg.templates, cfg.kinds, cfg.slots)
+            sets[s] = encode_questions(language, cfg.data_dir, cfg.features_dir, s, cfg.templates, cfg.kinds, train["slots"])
         except UserError as e:
             if not str(e).startswith("no "):
                 raise
@@ -140,7 +140,7 @@ def report(model: _Logits, language, cfg, answers: list[str], train: dict) -> di
             if t in NAMED:  # did the binder pick the named objects? (bound by code, a diagnostic)
                 with torch.no_grad():
                     res.setdefault("binder_picks", {}).setdefault(t, {})[s] = binder_picks(
-                        model, (ids[i], sub, None), [e["questions"][j] for j in i.tolist()], cfg.slots, t)
+                        model, (ids[i], sub, None), [e["questions"][j] for j in i.tolist()], train["slots"], t)
     return res
 
 

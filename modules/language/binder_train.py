@@ -55,7 +55,7 @@ class Config:
     first: bool = False  # the binder's first token too (the module's model.binder_first)
     init: str = ""  # continue this binder's weights (a curriculum): an earlier export's binder.safetensors
     binder_text: str = "own"  # own token table or the LM's embeddings (the module's model.binder_text)
-    slots: int = 6  # object slots per step in the rows
+    slots: int = 0  # object slots per step in the rows; 0: read off the rows' per-step times, as the module does
     width: int = 64  # the reader's width
     # The optimiser of the bench loop that pretrained the v14/v15 binders (AdamW, lr 1e-3, wd 0.01,
     # constant LR, no clipping); unlike it, the trainer draws epochs and skips decay on 1-D weights.
@@ -75,8 +75,8 @@ class Config:
             raise ConfigError(f"binder_text must be 'own' or 'lm', got {self.binder_text!r}")
         if self.init and not os.path.isfile(self.init):
             raise ConfigError(f"init: no file {self.init!r}")
-        if self.slots < 1:
-            raise ConfigError(f"slots must be >= 1, got {self.slots}")
+        if self.slots < 0:
+            raise ConfigError(f"slots must be >= 1 (or 0: read off the rows), got {self.slots}")
         if self.width < 4 or self.width % 4:
             raise ConfigError(f"width must be a positive multiple of 4 (the reader's attention heads), got {self.width}")
 
@@ -123,15 +123,16 @@ class BinderReader(nn.Module):
 
 
 def encode_questions(language, data_dir: str, features_dir: str, split: str, templates: list[str], kinds: list[str],
-                     slots: int = 6) -> dict:
+                     slots: int = 0) -> dict:
     """The `templates` questions of a split: {"ids": [[prompt ids + 1]], "rows": {kind: [Q, N, 18]},
-    "answers", "templates", "questions"} (rows: `kinds` and "objects", where a diagnostic finds names)."""
+    "answers", "templates", "questions", "slots"} (rows: `kinds` and "objects", where a diagnostic
+    finds names; slots: per step, read off the rows, and checked against `slots` unless that is 0)."""
     from cogarch.modules.language.model import encode_pair, format_prompt
 
     shard = FeatureShard(features_dir, split)
     need = sorted({"objects", *kinds})
-    check_slots(shard, need, slots)
-    out = {"ids": [], "rows": {k: [] for k in need}, "answers": [], "templates": [], "questions": []}
+    out = {"ids": [], "rows": {k: [] for k in need}, "answers": [], "templates": [], "questions": [],
+           "slots": rows_slots(shard, need, slots)}
     for r in load_split(data_dir, "questions", split):
         if r["template"] not in templates:
             continue
@@ -147,19 +148,26 @@ def encode_questions(language, data_dir: str, features_dir: str, split: str, tem
     return out
 
 
-def check_slots(shard: FeatureShard, kinds: list[str], slots: int) -> None:
-    """A ConfigError naming `slots` when a kind's rows do not hold that many slots per step (read off
-    the rows' per-step times, as the module does): reshaped with the wrong count, rows mix objects."""
+def rows_slots(shard: FeatureShard, kinds: list[str], slots: int = 0) -> int:
+    """Object slots per step of the kinds' rows, read off their per-step times as the module does. A
+    ConfigError naming `slots` when it is given (> 0) and the rows hold another count (reshaped with
+    the wrong count, rows mix objects), or when the kinds disagree."""
     from cogarch.modules.language.adapters import steps_slots
 
     if not len(shard):
-        return
-    row = shard.get(0)
+        return slots
+    row, found = shard.get(0), {}
     for kind in kinds:
         if kind in row and "time" in row[kind]:
-            K = steps_slots(row[kind]["time"][None], kind, "language-binder")[1]
-            if K != slots:
-                raise ConfigError(f"slots={slots}, but the {kind!r} rows of {shard.tensors_path.parent} hold {K} slots per step")
+            found[kind] = steps_slots(row[kind]["time"][None], kind, "language-binder")[1]
+    for kind, K in found.items():
+        if slots and K != slots:
+            raise ConfigError(f"slots={slots}, but the {kind!r} rows of {shard.tensors_path.parent} hold {K} slots per step")
+    if len(set(found.values())) > 1:
+        raise ConfigError(f"the kinds' rows hold different slot counts per step ({found}) in {shard.tensors_path.parent}")
+    if not found and not slots:
+        raise ConfigError(f"no {'/'.join(kinds)} rows with per-step times in {shard.tensors_path.parent}: set slots")
+    return next(iter(found.values()), slots)
 
 
 class BinderQuestions(torch.utils.data.Dataset):
@@ -190,9 +198,9 @@ def collate(items: list[dict]) -> dict:
             "label": torch.tensor([x["label"] for x in items])}
 
 
-def build_reader(cfg: Config, language, classes: int) -> BinderReader:
+def build_reader(cfg: Config, language, classes: int, slots: int) -> BinderReader:
     embed = language.lm.get_input_embeddings().weight.detach().float().clone()
-    return BinderReader(embed, cfg.slots, classes, cfg.width, own_text=cfg.binder_text == "own", kinds=tuple(cfg.kinds), first=cfg.first)
+    return BinderReader(embed, slots, classes, cfg.width, own_text=cfg.binder_text == "own", kinds=tuple(cfg.kinds), first=cfg.first)
 
 
 def load_language(path: str):
@@ -208,7 +216,7 @@ def make_job(cfg: Config) -> TrainJob:
     language = load_language(cfg.language)
     enc = encode_questions(language, cfg.data_dir, cfg.features_dir, "train", cfg.templates, cfg.kinds, cfg.slots)
     answers = sorted(set(enc["answers"]))
-    model = build_reader(cfg, language, len(answers))
+    model = build_reader(cfg, language, len(answers), enc["slots"])
     if cfg.init:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -218,7 +226,7 @@ def make_job(cfg: Config) -> TrainJob:
         except (OSError, SafetensorError, RuntimeError) as e:
             raise ConfigError(f"init {cfg.init}: not a binder of this shape ({str(e).splitlines()[0]})") from None
     meta = {"module": "language-binder", "templates": list(cfg.templates), "kinds": list(cfg.kinds), "first": cfg.first,
-            "binder_text": cfg.binder_text, "slots": cfg.slots, "width": cfg.width, "answers": answers,
+            "binder_text": cfg.binder_text, "slots": enc["slots"], "width": cfg.width, "answers": answers,
             "language": cfg.language, "init": cfg.init}
 
     def save(m: BinderReader, folder) -> None:
@@ -244,7 +252,7 @@ def load_reader(folder: str | os.PathLike, language) -> tuple[BinderReader, dict
         raise UserError(f"{str(folder)!r} is not a language-binder export (no {EXPORT['config']})")
     meta = json.loads((folder / EXPORT["config"]).read_text())
     cfg = Config(kinds=meta["kinds"], first=meta["first"], binder_text=meta["binder_text"], slots=meta["slots"], width=meta["width"])
-    model = build_reader(cfg, language, len(meta["answers"]))
+    model = build_reader(cfg, language, len(meta["answers"]), meta["slots"])
     missing, unexpected = model.load_state_dict(load_file(str(folder / EXPORT["reader"])), strict=False)
     if unexpected or [k for k in missing if not k.startswith("embed.")]:
         raise UserError(f"{folder}: reader weights do not match its binder_config.json")
