@@ -18,6 +18,7 @@ would resume an interrupted stage's checkpoints under another recipe.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -29,6 +30,7 @@ from cogarch.config import to_dict
 from cogarch.errors import ConfigError
 from cogarch.fsutil import atomic_dir, atomic_write_json
 from cogarch.info import git_revision
+from cogarch.pack_checks import check_relations, check_resumed_world_model, world_model_source
 
 
 @dataclass
@@ -39,6 +41,11 @@ class Config:
     # Questions per template per TRAIN clip (0: the generator's default, 1). More training questions
     # from the same clips cost no perception or feature time; val/test keep the standard questions.
     physqa_train_per_template: int = 0
+    # A second physqa suite for later stage-2 rounds (physqa_more_n clips, seed physqa_more_seed: other
+    # scenes; only its train split is read): in stage2_round_overrides {more} names it and
+    # {more_features} its train split's bus features, e.g. [data_dir={more}, features_dir={more_features}].
+    physqa_more_n: int = 0
+    physqa_more_seed: int = 23
     voe_n: int = 400
     # "pair" (possible + impossible twin; the shipped packs) or "quad" (IntPhys-balanced quadruplets,
     # evals/world/voe_quad.py: no per-clip motion statistic separates possible from impossible).
@@ -99,12 +106,18 @@ class Config:
         """Run by load_config, so every reader of a recipe (the pipeline, repack_language) checks it."""
         if self.stage2_rounds < 1:
             raise ConfigError(f"stage2_rounds must be >= 1, got {self.stage2_rounds}")
+        named = " ".join(self.stage2_overrides + [o for r in self.stage2_round_overrides for o in r])
+        if (MORE in named or MORE_FEATURES in named) and self.physqa_more_n <= 0:
+            raise ConfigError(f"a stage-2 override names {MORE} or {MORE_FEATURES}, but physqa_more_n is 0: there is no second suite")
+        if self.physqa_more_n > 0 and self.physqa_more_seed == self.seed:
+            raise ConfigError(f"physqa_more_seed must differ from seed ({self.seed}): the second suite would repeat the first's scenes")
         if len(self.stage2_round_overrides) > self.stage2_rounds:
             raise ConfigError(f"stage2_round_overrides has {len(self.stage2_round_overrides)} rounds' entries, "
                               f"stage2_rounds is {self.stage2_rounds}")
 
 
 BINDER, BINDER2 = "{binder}", "{binder2}"  # in a stage-2 override: the pretrained binders' weights (Pipeline.binders)
+MORE, MORE_FEATURES = "{more}", "{more_features}"  # ... the second physqa suite and its bus features (Pipeline.more)
 
 
 def shard_width(path: Path) -> int:
@@ -131,6 +144,7 @@ class Pipeline:
         self.root.mkdir(parents=True, exist_ok=True)
         self.log_path = self.root / "pipeline.json"
         self.binders = {k: self.root / "binder" / sub / "final" / "binder.safetensors" for k, sub in ((BINDER, "pretrain"), (BINDER2, "curriculum"))}
+        self.more = {MORE: self.root / "data" / "physqa_more", MORE_FEATURES: self.root / "features" / "language_more"}
         self.log = json.loads(self.log_path.read_text()) if self.log_path.is_file() else {"stages": {}}
 
     def stage(self, name: str, done: Path, fn: Callable[[], object], recipe: list[str] | None = None) -> None:
@@ -203,14 +217,14 @@ class Pipeline:
         from cogarch.evals.world.generate import VOE_DESIGNS, generate
 
         c, r = self.cfg, self.root
-        source = self.world_model_source()  # checked before any stage runs
+        source = world_model_source(c)  # checked before any stage runs
         if source == "objects" and c.objects_n <= 0:
             raise ConfigError("the world model reads objects (model.source=objects) but objects_n is 0: there are no object slots to read")
         if c.voe_design not in VOE_DESIGNS:  # checked before any stage runs, like the world model's source
             raise ConfigError(f"voe_design must be one of {', '.join(VOE_DESIGNS)}, got {c.voe_design!r}")
         c.validate()  # a Config changed after loading (dataclasses.replace) is checked again
-        self.check_resumed_world_model(source)
-        self.check_relations(source)
+        check_resumed_world_model(r, source)
+        check_relations(c, source)
         self.check_assembled_rounds()
         data = r / "data"
         self.stage("generate physqa", data / "physqa", lambda: generate("physqa", c.physqa_n, data / "physqa", seed=c.seed,
@@ -260,6 +274,12 @@ class Pipeline:
         lang_feats = r / "features" / "language"
         self.stage("bus features", lang_feats / "test.json", lambda: write_language_features(
             {"perception": str(bus_perc), "world_model": str(wm)}, data / "physqa", lang_feats, splits=("train", "val", "test", "test_ood")))
+        if c.physqa_more_n > 0:
+            more, more_feats = self.more[MORE], self.more[MORE_FEATURES]
+            self.stage("generate physqa more", more, lambda: generate("physqa", c.physqa_more_n, more, seed=c.physqa_more_seed,
+                                                                      train_per_template=c.physqa_train_per_template))
+            self.stage("bus features more", more_feats / "train.json", lambda: write_language_features(
+                {"perception": str(bus_perc), "world_model": str(wm)}, more, more_feats, splits=("train",)))
 
         lm = r / "language_pretrain" / "final"
         self.train_stage("language pretrain", lm,
@@ -303,7 +323,8 @@ class Pipeline:
 
         def round_overrides(k: int) -> list[str]:
             extra = c.stage2_overrides + (list(c.stage2_round_overrides[k - 1]) if k <= len(c.stage2_round_overrides) else [])
-            return [o.replace(BINDER, str(self.binders[BINDER])).replace(BINDER2, str(self.binders[BINDER2])) for o in extra]
+            subs = {**{k: str(v) for k, v in self.binders.items()}, **{k: str(v) for k, v in self.more.items()}}
+            return [functools.reduce(lambda o, kv: o.replace(*kv), subs.items(), o) for o in extra]
 
         out = r / folder / "final"
         self.train_stage(name, out, "language", c.language,
@@ -340,45 +361,6 @@ class Pipeline:
                     else f"{had} but this recipe ships {now}")
             raise ConfigError(f"{saved.parent} was assembled from {what} (stage2_rounds={self.cfg.stage2_rounds}, "
                               f"train_blind={self.cfg.train_blind}): delete {saved.parent} and {self.root / 'eval'}, or use a new out_dir")
-
-    def world_model_source(self) -> str:
-        """model.source of the bus world model's preset + overrides ("percept" or "objects"); the
-        model config is validated here, so a bad value fails before the first stage, not an hour in."""
-        from cogarch.config import load_config
-        from cogarch.modules.world_model.train import Config as WMConfig
-
-        model = load_config(WMConfig, self.cfg.world_model, self.cfg.world_model_overrides).model
-        model.validate()
-        return model.source
-
-    def check_relations(self, source: str) -> None:
-        """Relation channels and the slot binder read object-slot rows: `objects` needs objects_n > 0, the forecast an
-        object world model; the binder stages' overrides must load. Checked before the first stage, not hours later."""
-        c = self.cfg
-        for o in c.stage1_overrides + c.stage2_overrides + [o for r in c.stage2_round_overrides for o in r]:
-            key, _, value = o.partition("=")
-            kinds = [k.strip().strip("'\"") for k in value.strip().strip("[]").split(",")]
-            if key in ("model.relations", "model.binder") and c.objects_n <= 0 and kinds != [""]:
-                raise ConfigError(f"{o} reads object-slot rows, but objects_n is 0: the pipeline makes no object slots")
-            if key in ("model.relations", "model.binder") and "forecast" in kinds and source != "objects":
-                raise ConfigError(f"{o} reads the forecast as object-slot rows, but the world model forecasts {source!r} "
-                                  f"(model.source): drop forecast from {key} or use model.source=objects")
-        from cogarch.config import load_config  # and the binder stages' overrides (their preset validates them)
-        from cogarch.modules.language.binder_train import Config as BinderConfig
-        for key in ("binder_pretrain_overrides", "binder_curriculum_overrides"):
-            if getattr(c, key):
-                load_config(BinderConfig, c.binder_preset, getattr(c, key))
-
-    def check_resumed_world_model(self, source: str) -> None:
-        """A resumed run skips stages whose output exists: a world model trained on the other source
-        would be kept silently and mixed with language stages set up for this one."""
-        saved = self.root / "world_model" / "final" / "config.json"
-        if not saved.is_file():
-            return
-        had = json.loads(saved.read_text()).get("config", {}).get("source", "percept")
-        if had != source:
-            raise ConfigError(f"{saved.parent} was trained on {had!r} but the world model preset reads {source!r}: "
-                              "delete it and the stages after it (features/language, language*, pack, eval), or use a new out_dir")
 
     def planning_stages(self, perc: Path, data: Path) -> tuple[Path, Path]:
         """Encode the planning episodes, then train the action-conditioned world model and the critic."""

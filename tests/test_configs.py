@@ -71,7 +71,7 @@ def test_untrained_encoder_pack_follows_the_default_recipe() -> None:
 
     default = load_config(Config, str(CONFIGS / "pack/default.yaml"), [])
     untrained = load_config(Config, str(CONFIGS / "pack/untrained_encoder.yaml"), [])
-    for name in ("seed", "physqa_n", "voe_n", "voe_design", "objects_n", "objects", "objects_overrides", "world_model", "world_model_overrides", "language_pretrain",
+    for name in ("seed", "physqa_n", "physqa_more_n", "physqa_more_seed", "voe_n", "voe_design", "objects_n", "objects", "objects_overrides", "world_model", "world_model_overrides", "language_pretrain",
                  "language_pretrain_overrides", "language", "stage1_overrides", "stage2_overrides", "stage2_rounds",
-                 "stage2_round_overrides", "memory"):
+                 "stage2_round_overrides", "binder_preset", "binder_pretrain_overrides", "binder_curriculum_overrides", "memory"):
         assert getattr(untrained, name) == getattr(default, name), name

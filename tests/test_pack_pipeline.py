@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from cogarch.config import load_config
+from cogarch.pack_checks import check_relations
 from cogarch.pack_train import Config, Pipeline, run
 
 TINY = {
@@ -31,12 +32,13 @@ TINY = {
     "stage2_overrides": ["trainer.max_steps=2", "model.pool=grid", "model.grid=4", "model.max_tokens=64", "trainer.ckpt_every=0"],
     # the default recipe's rounds at toy size, five of its six: oversampling, relation channels, then
     # a pretrained, frozen slot binder, here the curriculum's (its sixth round's: {binder2}, which
-    # continues the first pretraining's {binder}); the blind baseline ignores relations and binder
-    "stage2_rounds": 5,
+    # continues the first pretraining's {binder}), on a second suite's train split (its seventh
+    # round's: {more}, {more_features}); the blind baseline ignores relations and binder
+    "stage2_rounds": 5, "physqa_more_n": 12,
     "stage2_round_overrides": [[], [], ["trainer.max_steps=2", "template_repeat.desc_count=2"],
                                ["trainer.max_steps=2", "template_repeat.desc_first_hit=2", "model.relations=[objects,forecast]"],
                                ["trainer.max_steps=2", "model.binder=[objects,forecast]", "model.binder_text=own",
-                                "binder_init={binder2}", "freeze_binder=true"]],
+                                "binder_init={binder2}", "freeze_binder=true", "data_dir={more}", "features_dir={more_features}"]],
     "binder_pretrain_overrides": ["templates=[desc_collide]", "trainer.max_steps=2", "trainer.ckpt_every=1"],
     "binder_curriculum_overrides": ["templates=[desc_collide]", "kinds=[forecast,objects]", "trainer.max_steps=2", "trainer.ckpt_every=1"],
 }
@@ -96,6 +98,15 @@ def test_pipeline_builds_a_complete_pack(tiny_pack: tuple[Config, Path]) -> None
         last = Path(cfg.out_dir) / f"{folder}_r{cfg.stage2_rounds}" / "final"
         assert (pack / shipped / "adapter_model.safetensors").read_bytes() == (last / "adapter_model.safetensors").read_bytes()
     assert meta["stages"] == stages  # pack.json times every stage, evaluate and check set included
+    # the second suite: generated with its own seed, only its train split's features made, read by round 5 alone
+    more = Path(cfg.out_dir) / "data" / "physqa_more"
+    assert json.loads((more / "manifest.json").read_text())["seed"] == cfg.physqa_more_seed != cfg.seed
+    assert sorted(p.name for p in (Path(cfg.out_dir) / "features" / "language_more").glob("*.json")) == ["train.json"]
+    for k in (4, 5):
+        recipe = stages[f"language stage 2 round {k}"]["recipe"]
+        assert ("data_dir=<out_dir>/data/physqa_more" in recipe) == (k == 5)
+        assert ("features_dir=<out_dir>/features/language_more" in recipe) == (k == 5)
+    assert "data_dir=<out_dir>/data/physqa_more" in stages["blind language baseline round 5"]["recipe"]
     assert meta["sources"] == {"language": "language_r5/final", "language_blind": "language_blind_r5/final"}
     planning = json.loads((pack / "planning" / "planning.json").read_text())
     assert planning["encoder"] == "perception:../perception" and planning["grid"] == cfg.planning_grid
@@ -268,7 +279,7 @@ def test_object_world_model_needs_object_slots(tmp_path: Path) -> None:
     assert not (tmp_path / "b" / "data").exists()
     cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'c'}", *rounds,
                       'stage2_round_overrides=[[], ["model.binder=[objects,forecasts]"]]'])
-    Pipeline(cfg, resume=False).check_relations("percept")  # no error
+    check_relations(cfg, "percept")  # no error
     # object-slot rows need object slots: a recipe reading them with objects_n 0 fails before the first stage
     cfg = load_config(Config, "configs/pack/default.yaml", [f"out_dir={tmp_path / 'n'}", *rounds, "objects_n=0",
                       'stage2_round_overrides=[[], ["model.binder=[objects]"]]'])
@@ -310,3 +321,16 @@ def test_object_world_model_needs_object_slots(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="trained on 'percept'"):
         run(cfg)
     assert not (tmp_path / "r" / "data").exists()
+
+
+def test_second_suite_is_checked_with_the_recipe(tmp_path: Path) -> None:
+    """{more} / {more_features} need a second suite, and that suite needs its own seed: both are
+    refused when the recipe loads, before anything is generated."""
+    from cogarch.errors import ConfigError
+
+    for bad, msg in (('stage2_round_overrides=[["data_dir={more}"]]', "physqa_more_n is 0"),
+                     ('stage2_overrides=["features_dir={more_features}"]', "physqa_more_n is 0"),
+                     ("physqa_more_seed=0", "must differ from seed")):
+        with pytest.raises(ConfigError, match=msg):
+            load_config(Config, None, [f"out_dir={tmp_path}", "stage2_rounds=1", "physqa_more_n=10" if "seed" in bad else "physqa_more_n=0", bad])
+    assert load_config(Config, None, [f"out_dir={tmp_path}", "physqa_more_n=10", 'stage2_overrides=["data_dir={more}"]']).physqa_more_n == 10
